@@ -1,0 +1,89 @@
+"""Command line: ``python -m imagenet_ops <artifact> ...`` prints the CM env dict as JSON on stdout.
+
+Logs go to stderr. Object-storage outputs use the environment's credentials (``AWS_*``,
+``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imagenet_ops import VERSION, aux_files, samples
+from imagenet_ops.errors import ImagenetOpsError
+from imagenet_ops.storage import open_sink
+
+log = logging.getLogger("imagenet_ops")
+
+
+def _work_dir(args: argparse.Namespace) -> tuple[Path, bool]:
+    if args.work_dir:
+        return Path(args.work_dir), False
+    return Path(tempfile.mkdtemp(prefix="imagenet_ops-")), True
+
+
+def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
+    config = aux_files.resolve_aux_config(aux_files.AUX_TABLE.selections_from_args(args))
+    work, temporary = _work_dir(args)
+    started = time.monotonic()
+    try:
+        done = aux_files.build_aux(config=config, sink=open_sink(args.output), work_dir=work)
+    finally:
+        if temporary:
+            shutil.rmtree(work, ignore_errors=True)
+    pub = done.publish
+    log.info(
+        "aux %s: %s, %d files at %s (cache key %s, %.1fs)",
+        config.version, "cache hit, nothing uploaded" if pub.cache_hit else "published", pub.files, pub.uri,
+        pub.cache_key[:12], time.monotonic() - started,
+    )
+    return done.env
+
+
+def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
+    path = samples.make_aux_archive(Path(args.output) / aux_files.ARCHIVE_NAME, seed=args.seed)
+    return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m imagenet_ops", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=VERSION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    aux = sub.add_parser("aux", help="ImageNet aux files (get-dataset-imagenet-aux)")
+    aux_files.AUX_TABLE.add_cli_arguments(aux)
+    aux.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
+    aux.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
+    aux.set_defaults(func=_cmd_aux)
+
+    sample = sub.add_parser("sample", help="write the small generated sample inputs (no download)")
+    sample.add_argument("--output", required=True, help="folder for caffe_ilsvrc12.tar.gz")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=_cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        env = args.func(args)
+    except ImagenetOpsError as exc:
+        log.error("%s", exc)
+        return 1
+    print(json.dumps(env, indent=None, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""HTTP(S) downloads: mirrors in order, resume with Range, retries with backoff, checksum gate.
+
+The file appears under its final name only after it verified; until then it lives in
+``<name>.part`` (kept between attempts and task retries so a cut download resumes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+
+from imagenet_ops.digests import AcceptedChecksums, file_digests
+from imagenet_ops.errors import ChecksumMismatch, DownloadError
+from imagenet_ops.progress import Progress, human_bytes, human_seconds
+
+log = logging.getLogger(__name__)
+
+# Small reads: a broken connection loses at most one chunk of what it delivered.
+_CHUNK = 1 << 16
+_RETRYABLE = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,
+)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What :func:`download` delivered: the verified file and where it came from."""
+
+    path: str
+    url: str
+    size: int
+    md5: str
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+    resumed_from: int = 0
+    reused: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per mirror and exponential backoff (``backoff * 2**n``, capped at ``max_backoff``)."""
+
+    attempts: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    timeout: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.backoff * (2**attempt), self.max_backoff)
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt on the same mirror."""
+
+
+def filename_from_url(url: str) -> str:
+    """CM's rule: the URL path's basename without the query; ``index.html`` if it has no dot."""
+    name = os.path.basename(urlsplit(url).path)
+    return name if "." in name else "index.html"
+
+
+def download(
+    *,
+    urls: Sequence[str],
+    dest_dir: Path,
+    accepted: AcceptedChecksums,
+    filename: str | None = None,
+    verify_ssl: bool = True,
+    retry: RetryPolicy = RetryPolicy(),
+    session: requests.Session | None = None,
+    progress_every: float = 5.0,
+) -> DownloadResult:
+    """Download the first mirror that delivers a file matching ``accepted``.
+
+    Args:
+        urls: mirror URLs, tried in order.
+        dest_dir: folder for the file (created if missing).
+        accepted: checksums the file may have (any one passes); empty means unchecked.
+        filename: final file name; defaults to the first URL's basename.
+        verify_ssl: verify TLS certificates (CM's ``_skip_ssl_verification`` turns it off).
+        retry: attempts and backoff per mirror, for connection errors, cuts and 5xx.
+        session: a ``requests.Session`` to reuse (a new one by default).
+        progress_every: seconds between progress lines.
+
+    Returns:
+        The verified file's path, source URL, size, md5, sha256 and HTTP validators.
+
+    Raises:
+        ChecksumMismatch: every mirror delivered bytes with the wrong sums (names both sums).
+        DownloadError: no mirror delivered the file; names every URL and its failure.
+    """
+    if not urls:
+        raise DownloadError("no URL to download from")
+    name = filename or filename_from_url(urls[0])
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    final = dest_dir / name
+
+    if final.exists():
+        digests = file_digests(final)
+        if not accepted.mismatch(digests):
+            log.info("%s already present and verified (md5 %s); not downloading again", final, digests.md5)
+            return DownloadResult(path=str(final), url=urls[0], reused=True, **digests.as_dict())
+        log.warning("%s exists but does not verify; downloading it again", final)
+        final.unlink()
+
+    http = session or requests.Session()
+    failures: list[str] = []
+    mismatches = 0
+    for url in urls:
+        part = dest_dir / f"{name}.part"
+        try:
+            meta = _fetch_with_retries(http, url, part, verify_ssl, retry, progress_every)
+        except DownloadError as exc:
+            failures.append(f"{url}: {exc}")
+            log.warning("mirror failed: %s: %s", url, exc)
+            continue
+        digests = file_digests(part)
+        problem = accepted.mismatch(digests)
+        if problem:
+            mismatches += 1
+            failures.append(f"{url}: checksum mismatch: {problem}")
+            log.warning("mirror %s delivered bytes with the wrong checksum: %s", url, problem)
+            _discard(part)
+            continue
+        os.replace(part, final)
+        _discard(_marker(part))
+        log.info("downloaded %s from %s (%s, md5 %s)", final, url, human_bytes(digests.size), digests.md5)
+        return DownloadResult(path=str(final), url=url, **digests.as_dict(), **meta)
+
+    detail = "\n  ".join(failures)
+    if mismatches == len(urls):
+        raise ChecksumMismatch(f"checksum mismatch for {name} from every mirror:\n  {detail}")
+    raise DownloadError(f"could not download {name} from any of {len(urls)} mirror(s):\n  {detail}")
+
+
+def _marker(part: Path) -> Path:
+    return part.with_name(part.name + ".url")
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _fetch_with_retries(
+    http: requests.Session, url: str, part: Path, verify_ssl: bool, retry: RetryPolicy, every: float
+) -> dict[str, object]:
+    """Fill ``part`` from ``url``; resumes a partial file left by an earlier attempt from the same URL."""
+    marker = _marker(part)
+    if part.exists() and (not marker.exists() or marker.read_text() != url):
+        _discard(part)  # a partial file from another mirror may be other bytes
+    marker.write_text(url)
+    start = part.stat().st_size if part.exists() else 0
+    last_error = "no attempt made"
+    for attempt in range(retry.attempts):
+        if attempt:
+            pause = retry.delay(attempt - 1)
+            log.info("retrying %s in %s (attempt %d/%d): %s", url, human_seconds(pause), attempt + 1, retry.attempts, last_error)
+            time.sleep(pause)
+        try:
+            meta = _fetch_once(http, url, part, verify_ssl, retry.timeout, every)
+            meta["resumed_from"] = start
+            return meta
+        except _Retryable as exc:
+            last_error = str(exc)
+        except _RETRYABLE as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+    raise DownloadError(f"gave up after {retry.attempts} attempts; last error: {last_error}")
+
+
+def _fetch_once(
+    http: requests.Session, url: str, part: Path, verify_ssl: bool, timeout: float, every: float
+) -> dict[str, object]:
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with http.get(url, headers=headers, stream=True, timeout=timeout, verify=verify_ssl) as resp:
+        if resp.status_code == 416 and offset:
+            log.info("%s: server says the %s already held are the whole file", url, human_bytes(offset))
+            return _validators(resp)
+        if resp.status_code >= 500:
+            raise _Retryable(f"HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code >= 400:
+            raise DownloadError(f"HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code == 206:
+            got = resp.headers.get("Content-Range", "")
+            if not got.startswith(f"bytes {offset}-"):
+                raise _Retryable(f"server answered Range {offset}- with Content-Range {got!r}; restarting")
+            mode = "ab"
+            log.info("resuming %s at %s", url, human_bytes(offset))
+        else:
+            if offset:
+                log.info("%s ignored the Range request; restarting from 0", url)
+            offset, mode = 0, "wb"
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        progress = Progress(f"download {part.name[:-5]}", total=total, unit="bytes", logger=log, every=every, initial=offset)
+        with open(part, mode) as fh:
+            # Raw bytes: never let a Content-Encoding header decompress a .tar.gz behind our back.
+            for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+                fh.write(chunk)
+                progress.update(len(chunk))
+        if total is not None and progress.done != total:
+            raise _Retryable(f"connection closed after {progress.done} of {total} bytes")
+        log.info("%s (%.1fs)", progress.line(), progress.elapsed())
+        return _validators(resp)
+
+
+def _validators(resp: requests.Response) -> dict[str, object]:
+    return {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}

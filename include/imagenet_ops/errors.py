@@ -1,0 +1,35 @@
+"""Domain exceptions: every message names the file, URL or URI involved and what was expected."""
+
+from __future__ import annotations
+
+
+class ImagenetOpsError(Exception):
+    """Base class for every error the library raises on purpose."""
+
+
+class ConfigError(ImagenetOpsError, ValueError):
+    """Invalid variation, tag, option or combination of them."""
+
+
+class DownloadError(ImagenetOpsError):
+    """No mirror delivered the file; the message lists every URL tried and why it failed."""
+
+
+class ChecksumMismatch(ImagenetOpsError):
+    """A file's digest matches none of the accepted checksums."""
+
+
+class UnsafeArchiveError(ImagenetOpsError):
+    """An archive member would escape the destination or is a device/special file."""
+
+
+class ArchiveError(ImagenetOpsError):
+    """An archive is unreadable or of an unsupported kind."""
+
+
+class ValidationError(ImagenetOpsError):
+    """Extracted content does not look like the expected artifact."""
+
+
+class StorageError(ImagenetOpsError):
+    """A sink could not be read or written (after retries)."""

@@ -1,0 +1,133 @@
+"""Safe extraction of .tar / .tar.gz / .tgz / .gz into a temporary folder renamed into place.
+
+Absolute names and ``..`` components are refused up front; links that escape, device files and
+other specials are refused by the standard library's ``data`` extraction filter.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from imagenet_ops.errors import ArchiveError, UnsafeArchiveError
+from imagenet_ops.progress import Progress, human_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """The extracted folder (or file, for a plain ``.gz``) and what went into it."""
+
+    path: str
+    files: int
+    bytes: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def archive_kind(path: Path) -> str:
+    """Return ``"tar"`` or ``"gz"`` from the name, or raise :class:`ArchiveError`."""
+    name = path.name.lower()
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    if name.endswith(".gz"):
+        return "gz"
+    raise ArchiveError(f"{path}: unsupported archive type (expected .tar, .tar.gz, .tgz or .gz)")
+
+
+def extract_archive(*, archive: Path, dest: Path, progress_every: float = 5.0) -> ExtractResult:
+    """Extract ``archive`` to ``dest`` atomically.
+
+    A tar goes into the folder ``dest``; a plain ``.gz`` becomes the file ``dest``.
+    The content is written under a temporary sibling name first and renamed into place, so a
+    failed extraction leaves nothing at ``dest``; an existing ``dest`` is replaced.
+
+    Args:
+        archive: the .tar/.tar.gz/.tgz/.gz file.
+        dest: target folder (tar) or file (gz).
+        progress_every: seconds between progress lines.
+
+    Returns:
+        Path, number of files and bytes extracted.
+
+    Raises:
+        UnsafeArchiveError: a member has an absolute name, a ``..`` component, a link that
+            escapes ``dest`` or is a device/special file; names the archive and the member.
+        ArchiveError: the archive is unreadable or of an unknown kind.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if archive_kind(archive) == "gz":
+        return _gunzip(archive, dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        files, size = _untar(archive, tmp, progress_every)
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("extracted %s: %d files, %s into %s", archive.name, files, human_bytes(size), dest)
+    return ExtractResult(path=str(dest), files=files, bytes=size)
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or member.name.startswith(("/", "\\")):
+        raise UnsafeArchiveError(f"{archive}: member {member.name!r} has an absolute path; refusing to extract")
+    if ".." in name.parts:
+        raise UnsafeArchiveError(f"{archive}: member {member.name!r} contains '..'; refusing to extract")
+
+
+def _untar(archive: Path, tmp: Path, every: float) -> tuple[int, int]:
+    files = size = 0
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            progress = Progress(f"extract {archive.name}", unit="files", logger=log, every=every)
+            for member in tar:
+                _check_member(archive, member)
+                try:
+                    tar.extract(member, tmp, filter="data")
+                except tarfile.FilterError as exc:
+                    raise UnsafeArchiveError(f"{archive}: member {member.name!r} refused: {exc}") from exc
+                if member.isfile():
+                    files += 1
+                    size += member.size
+                    progress.update(1)
+    except (tarfile.ReadError, EOFError, OSError, gzip.BadGzipFile) as exc:
+        if isinstance(exc, UnsafeArchiveError):
+            raise
+        raise ArchiveError(f"{archive}: not a readable tar archive: {exc}") from exc
+    return files, size
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+
+
+def _gunzip(archive: Path, dest: Path) -> ExtractResult:
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with gzip.open(archive, "rb") as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.replace(tmp, dest)
+    except (OSError, EOFError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise ArchiveError(f"{archive}: not a readable gzip file: {exc}") from exc
+    size = dest.stat().st_size
+    log.info("gunzipped %s to %s (%s)", archive.name, dest, human_bytes(size))
+    return ExtractResult(path=str(dest), files=1, bytes=size)

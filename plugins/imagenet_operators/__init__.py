@@ -1,0 +1,14 @@
+"""Thin Airflow operators over the ``imagenet_ops`` library (one library call per ``execute``)."""
+
+from __future__ import annotations
+
+from imagenet_operators.aux import AuxPublishOperator, AuxValidateOperator
+from imagenet_operators.files import ArchiveDownloadOperator, ArchiveExtractOperator, ChecksumVerifyOperator
+
+__all__ = [
+    "ArchiveDownloadOperator",
+    "ArchiveExtractOperator",
+    "AuxPublishOperator",
+    "AuxValidateOperator",
+    "ChecksumVerifyOperator",
+]

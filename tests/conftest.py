@@ -1,0 +1,123 @@
+"""Test environment: an isolated Airflow home, and real servers on 127.0.0.1 (HTTP, S3, GCS).
+
+Environment variables are set here, before anything imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="imagenet-ops-airflow-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-" + "x" * 64,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "IMAGENET_OPS_WORK_DIR": str(_HOME / "work"),
+        "IMAGENET_OPS_SINK_ROOT": str(_HOME / "artifacts"),
+        # Keep every cloud SDK on loopback: no metadata-server probes, dummy keys for the S3 server.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_GCE_CHECK": "true",
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+)
+for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+    os.environ.pop(var, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB in the session's Airflow home (dag.test needs one)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def aux_archive_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A valid sample caffe_ilsvrc12.tar.gz (real counts, synthetic wnids)."""
+    from imagenet_ops.samples import make_aux_archive
+
+    return make_aux_archive(tmp_path_factory.mktemp("aux") / "caffe_ilsvrc12.tar.gz").read_bytes()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator:
+    """A Range/ETag-capable HTTP server on 127.0.0.1 serving ``server.root`` (a fresh folder)."""
+    from imagenet_ops.devserver import DevServer
+
+    root = tmp_path / "www"
+    root.mkdir()
+    with DevServer(root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server mode on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
+    """A fresh bucket on the S3 server and a boto3 client for it."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    name = "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    client.create_bucket(Bucket=name)
+    return client, name
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """gcp-storage-emulator on 127.0.0.1 (in memory)."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
+    """A fresh bucket on the GCS emulator and an anonymous client for it."""
+    from imagenet_ops.storage import default_gcs_client
+
+    client = default_gcs_client(endpoint=gcs_endpoint, project="test-project")
+    name = "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    client.create_bucket(name)
+    return client, name
