@@ -67,6 +67,7 @@ with DAG(
     download = ArchiveDownloadOperator(
         task_id="download",
         task_display_name="Download archive",
+        pool="imagenet_downloads",
         multiple_outputs=True,
         urls=run["urls"],
         md5=run["md5"],

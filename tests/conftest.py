@@ -121,3 +121,9 @@ def gcs_bucket(gcs_endpoint: str, request: pytest.FixtureRequest) -> tuple[objec
     name = "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
     client.create_bucket(name)
     return client, name
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connections are refused at once)."""
+    return f"http://127.0.0.1:{free_port()}"

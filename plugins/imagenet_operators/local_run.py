@@ -1,0 +1,58 @@
+"""Run a DAG in-process with ``dag.test()`` and read back task states and XComs.
+
+Used by the demo command and the DAG tests (the embedded default: SQLite, local execution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LocalRun:
+    """The outcome of one local DAG run."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_states: dict[str, str] = field(default_factory=dict)
+    tries: dict[str, int] = field(default_factory=dict)
+
+    def xcom(self, task_id: str, key: str = "return_value") -> Any:
+        """The XCom ``key`` of ``task_id`` in this run (``None`` if absent)."""
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = session.scalars(
+                XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)
+            ).first()
+            return None if row is None else XComModel.deserialize_value(row)
+
+
+def load_dag(dag_id: str, dags_folder: Path | None = None) -> Any:
+    """Parse the DAG folder and return ``dag_id``; import errors are raised with their text."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(dags_folder) if dags_folder else None)
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise KeyError(f"no DAG {dag_id!r} in {bag.dag_folder}")
+    return dag
+
+
+def run_dag(dag: Any, conf: dict[str, Any] | None = None) -> LocalRun:
+    """``dag.test(run_conf=conf)`` and collect the final task states and try numbers."""
+    dr = dag.test(run_conf=conf or {})
+    tis = dr.get_task_instances()
+    return LocalRun(
+        dag_id=dag.dag_id,
+        run_id=dr.run_id,
+        state=str(dr.state.value if hasattr(dr.state, "value") else dr.state),
+        task_states={ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis},
+        tries={ti.task_id: ti.try_number for ti in tis},
+    )

@@ -1,0 +1,152 @@
+"""``imagenet_aux`` run for real with dag.test(): local folder, S3 and GCS sinks, cache hits, failures."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from imagenet_ops.aux_files import AUX_FILES
+from imagenet_ops.digests import file_digests
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def served_archive(http_server, aux_archive_bytes):
+    path = http_server.root / "caffe_ilsvrc12.tar.gz"
+    path.write_bytes(aux_archive_bytes)
+    return {"url": http_server.url(path.name), "md5": file_digests(path).md5}
+
+
+@pytest.fixture
+def aux_dag(airflow_db):
+    from imagenet_operators.local_run import load_dag
+
+    return load_dag("imagenet_aux")
+
+
+def _asset_events(uri: str) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(select(func.count(AssetEvent.id)).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                              .where(AssetModel.uri == uri))
+
+
+def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive, tmp_path):
+    from imagenet_operators.local_run import run_dag
+
+    sink = tmp_path / "aux"
+    first = run_dag(aux_dag, {**served_archive, "sink_uri": str(sink)})
+    assert first.state == "success", first.task_states
+    env = first.xcom("publish")
+    assert env == {"CM_DATASET_AUX_PATH": str(sink), "CM_DATASET_AUX_VER": "2012"}
+    manifest = json.loads((sink / "manifest.json").read_text())
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(AUX_FILES)
+    assert manifest["upstream"]["md5"] == served_archive["md5"]
+    assert _asset_events(sink.as_uri()) == 1
+    assert not Path(first.xcom("resolve", "work_dir")).exists(), "work dir should be cleaned after publish"
+
+    mtime = (sink / "manifest.json").stat().st_mtime_ns
+    second = run_dag(aux_dag, {**served_archive, "sink_uri": str(sink)})
+    assert second.state == "success"
+    assert second.xcom("publish") == env
+    assert (sink / "manifest.json").stat().st_mtime_ns == mtime, "cache hit must not rewrite the manifest"
+    assert _asset_events(sink.as_uri()) == 1, "cache hit must not emit an Asset event"
+
+
+def test_changed_upstream_bytes_republish(aux_dag, http_server, tmp_path):
+    from imagenet_operators.local_run import run_dag
+    from imagenet_ops.samples import make_aux_archive
+
+    sink = tmp_path / "aux"
+    path = http_server.root / "caffe_ilsvrc12.tar.gz"
+    for seed in (1, 2):
+        make_aux_archive(path, seed=seed)
+        run = run_dag(aux_dag, {"url": http_server.url(path.name), "md5": file_digests(path).md5, "sink_uri": str(sink)})
+        assert run.state == "success"
+    manifest = json.loads((sink / "manifest.json").read_text())
+    assert manifest["upstream"]["md5"] == file_digests(path).md5
+    assert _asset_events(sink.as_uri()) == 2
+
+
+def test_s3_sink_through_an_airflow_connection(aux_dag, served_archive, s3_bucket, s3_endpoint, monkeypatch):
+    from imagenet_operators.local_run import run_dag
+
+    client, bucket = s3_bucket
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_S3", json.dumps(conn))
+    run = run_dag(aux_dag, {**served_archive, "sink_uri": f"s3://{bucket}/imagenet/aux", "conn_id": "test_s3"})
+    assert run.state == "success", run.task_states
+    assert run.xcom("publish")["CM_DATASET_AUX_PATH"] == f"s3://{bucket}/imagenet/aux"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {f"imagenet/aux/{n}" for n in (*AUX_FILES, "manifest.json")}
+    again = run_dag(aux_dag, {**served_archive, "sink_uri": f"s3://{bucket}/imagenet/aux", "conn_id": "test_s3"})
+    assert again.state == "success"
+    assert _asset_events(f"s3://{bucket}/imagenet/aux") == 1
+
+
+def test_gcs_sink_through_an_airflow_connection(aux_dag, served_archive, gcs_bucket, gcs_endpoint, monkeypatch):
+    from imagenet_operators.local_run import run_dag
+
+    client, bucket = gcs_bucket
+    conn = {"conn_type": "google_cloud_platform", "extra": {"endpoint_url": gcs_endpoint, "project": "test-project"}}
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_GCS", json.dumps(conn))
+    run = run_dag(aux_dag, {**served_archive, "sink_uri": f"gs://{bucket}/aux", "conn_id": "test_gcs"})
+    assert run.state == "success", run.task_states
+    names = {b.name for b in client.list_blobs(bucket)}
+    assert names == {f"aux/{n}" for n in (*AUX_FILES, "manifest.json")}
+    manifest = json.loads(client.bucket(bucket).blob("aux/manifest.json").download_as_bytes())
+    assert manifest["artifact"] == "imagenet_aux"
+
+
+def test_cm_tags_in_the_form_are_resolved(aux_dag, served_archive, tmp_path):
+    from imagenet_operators.local_run import run_dag
+
+    run = run_dag(aux_dag, {**served_archive, "variations": "_from.dropbox,_2012", "sink_uri": str(tmp_path / "aux")})
+    assert run.state == "success"
+    assert run.xcom("resolve", "source") == "dropbox"
+
+
+def test_wrong_md5_fails_fast_and_publishes_nothing(aux_dag, served_archive, tmp_path):
+    from imagenet_operators.local_run import run_dag
+
+    sink = tmp_path / "aux"
+    run = run_dag(aux_dag, {**served_archive, "md5": "0" * 32, "sink_uri": str(sink)})
+    assert run.state == "failed"
+    assert run.task_states["download"] == "failed"
+    assert run.tries["download"] == 1, "a checksum mismatch must not be retried"
+    assert run.task_states["publish"] in ("upstream_failed", "None")
+    assert not sink.exists()
+
+
+def test_unknown_cm_tag_fails_before_any_download(aux_dag, served_archive, http_server, tmp_path):
+    from imagenet_operators.local_run import run_dag
+
+    run = run_dag(aux_dag, {**served_archive, "variations": "_from.nowhere", "sink_uri": str(tmp_path / "aux")})
+    assert run.state == "failed"
+    assert run.task_states["resolve"] == "failed"
+    assert http_server.requests_for("caffe_ilsvrc12.tar.gz") == []
+
+
+def test_unreachable_sink_is_retried_then_fails(aux_dag, served_archive, monkeypatch, closed_port_url):
+    from imagenet_operators.local_run import run_dag
+
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": closed_port_url, "region_name": "us-east-1",
+                      "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}}
+    monkeypatch.setenv("AIRFLOW_CONN_DOWN_S3", json.dumps(conn))
+    publish = aux_dag.get_task("publish")
+    monkeypatch.setattr(publish, "retries", 1)
+    monkeypatch.setattr(publish, "retry_delay", timedelta(seconds=0))
+    monkeypatch.setattr(publish, "retry_exponential_backoff", False)
+    run = run_dag(aux_dag, {**served_archive, "sink_uri": "s3://nowhere/aux", "conn_id": "down_s3"})
+    assert run.state == "failed"
+    assert run.task_states["publish"] == "failed"
+    assert run.tries["publish"] == 2, "the unreachable sink must be retried once by Airflow"
