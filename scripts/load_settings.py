@@ -23,9 +23,11 @@ def convert(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], d
     section = (settings or {}).get("airflow") or {}
     connections: dict[str, Any] = {}
     for c in section.get("connections") or []:
-        fields = {k if k == "conn_type" else k[5:]: c[k]
-                  for k in ("conn_type", "conn_host", "conn_schema", "conn_login", "conn_password", "conn_port")
-                  if c.get(k) not in (None, "")}
+        fields = {
+            k if k == "conn_type" else k[5:]: c[k]
+            for k in ("conn_type", "conn_host", "conn_schema", "conn_login", "conn_password", "conn_port")
+            if c.get(k) not in (None, "")
+        }
         extra = c.get("conn_extra")
         if extra:
             fields["extra"] = extra if isinstance(extra, dict) else json.loads(extra)
@@ -35,7 +37,8 @@ def convert(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], d
             connections[c["conn_id"]] = fields
     pools = {
         p["pool_name"]: {"slots": int(p["pool_slot"]), "description": p.get("pool_description", ""), "include_deferred": False}
-        for p in section.get("pools") or [] if p.get("pool_slot") is not None
+        for p in section.get("pools") or []
+        if p.get("pool_slot") is not None
     }
     variables = {v["variable_name"]: v.get("variable_value", "") for v in section.get("variables") or []}
     return connections, pools, variables

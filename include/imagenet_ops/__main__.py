@@ -40,8 +40,12 @@ def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
     pub = done.publish
     log.info(
         "aux %s: %s, %d files at %s (cache key %s, %.1fs)",
-        config.version, "cache hit, nothing uploaded" if pub.cache_hit else "published", pub.files, pub.uri,
-        pub.cache_key[:12], time.monotonic() - started,
+        config.version,
+        "cache hit, nothing uploaded" if pub.cache_hit else "published",
+        pub.files,
+        pub.uri,
+        pub.cache_key[:12],
+        time.monotonic() - started,
     )
     return done.env
 
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -55,10 +55,19 @@ AUX_TABLE = VariationTable(
             tag_prefix="from.",
             default="berkeleyvision",
             choices=(
-                Choice("berkeleyvision", "dl.caffe.berkeleyvision.org (http only, often down)",
-                       {"urls": (BERKELEYVISION_URL, DROPBOX_URL), "md5": (BERKELEYVISION_MD5, DROPBOX_MD5)}),
-                Choice("dropbox", "Dropbox", {"urls": (DROPBOX_URL, BERKELEYVISION_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)}),
-                Choice("go", "armi.in (MLCommons automation default)", {"urls": (GO_URL, DROPBOX_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)}),
+                Choice(
+                    "berkeleyvision",
+                    "dl.caffe.berkeleyvision.org (http only, often down)",
+                    {"urls": (BERKELEYVISION_URL, DROPBOX_URL), "md5": (BERKELEYVISION_MD5, DROPBOX_MD5)},
+                ),
+                Choice(
+                    "dropbox", "Dropbox", {"urls": (DROPBOX_URL, BERKELEYVISION_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)}
+                ),
+                Choice(
+                    "go",
+                    "armi.in (MLCommons automation default)",
+                    {"urls": (GO_URL, DROPBOX_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)},
+                ),
             ),
         ),
         Group(
@@ -70,14 +79,40 @@ AUX_TABLE = VariationTable(
         ),
     ),
     options=(
-        Option("url", "string", "Custom URL", "Download from this URL instead of the source's mirrors (an internal mirror or artifact store).",
-               section="Custom source", pattern=r"^(https?|file)://"),
-        Option("md5", "string", "Custom md5", "Accepted md5 of the archive; replaces the source's md5 list.",
-               section="Custom source", pattern=r"^[0-9a-fA-F]{32}$"),
-        Option("sha256", "string", "Custom sha256", "Accepted sha256 of the archive (checked in addition to md5).",
-               section="Custom source", pattern=r"^[0-9a-fA-F]{64}$"),
-        Option("skip_ssl_verification", "boolean", "Skip TLS verification", "Do not verify TLS certificates of the mirrors.",
-               default=False, optional=False, section="Custom source", tag="skip_ssl_verification"),
+        Option(
+            "url",
+            "string",
+            "Custom URL",
+            "Download from this URL instead of the source's mirrors (an internal mirror or artifact store).",
+            section="Custom source",
+            pattern=r"^(https?|file)://",
+        ),
+        Option(
+            "md5",
+            "string",
+            "Custom md5",
+            "Accepted md5 of the archive; replaces the source's md5 list.",
+            section="Custom source",
+            pattern=r"^[0-9a-fA-F]{32}$",
+        ),
+        Option(
+            "sha256",
+            "string",
+            "Custom sha256",
+            "Accepted sha256 of the archive (checked in addition to md5).",
+            section="Custom source",
+            pattern=r"^[0-9a-fA-F]{64}$",
+        ),
+        Option(
+            "skip_ssl_verification",
+            "boolean",
+            "Skip TLS verification",
+            "Do not verify TLS certificates of the mirrors.",
+            default=False,
+            optional=False,
+            section="Custom source",
+            tag="skip_ssl_verification",
+        ),
     ),
 )
 
@@ -119,21 +154,28 @@ def resolve_aux_config(given: Mapping[str, Any] | None = None, *, variations: st
     sel = AUX_TABLE.selections(given, variations)
     values = AUX_TABLE.resolve(sel)
     urls = (sel["url"],) if sel["url"] else tuple(values["urls"])
-    md5 = (sel["md5"],) if sel["md5"] else ((() if sel["sha256"] else tuple(values["md5"])))
+    md5 = (sel["md5"],) if sel["md5"] else (() if sel["sha256"] else tuple(values["md5"]))
     if sel["url"] and not (sel["md5"] or sel["sha256"]):
         log.info("custom URL %s is checked against the %s source's md5s %s", sel["url"], sel["source"], ", ".join(md5))
     filename = filename_from_url(urls[0]) if sel["url"] else ARCHIVE_NAME
     if not filename.endswith((".tar.gz", ".tgz", ".tar")):
         raise ConfigError(f"custom URL {sel['url']} does not name a .tar.gz/.tgz/.tar archive")
     return AuxConfig(
-        source=sel["source"], version=values["version"], urls=urls, md5=md5,
-        sha256=(sel["sha256"],) if sel["sha256"] else (), verify_ssl=not sel["skip_ssl_verification"], filename=filename,
+        source=sel["source"],
+        version=values["version"],
+        urls=urls,
+        md5=md5,
+        sha256=(sel["sha256"],) if sel["sha256"] else (),
+        verify_ssl=not sel["skip_ssl_verification"],
+        filename=filename,
     )
 
 
 def fetch_aux(*, config: AuxConfig, dest_dir: Path) -> DownloadResult:
     """Download the aux archive into ``dest_dir`` (mirrors, resume, checksum gate)."""
-    return download(urls=config.urls, dest_dir=dest_dir, accepted=config.accepted, filename=config.filename, verify_ssl=config.verify_ssl)
+    return download(
+        urls=config.urls, dest_dir=dest_dir, accepted=config.accepted, filename=config.filename, verify_ssl=config.verify_ssl
+    )
 
 
 def verify_aux_archive(*, config: AuxConfig, archive: Path) -> dict[str, Any]:
@@ -196,7 +238,9 @@ def validate_aux_dir(path: Path, *, classes: int = NUM_CLASSES, val_images: int 
         if not m:
             raise ValidationError(f"{path / 'val.txt'}: line {i} {line!r} is not 'ILSVRC2012_val_%08d.JPEG <label>'")
         if int(m.group(1)) != i:
-            raise ValidationError(f"{path / 'val.txt'}: line {i} names image {m.group(1)}; expected ascending order from 00000001")
+            raise ValidationError(
+                f"{path / 'val.txt'}: line {i} names image {m.group(1)}; expected ascending order from 00000001"
+            )
         if not 0 <= int(m.group(2)) < classes:
             raise ValidationError(f"{path / 'val.txt'}: line {i} label {m.group(2)} is outside 0..{classes - 1}")
 
@@ -229,7 +273,11 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
     """
     upstream = {k: archive[k] for k in ("md5", "sha256", "size")}
     result = publish_dir(
-        local_dir=Path(extracted_dir), sink=sink, artifact=ARTIFACT, params=config.as_params(), upstream=upstream,
+        local_dir=Path(extracted_dir),
+        sink=sink,
+        artifact=ARTIFACT,
+        params=config.as_params(),
+        upstream=upstream,
         provenance={k: archive.get(k) for k in ("url", "etag", "last_modified")},
     )
     return AuxPublished(publish=result, env=aux_env(path=result.uri, version=config.version))

@@ -60,7 +60,9 @@ class RetrySettings:
     backoff: float = 1.0
 
 
-def _retrying(sink_uri: str, what: str, fn: Callable[[], T], retry: RetrySettings, transient: tuple[type[BaseException], ...]) -> T:
+def _retrying(
+    sink_uri: str, what: str, fn: Callable[[], T], retry: RetrySettings, transient: tuple[type[BaseException], ...]
+) -> T:
     for attempt in range(retry.attempts):
         try:
             return fn()
@@ -355,8 +357,13 @@ def publish_dir(
     existing = read_manifest(sink)
     if existing and existing["cache_key"] == key:
         return PublishResult(
-            uri=sink.location(), manifest_uri=sink.location(MANIFEST_NAME), cache_hit=True, cache_key=key,
-            files=len(existing["files"]), bytes=sum(f["size"] for f in existing["files"]), manifest=existing,
+            uri=sink.location(),
+            manifest_uri=sink.location(MANIFEST_NAME),
+            cache_hit=True,
+            cache_key=key,
+            files=len(existing["files"]),
+            bytes=sum(f["size"] for f in existing["files"]),
+            manifest=existing,
             previous_upstream=existing.get("upstream"),
         )
 
@@ -391,7 +398,12 @@ def publish_dir(
     sink.put_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n", MANIFEST_NAME)
     log.info("published %d files (%s) to %s", len(entries), human_bytes(total), sink.uri)
     return PublishResult(
-        uri=sink.location(), manifest_uri=sink.location(MANIFEST_NAME), cache_hit=False, cache_key=key,
-        files=len(entries), bytes=total, manifest=manifest,
+        uri=sink.location(),
+        manifest_uri=sink.location(MANIFEST_NAME),
+        cache_hit=False,
+        cache_key=key,
+        files=len(entries),
+        bytes=total,
+        manifest=manifest,
         previous_upstream=existing.get("upstream") if existing else None,
     )

@@ -161,7 +161,7 @@ class VariationTable:
         for g in self.groups:
             if g.tag_prefix and not tag.startswith(g.tag_prefix):
                 continue
-            name = tag[len(g.tag_prefix):]
+            name = tag[len(g.tag_prefix) :]
             for c in g.choices:
                 if name == c.name or name in c.aliases:
                     return g.name, c.name
@@ -169,7 +169,7 @@ class VariationTable:
             if o.tag and tag == o.tag:
                 return o.name, True
             if o.tag_prefix and tag.startswith(o.tag_prefix):
-                return o.name, o.convert(tag[len(o.tag_prefix):], f"tag _{tag}")
+                return o.name, o.convert(tag[len(o.tag_prefix) :], f"tag _{tag}")
         raise ConfigError(f"unknown variation tag _{tag} for {self.artifact}; known tags: {', '.join(self.tag_names())}")
 
     def selections(self, given: Mapping[str, Any] | None = None, tags: str | Iterable[str] | None = None) -> dict[str, Any]:
@@ -198,8 +198,7 @@ class VariationTable:
             default = f.default
             if out[name] not in (value, default, None):
                 raise ConfigError(
-                    f"{self.artifact}: variation tag sets {name}={value!r} but {name}={out[name]!r} was given; "
-                    "drop one of them"
+                    f"{self.artifact}: variation tag sets {name}={value!r} but {name}={out[name]!r} was given; drop one of them"
                 )
             out[name] = value
         return out
@@ -246,7 +245,8 @@ class VariationTable:
             "description": (
                 "Optional CM tag string, e.g. " + ",".join(self.tag_names()[:2]) + ". Tags override fields left at "
                 "their defaults; a tag contradicting a field you changed is an error. Known tags: "
-                + ", ".join(self.tag_names()) + "."
+                + ", ".join(self.tag_names())
+                + "."
             ),
             "section": "Variations",
         }
@@ -254,10 +254,15 @@ class VariationTable:
 
     def add_cli_arguments(self, parser: argparse.ArgumentParser) -> None:
         """One CLI option per field, plus ``--variations`` for CM tags."""
-        parser.add_argument(f"--{self.tags_param}", default=None, help="CM variation tags, e.g. " + ",".join(self.tag_names()[:2]))
+        parser.add_argument(
+            f"--{self.tags_param}", default=None, help="CM variation tags, e.g. " + ",".join(self.tag_names()[:2])
+        )
         for g in self.groups:
             parser.add_argument(
-                f"--{g.name.replace('_', '-')}", dest=g.name, default=None, choices=[c.name for c in g.choices],
+                f"--{g.name.replace('_', '-')}",
+                dest=g.name,
+                default=None,
+                choices=[c.name for c in g.choices],
                 help=f"{g.title} (default {g.default})",
             )
         for o in self.options:

@@ -35,17 +35,27 @@ def emit_artifact_event(op: BaseOperator, context: Context, result: PublishResul
         op.log.info(
             "Cache hit: %s already holds this artifact (upstream bytes unchanged: sha256 %s, ETag %s); "
             "not re-publishing, no Asset event",
-            result.uri, up.get("sha256"), prov.get("etag"),
+            result.uri,
+            up.get("sha256"),
+            prov.get("etag"),
         )
         return
     previous = (result.previous_upstream or {}).get("sha256")
     now = result.manifest.get("upstream", {}).get("sha256")
-    why = "first publish" if result.previous_upstream is None else (
-        f"upstream changed: sha256 {previous} -> {now}" if previous != now else "configuration or library version changed"
+    why = (
+        "first publish"
+        if result.previous_upstream is None
+        else (f"upstream changed: sha256 {previous} -> {now}" if previous != now else "configuration or library version changed")
     )
     uri = result.uri if "://" in result.uri else f"file://{result.uri}"
     for alias in op.outlets:
         if isinstance(alias, AssetAlias):
             context["outlet_events"][alias].add(Asset(uri), extra=asset_extra(result))
-    op.log.info("Published %d files (%s) to %s, manifest %s (%s)", result.files, human_bytes(result.bytes), result.uri,
-                result.manifest_uri, why)
+    op.log.info(
+        "Published %d files (%s) to %s, manifest %s (%s)",
+        result.files,
+        human_bytes(result.bytes),
+        result.uri,
+        result.manifest_uri,
+        why,
+    )

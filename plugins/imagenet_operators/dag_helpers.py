@@ -22,8 +22,13 @@ from imagenet_ops.variations import VariationTable
 BAD_INPUT_FAILS_FAST = ExceptionRetryPolicy(
     rules=[
         RetryRule(
-            exception=[errors.ChecksumMismatch, errors.UnsafeArchiveError, errors.ArchiveError, errors.ValidationError,
-                       errors.ConfigError],
+            exception=[
+                errors.ChecksumMismatch,
+                errors.UnsafeArchiveError,
+                errors.ArchiveError,
+                errors.ValidationError,
+                errors.ConfigError,
+            ],
             action=RetryAction.FAIL,
             reason="bad input: a retry would read the same bytes",
         )
@@ -49,16 +54,22 @@ def output_params(artifact: str) -> dict[str, Param]:
     """Where to publish: sink URI and connection id."""
     return {
         "sink_uri": Param(
-            None, type=["null", "string"], title="Sink URI", section="Output",
+            None,
+            type=["null", "string"],
+            title="Sink URI",
+            section="Output",
             description=(
                 "Local folder, s3://bucket/prefix or gs://bucket/prefix. Empty: the Variable imagenet_ops_sink_root "
                 f"(or $IMAGENET_OPS_SINK_ROOT, default ./artifacts) + /{artifact}."
             ),
         ),
         "conn_id": Param(
-            None, type=["null", "string"], title="Connection id", section="Output",
+            None,
+            type=["null", "string"],
+            title="Connection id",
+            section="Output",
             description="Airflow connection for the sink: an aws connection for s3://, google_cloud_platform for gs://. "
-                        "Empty: aws_default / google_cloud_default when defined, else the environment's credentials.",
+            "Empty: aws_default / google_cloud_default when defined, else the environment's credentials.",
         ),
     }
 

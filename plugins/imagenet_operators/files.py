@@ -53,12 +53,20 @@ class ArchiveDownloadOperator(BaseOperator):
         from imagenet_ops.download import download
 
         result = download(
-            urls=list(self.urls), dest_dir=Path(self.dest_dir), filename=self.filename or None,
-            accepted=AcceptedChecksums.of(md5=self.md5, sha256=self.sha256), verify_ssl=bool(self.verify_ssl),
+            urls=list(self.urls),
+            dest_dir=Path(self.dest_dir),
+            filename=self.filename or None,
+            accepted=AcceptedChecksums.of(md5=self.md5, sha256=self.sha256),
+            verify_ssl=bool(self.verify_ssl),
         )
         self.log.info(
-            "Downloaded %s: %d bytes from %s (md5 %s, ETag %s%s)", result.path, result.size, result.url, result.md5,
-            result.etag, f", resumed at {result.resumed_from}" if result.resumed_from else "",
+            "Downloaded %s: %d bytes from %s (md5 %s, ETag %s%s)",
+            result.path,
+            result.size,
+            result.url,
+            result.md5,
+            result.etag,
+            f", resumed at {result.resumed_from}" if result.resumed_from else "",
         )
         return result.as_dict()
 

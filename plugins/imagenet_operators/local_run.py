@@ -26,9 +26,7 @@ class LocalRun:
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            row = session.scalars(
-                XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)
-            ).first()
+            row = session.scalars(XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)).first()
             return None if row is None else XComModel.deserialize_value(row)
 
 

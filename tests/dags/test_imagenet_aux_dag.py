@@ -34,8 +34,9 @@ def _asset_events(uri: str) -> int:
     from sqlalchemy import func, select
 
     with create_session() as session:
-        return session.scalar(select(func.count(AssetEvent.id)).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                              .where(AssetModel.uri == uri))
+        return session.scalar(
+            select(func.count(AssetEvent.id)).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == uri)
+        )
 
 
 def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive, tmp_path):
@@ -79,8 +80,12 @@ def test_s3_sink_through_an_airflow_connection(aux_dag, served_archive, s3_bucke
     from imagenet_operators.local_run import run_dag
 
     client, bucket = s3_bucket
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_TEST_S3", json.dumps(conn))
     run = run_dag(aux_dag, {**served_archive, "sink_uri": f"s3://{bucket}/imagenet/aux", "conn_id": "test_s3"})
     assert run.state == "success", run.task_states
@@ -138,9 +143,16 @@ def test_unknown_cm_tag_fails_before_any_download(aux_dag, served_archive, http_
 def test_unreachable_sink_is_retried_then_fails(aux_dag, served_archive, monkeypatch, closed_port_url):
     from imagenet_operators.local_run import run_dag
 
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": closed_port_url, "region_name": "us-east-1",
-                      "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}}
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {
+            "endpoint_url": closed_port_url,
+            "region_name": "us-east-1",
+            "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
+        },
+    }
     monkeypatch.setenv("AIRFLOW_CONN_DOWN_S3", json.dumps(conn))
     publish = aux_dag.get_task("publish")
     monkeypatch.setattr(publish, "retries", 1)

@@ -106,7 +106,9 @@ def test_unreachable_mirror_falls_back(served_archive: str, aux_archive_bytes: b
     dead = f"http://127.0.0.1:{closed_port}/{ARCHIVE}"
 
     result = download(
-        urls=[dead, served_archive], dest_dir=tmp_path, accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
+        urls=[dead, served_archive],
+        dest_dir=tmp_path,
+        accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
         retry=RetryPolicy(attempts=2, backoff=0.01, timeout=5),
     )
 
@@ -139,7 +141,9 @@ def test_5xx_is_retried_with_exponential_backoff(
     http_server.fail(ARCHIVE, status, status)
 
     result = download(
-        urls=[served_archive], dest_dir=tmp_path, accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
+        urls=[served_archive],
+        dest_dir=tmp_path,
+        accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
         retry=RetryPolicy(attempts=3, backoff=0.25),
     )
 
@@ -199,6 +203,24 @@ def test_part_left_by_a_failed_call_is_resumed_by_the_next(
     assert gets(http_server, ARCHIVE)[-1].range == f"bytes={held}-"
     assert Path(result.path).read_bytes() == aux_archive_bytes
     assert not (tmp_path / f"{ARCHIVE}.part").exists()
+
+
+def test_complete_part_from_the_same_url_is_finished_on_416(
+    http_server, served_archive: str, aux_archive_bytes: bytes, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    (dest / f"{ARCHIVE}.part").write_bytes(aux_archive_bytes)
+    (dest / f"{ARCHIVE}.part.url").write_text(served_archive)
+
+    result = download(
+        urls=[served_archive], dest_dir=dest, accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]), retry=FAST
+    )
+
+    assert [r.range for r in gets(http_server, ARCHIVE)] == [f"bytes={len(aux_archive_bytes)}-"]
+    assert result.resumed_from == len(aux_archive_bytes)
+    assert Path(result.path).read_bytes() == aux_archive_bytes
+    assert sorted(p.name for p in dest.iterdir()) == [ARCHIVE]
 
 
 @pytest.mark.parametrize("marker", [None, "http://other-mirror.invalid/caffe_ilsvrc12.tar.gz"], ids=["no-marker", "other-url"])
@@ -262,7 +284,9 @@ def test_verified_final_file_is_reused_without_http(http_server, aux_archive_byt
     assert http_server.requests == []
 
 
-def test_unverified_final_file_is_downloaded_again(http_server, served_archive: str, aux_archive_bytes: bytes, tmp_path: Path) -> None:
+def test_unverified_final_file_is_downloaded_again(
+    http_server, served_archive: str, aux_archive_bytes: bytes, tmp_path: Path
+) -> None:
     (tmp_path / ARCHIVE).write_bytes(b"an older, different archive")
 
     result = download(
@@ -280,8 +304,11 @@ def test_progress_lines_carry_a_rate_and_a_final_line(
     caplog.set_level(logging.INFO, logger="imagenet_ops.download")
 
     download(
-        urls=[served_archive], dest_dir=tmp_path, accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
-        retry=FAST, progress_every=0.0,
+        urls=[served_archive],
+        dest_dir=tmp_path,
+        accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
+        retry=FAST,
+        progress_every=0.0,
     )
 
     progress = [m for m in caplog.messages if m.startswith(f"download {ARCHIVE}: ")]

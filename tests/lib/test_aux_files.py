@@ -1,0 +1,170 @@
+"""Aux files: validation of the extracted folder, and the whole build against the local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imagenet_ops.aux_files import (
+    ARCHIVE_NAME,
+    AUX_FILES,
+    build_aux,
+    resolve_aux_config,
+    validate_aux_dir,
+    verify_aux_archive,
+)
+from imagenet_ops.errors import ChecksumMismatch, ValidationError
+from imagenet_ops.extract import extract_archive
+from imagenet_ops.samples import aux_file_contents, make_aux_archive, sample_wnids
+from imagenet_ops.storage import open_sink
+
+
+def md5_of(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def edit_lines(folder: Path, name: str, edit: Callable[[list[str]], list[str]]) -> None:
+    path = folder / name
+    path.write_text("".join(f"{line}\n" for line in edit(path.read_text().splitlines())))
+
+
+def swap_first_two(lines: list[str]) -> list[str]:
+    return [lines[1], lines[0], *lines[2:]]
+
+
+def set_line(i: int, text: str) -> Callable[[list[str]], list[str]]:
+    return lambda lines: [*lines[:i], text, *lines[i + 1 :]]
+
+
+def test_sample_passes_validation(aux_dir: Path) -> None:
+    result = validate_aux_dir(aux_dir)
+
+    assert result.as_dict() == {"path": str(aux_dir), "classes": 1000, "val_images": 50_000}
+
+
+def test_sample_archive_round_trip(tmp_path: Path) -> None:
+    archive = make_aux_archive(tmp_path / ARCHIVE_NAME)
+    assert archive.read_bytes() == make_aux_archive(tmp_path / "again" / ARCHIVE_NAME).read_bytes()  # byte-reproducible
+
+    extracted = extract_archive(archive=archive, dest=tmp_path / "extracted")
+
+    assert sorted(p.name for p in Path(extracted.path).iterdir()) == sorted(AUX_FILES)
+    assert {name: (tmp_path / "extracted" / name).read_bytes() for name in AUX_FILES} == aux_file_contents()
+    assert validate_aux_dir(Path(extracted.path)).classes == 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        pytest.param("synsets.txt", swap_first_two, r"synsets\.txt: wnids are not sorted and unique", id="synsets-unsorted"),
+        pytest.param(
+            "synsets.txt",
+            set_line(1, sample_wnids()[0]),
+            r"synsets\.txt: wnids are not sorted and unique",
+            id="synsets-duplicate",
+        ),
+        pytest.param(
+            "synsets.txt", lambda lines: lines[:-1], r"synsets\.txt: expected 1000 wnids, found 999 lines", id="synsets-count"
+        ),
+        pytest.param(
+            "synsets.txt", set_line(4, "dog"), r"synsets\.txt: line 5 'dog' is not a wnid like n01440764", id="synsets-not-a-wnid"
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(0, "ILSVRC2012_val_00000001.JPEG 1000"),
+            r"val\.txt: line 1 label 1000 is outside 0\.\.999",
+            id="val-label-out-of-range",
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(2, "ILSVRC2012_val_00000003.JPEG"),
+            r"val\.txt: line 3 'ILSVRC2012_val_00000003\.JPEG' is not 'ILSVRC2012_val_%08d\.JPEG <label>'",
+            id="val-line-malformed",
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(9, "ILSVRC2012_val_00000010.JPEG -1"),
+            r"val\.txt: line 10 .* is not 'ILSVRC2012_val_",
+            id="val-negative-label",
+        ),
+        pytest.param(
+            "val.txt", swap_first_two, r"val\.txt: line 1 names image 00000002; expected ascending order", id="val-order"
+        ),
+        pytest.param("val.txt", lambda lines: lines[:-1], r"val\.txt: expected 50000 lines, found 49999", id="val-too-short"),
+        pytest.param(
+            "synset_words.txt",
+            lambda lines: lines[:7] + lines[8:],
+            rf"synset_words\.txt: 1 wnid\(s\) of synsets\.txt have no words, e\.g\. {sample_wnids()[7]}$",
+            id="synset-words-missing-a-wnid",
+        ),
+    ],
+)
+def test_broken_aux_dir_is_refused(aux_dir: Path, name: str, edit: Callable[[list[str]], list[str]], message: str) -> None:
+    edit_lines(aux_dir, name, edit)
+
+    with pytest.raises(ValidationError, match=message) as info:
+        validate_aux_dir(aux_dir)
+
+    assert str(aux_dir / name) in str(info.value)
+
+
+@pytest.mark.parametrize("missing", ["val.txt", "imagenet.bet.pickle"])
+def test_missing_aux_file_is_named(aux_dir: Path, missing: str) -> None:
+    (aux_dir / missing).unlink()
+
+    with pytest.raises(
+        ValidationError, match=rf"{re.escape(str(aux_dir))}: missing aux file\(s\) {re.escape(missing)} \(expected all of"
+    ):
+        validate_aux_dir(aux_dir)
+
+
+def test_non_utf8_file_is_refused(aux_dir: Path) -> None:
+    (aux_dir / "synsets.txt").write_bytes(b"\xff\xfe" * 10)
+
+    with pytest.raises(ValidationError, match=r"synsets\.txt: not UTF-8 text"):
+        validate_aux_dir(aux_dir)
+
+
+def test_validation_counts_are_parameters(aux_dir: Path) -> None:
+    edit_lines(aux_dir, "val.txt", lambda lines: lines[:10])
+
+    assert validate_aux_dir(aux_dir, val_images=10).val_images == 10
+
+
+def test_verify_aux_archive(tmp_path: Path, aux_archive_bytes: bytes) -> None:
+    archive = tmp_path / ARCHIVE_NAME
+    archive.write_bytes(aux_archive_bytes)
+    good = resolve_aux_config({"url": "http://mirror/caffe_ilsvrc12.tar.gz", "md5": md5_of(aux_archive_bytes)})
+    bad = resolve_aux_config({"url": "http://mirror/caffe_ilsvrc12.tar.gz", "md5": "0" * 32})
+
+    assert verify_aux_archive(config=good, archive=archive)["md5"] == md5_of(aux_archive_bytes)
+    with pytest.raises(
+        ChecksumMismatch, match=f"checksum mismatch for {re.escape(str(archive))}: md5 {md5_of(aux_archive_bytes)} is not any"
+    ):
+        verify_aux_archive(config=bad, archive=archive)
+
+
+def test_build_aux_publishes_then_hits_the_cache(served_archive: str, aux_archive_bytes: bytes, tmp_path: Path) -> None:
+    config = resolve_aux_config({"url": served_archive, "md5": md5_of(aux_archive_bytes)})
+    out = tmp_path / "published"
+
+    first = build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work1")
+    second = build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work2")
+
+    assert first.env == {"CM_DATASET_AUX_PATH": str(out), "CM_DATASET_AUX_VER": "2012"}
+    assert (first.publish.cache_hit, second.publish.cache_hit) == (False, True)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
+    assert (out / "val.txt").read_bytes() == aux_file_contents()["val.txt"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["upstream"] == {
+        "md5": md5_of(aux_archive_bytes),
+        "sha256": hashlib.sha256(aux_archive_bytes).hexdigest(),
+        "size": len(aux_archive_bytes),
+    }
+    assert manifest["provenance"]["url"] == served_archive
+    assert manifest["params"]["md5"] == [md5_of(aux_archive_bytes)]

@@ -1,0 +1,129 @@
+"""``python -m imagenet_ops``: end to end against the local HTTP server, S3 and GCS servers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagenet_ops import VERSION
+from imagenet_ops.__main__ import main
+from imagenet_ops.aux_files import ARCHIVE_NAME, AUX_FILES
+from imagenet_ops.samples import make_aux_archive
+
+WRONG_MD5 = "0" * 32
+
+
+@pytest.fixture
+def aux_source(http_server) -> tuple[str, str]:
+    """URL and md5 of the sample archive on the local HTTP server."""
+    archive = make_aux_archive(http_server.root / ARCHIVE_NAME)
+    return http_server.url(ARCHIVE_NAME), hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagenet_ops", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def only_json(stdout: str) -> dict[str, str]:
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout
+    return json.loads(lines[0])
+
+
+def test_aux_to_a_folder_then_cache_hit(aux_source: tuple[str, str], tmp_path: Path) -> None:
+    url, md5 = aux_source
+    out = tmp_path / "artifacts" / "aux"
+
+    first = run_cli("aux", "--url", url, "--md5", md5, "--output", str(out))
+    second = run_cli("aux", "--url", url, "--md5", md5, "--output", str(out))
+
+    assert first.returncode == 0, first.stderr
+    assert only_json(first.stdout) == {"CM_DATASET_AUX_PATH": str(out.resolve()), "CM_DATASET_AUX_VER": "2012"}
+    assert "INFO imagenet_ops" in first.stderr and "published" in first.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
+    assert json.loads((out / "manifest.json").read_text())["provenance"]["url"] == url
+
+    assert second.returncode == 0, second.stderr
+    assert only_json(second.stdout) == only_json(first.stdout)
+    assert "cache hit" in second.stderr
+
+
+def test_aux_wrong_md5_fails_and_publishes_nothing(aux_source: tuple[str, str], tmp_path: Path) -> None:
+    url, md5 = aux_source
+    out = tmp_path / "aux"
+
+    proc = run_cli("aux", "--url", url, "--md5", WRONG_MD5, "--output", str(out))
+
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert f"md5 {md5} is not any of the expected {WRONG_MD5}" in proc.stderr
+    assert "ERROR" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_aux_to_object_storage_via_environment(
+    aux_source: tuple[str, str], request: pytest.FixtureRequest, scheme: str, tmp_path: Path
+) -> None:
+    url, md5 = aux_source
+    if scheme == "s3":
+        client, bucket = request.getfixturevalue("s3_bucket")
+        env = {"AWS_ENDPOINT_URL": request.getfixturevalue("s3_endpoint")}
+
+        def keys() -> set[str]:
+            return {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="aux/2012/")["Contents"]}
+    else:
+        client, bucket = request.getfixturevalue("gcs_bucket")
+        env = {"STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_endpoint")}
+
+        def keys() -> set[str]:
+            return {b.name for b in client.list_blobs(bucket, prefix="aux/2012/")}
+
+    proc = run_cli("aux", "--url", url, "--md5", md5, "--output", f"{scheme}://{bucket}/aux/2012", env=env)
+
+    assert proc.returncode == 0, proc.stderr
+    assert only_json(proc.stdout) == {"CM_DATASET_AUX_PATH": f"{scheme}://{bucket}/aux/2012", "CM_DATASET_AUX_VER": "2012"}
+    assert keys() == {f"aux/2012/{name}" for name in (*AUX_FILES, "manifest.json")}
+
+
+def test_sample_command_writes_the_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sample", "--output", str(tmp_path)]) == 0
+
+    env = only_json(capsys.readouterr().out)
+    assert env == {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(tmp_path / ARCHIVE_NAME)}
+    assert (tmp_path / ARCHIVE_NAME).read_bytes() == make_aux_archive(tmp_path / "ref" / ARCHIVE_NAME).read_bytes()
+
+
+def test_config_error_exits_1_without_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["aux", "--url", "http://127.0.0.1:9/download", "--output", str(tmp_path / "aux")])
+
+    assert code == 1
+    assert capsys.readouterr().out == ""
+    assert not (tmp_path / "aux").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "stream", "text"),
+    [
+        (["--version"], "out", VERSION),
+        (["aux", "--output", "x", "--source", "nowhere"], "err", "invalid choice: 'nowhere'"),
+        (["aux"], "err", "the following arguments are required: --output"),
+    ],
+)
+def test_argument_handling(argv: list[str], stream: str, text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
+
+    assert text in getattr(capsys.readouterr(), stream)
