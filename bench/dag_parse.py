@@ -19,15 +19,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "torch", "cv2")
 
-PROBE = r"""
+PROBE = (
+    r"""
 import json, runpy, sys, time
 t0 = time.perf_counter()
 import airflow.sdk  # the dag-processor has this already
 t1 = time.perf_counter()
 runpy.run_path(sys.argv[1], run_name="dag_parse")
 t2 = time.perf_counter()
-print(json.dumps({"sdk": t1 - t0, "parse": t2 - t1, "heavy": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({"sdk": t1 - t0, "parse": t2 - t1, "heavy": [m for m in HEAVY if m in sys.modules]}))
+"""
+).replace("HEAVY", repr(HEAVY))
 
 HEAVY_PROBE = r"""
 import json, sys, time
@@ -56,8 +58,10 @@ def main() -> int:
         worst = max(worst, max(r["parse"] for r in runs))
         heavy = sorted({m for r in runs for m in r["heavy"]}) or ["none"]
         naive = parse + sum(heavy_cost.values())
+        slowest = max(r["parse"] for r in runs)
+        sdk = statistics.median(r["sdk"] for r in runs)
         print(
-            f"{path.name:32} {parse:>14.3f}s {max(r['parse'] for r in runs):>7.3f}s {statistics.median(r['sdk'] for r in runs):>11.3f}s"
+            f"{path.name:32} {parse:>14.3f}s {slowest:>7.3f}s {sdk:>11.3f}s"
             f"  {','.join(heavy):13}  {naive:.2f}s would be {naive / parse:.0f}x slower"
         )
     print("heavy import cost (cold-ish, median of 2): " + ", ".join(f"{m} {s:.2f}s" for m, s in heavy_cost.items()))

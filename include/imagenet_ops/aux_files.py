@@ -99,7 +99,7 @@ AUX_TABLE = VariationTable(
             "sha256",
             "string",
             "Custom sha256",
-            "Accepted sha256 of the archive (checked in addition to md5).",
+            "Accepted sha256 of the archive. Alone it replaces the source's md5 list; with a custom md5 both are checked.",
             section="Custom source",
             pattern=r"^[0-9a-fA-F]{64}$",
         ),

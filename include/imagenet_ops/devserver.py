@@ -25,6 +25,7 @@ class SeenRequest:
     method: str
     path: str
     range: str | None
+    if_range: str | None = None
 
 
 class DevServer:
@@ -92,7 +93,7 @@ class DevServer:
 
             def _serve(self, body: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
-                server.requests.append(SeenRequest(self.command, path, self.headers.get("Range")))
+                server.requests.append(SeenRequest(self.command, path, self.headers.get("Range"), self.headers.get("If-Range")))
                 fault = server._next_fault(path)
                 if fault and fault.isdigit():
                     self._status_only(int(fault))
@@ -103,7 +104,11 @@ class DevServer:
                     return
                 data = target.read_bytes()
                 start, status = 0, 200
+                etag = '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
                 rng = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if if_range and if_range != etag:
+                    rng = None  # RFC 9110: the file changed, send all of it
                 if rng and rng.startswith("bytes=") and rng.endswith("-"):
                     start = int(rng[6:-1])
                     if start >= len(data):
@@ -117,7 +122,7 @@ class DevServer:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("Accept-Ranges", "bytes")
-                self.send_header("ETag", '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"')
+                self.send_header("ETag", etag)
                 self.send_header("Last-Modified", formatdate(target.stat().st_mtime, usegmt=True))
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")

@@ -6,6 +6,7 @@ The file appears under its final name only after it verified; until then it live
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -137,6 +138,7 @@ def download(
             failures.append(f"{url}: checksum mismatch: {problem}")
             log.warning("mirror %s delivered bytes with the wrong checksum: %s", url, problem)
             _discard(part)
+            _discard(_marker(part))
             continue
         os.replace(part, final)
         _discard(_marker(part))
@@ -157,15 +159,25 @@ def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _read_marker(marker: Path) -> dict[str, str | None]:
+    try:
+        data = json.loads(marker.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _fetch_with_retries(
     http: requests.Session, url: str, part: Path, verify_ssl: bool, retry: RetryPolicy, every: float
 ) -> dict[str, object]:
-    """Fill ``part`` from ``url``; resumes a partial file left by an earlier attempt from the same URL."""
+    """Fill ``part`` from ``url``; resumes a partial file left by an earlier attempt from the same URL.
+
+    The marker ``<part>.url`` records the URL and ETag the partial bytes came from; a resume sends
+    ``If-Range`` with that ETag, so a server whose file changed answers with the whole new file.
+    """
     marker = _marker(part)
-    if part.exists() and (not marker.exists() or marker.read_text() != url):
+    if part.exists() and _read_marker(marker).get("url") != url:
         _discard(part)  # a partial file from another mirror may be other bytes
-    marker.write_text(url)
-    start = part.stat().st_size if part.exists() else 0
     last_error = "no attempt made"
     for attempt in range(retry.attempts):
         if attempt:
@@ -173,9 +185,7 @@ def _fetch_with_retries(
             log.info("retrying %s in %s (attempt %d/%d): %s", url, human_seconds(pause), attempt + 1, retry.attempts, last_error)
             time.sleep(pause)
         try:
-            meta = _fetch_once(http, url, part, verify_ssl, retry.timeout, every)
-            meta["resumed_from"] = start
-            return meta
+            return _fetch_once(http, url, part, marker, verify_ssl, retry.timeout, every)
         except _Retryable as exc:
             last_error = str(exc)
         except _RETRYABLE as exc:
@@ -184,14 +194,19 @@ def _fetch_with_retries(
 
 
 def _fetch_once(
-    http: requests.Session, url: str, part: Path, verify_ssl: bool, timeout: float, every: float
+    http: requests.Session, url: str, part: Path, marker: Path, verify_ssl: bool, timeout: float, every: float
 ) -> dict[str, object]:
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    headers = {}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        etag = _read_marker(marker).get("etag")
+        if etag:
+            headers["If-Range"] = etag
     with http.get(url, headers=headers, stream=True, timeout=timeout, verify=verify_ssl) as resp:
         if resp.status_code == 416 and offset:
             log.info("%s: server says the %s already held are the whole file", url, human_bytes(offset))
-            return _validators(resp)
+            return {**_validators(resp), "resumed_from": offset}
         if resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code} {resp.reason}")
         if resp.status_code >= 400:
@@ -199,13 +214,15 @@ def _fetch_once(
         if resp.status_code == 206:
             got = resp.headers.get("Content-Range", "")
             if not got.startswith(f"bytes {offset}-"):
-                raise _Retryable(f"server answered Range {offset}- with Content-Range {got!r}; restarting")
+                _discard(part)
+                raise _Retryable(f"server answered Range {offset}- with Content-Range {got!r}; restarting from 0")
             mode = "ab"
             log.info("resuming %s at %s", url, human_bytes(offset))
         else:
             if offset:
-                log.info("%s ignored the Range request; restarting from 0", url)
+                log.info("%s sent the whole file (Range ignored or file changed); restarting from 0", url)
             offset, mode = 0, "wb"
+        marker.write_text(json.dumps({"url": url, "etag": resp.headers.get("ETag")}))
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         progress = Progress(f"download {part.name[:-5]}", total=total, unit="bytes", logger=log, every=every, initial=offset)
@@ -217,7 +234,7 @@ def _fetch_once(
         if total is not None and progress.done != total:
             raise _Retryable(f"connection closed after {progress.done} of {total} bytes")
         log.info("%s (%.1fs)", progress.line(), progress.elapsed())
-        return _validators(resp)
+        return {**_validators(resp), "resumed_from": offset}
 
 
 def _validators(resp: requests.Response) -> dict[str, object]:

@@ -13,6 +13,7 @@ import shutil
 import tarfile
 import tempfile
 import uuid
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -102,11 +103,28 @@ def _untar(archive: Path, tmp: Path, every: float) -> tuple[int, int]:
                     files += 1
                     size += member.size
                     progress.update(1)
-    except (tarfile.ReadError, EOFError, OSError, gzip.BadGzipFile) as exc:
-        if isinstance(exc, UnsafeArchiveError):
-            raise
+            _check_end_of_archive(archive, tar, files)
+    except UnsafeArchiveError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ArchiveError(f"{archive}: not a readable tar archive: {exc}") from exc
     return files, size
+
+
+def _check_end_of_archive(archive: Path, tar: tarfile.TarFile, files: int) -> None:
+    """Only zero padding may follow the last member.
+
+    ``tarfile`` takes an unreadable header *after* the first member for the end of the archive,
+    which would silently drop the rest; and a compressed stream's checksum (gzip CRC) is only
+    verified once it is read to its end. Reading the tail does both checks.
+    """
+    stream = tar.fileobj
+    stream.seek(tar.offset)  # back over the header block tarfile just rejected (still buffered)
+    position = tar.offset
+    while chunk := stream.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise ArchiveError(f"{archive}: corrupt or truncated: unreadable header at byte {position} after {files} file(s)")
+        position += len(chunk)
 
 
 def _replace_dir(tmp: Path, dest: Path) -> None:

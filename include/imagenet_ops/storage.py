@@ -143,11 +143,12 @@ class S3Sink:
         self._transient = (BotoConnectionError, EndpointConnectionError, ReadTimeoutError)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import ClientError
 
         try:
             return _retrying(self.uri, what, fn, self.retry, self._transient)
-        except ClientError as exc:
+        except (ClientError, S3UploadFailedError) as exc:  # upload_file wraps ClientError in S3UploadFailedError
             raise StorageError(f"sink {self.uri}: {what} failed: {exc}") from exc
 
     def put_file(self, local: Path, key: str) -> None:

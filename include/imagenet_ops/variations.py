@@ -15,6 +15,7 @@ Resolution follows CM: group defaults, then the chosen variations, then matching
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,8 @@ class Option:
             raise ConfigError(f"{origin}: {self.name}={value} is below the minimum {self.minimum}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(f"{origin}: {self.name}={value} is above the maximum {self.maximum}")
+        if self.pattern is not None and isinstance(value, str) and not re.search(self.pattern, value):
+            raise ConfigError(f"{origin}: {self.name}={value!r} does not match {self.pattern}")
         return value
 
 

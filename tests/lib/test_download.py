@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from pathlib import Path
@@ -173,7 +174,6 @@ def test_cut_download_resumes_with_range(
 
 # Bug: _fetch_with_retries sets meta["resumed_from"] to the size of the .part *before* the first
 # attempt, so a download cut and resumed within one call reports resumed_from=0.
-@pytest.mark.xfail(reason="resumed_from ignores a resume that happened within the same download() call", strict=True)
 def test_resume_within_one_call_reports_resumed_from(
     http_server, served_archive: str, aux_archive_bytes: bytes, tmp_path: Path
 ) -> None:
@@ -211,7 +211,7 @@ def test_complete_part_from_the_same_url_is_finished_on_416(
     dest = tmp_path / "dl"
     dest.mkdir()
     (dest / f"{ARCHIVE}.part").write_bytes(aux_archive_bytes)
-    (dest / f"{ARCHIVE}.part.url").write_text(served_archive)
+    (dest / f"{ARCHIVE}.part.url").write_text(json.dumps({"url": served_archive, "etag": None}))
 
     result = download(
         urls=[served_archive], dest_dir=dest, accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]), retry=FAST
@@ -317,3 +317,26 @@ def test_progress_lines_carry_a_rate_and_a_final_line(
     assert all(rate.search(m) for m in progress)
     assert re.search(r"\(100\.0%\).*\(\d+\.\ds\)$", progress[-1])
     assert any(m.startswith(f"downloaded {tmp_path / ARCHIVE} from {served_archive}") for m in caplog.messages)
+
+
+def test_resume_of_a_file_that_changed_upstream_restarts_instead_of_splicing(
+    http_server, served_archive: str, aux_archive_bytes: bytes, tmp_path: Path
+) -> None:
+    # Regression: a resume without If-Range appended new bytes to a partial copy of the old file.
+    import hashlib
+
+    old = b"an older release of the archive" * 1000
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    (dest / f"{ARCHIVE}.part").write_bytes(old[:5000])
+    old_etag = '"' + hashlib.md5(old).hexdigest() + '"'
+    (dest / f"{ARCHIVE}.part.url").write_text(json.dumps({"url": served_archive, "etag": old_etag}))
+
+    result = download(
+        urls=[served_archive], dest_dir=dest, accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]), retry=FAST
+    )
+
+    (request,) = gets(http_server, ARCHIVE)
+    assert request.range == "bytes=5000-" and request.if_range == old_etag
+    assert result.resumed_from == 0
+    assert Path(result.path).read_bytes() == aux_archive_bytes

@@ -238,7 +238,7 @@ S3_OPS = {
 @pytest.mark.parametrize(
     "op",
     [
-        pytest.param("put_file", marks=pytest.mark.xfail(reason="S3Sink.put_file leaks S3UploadFailedError", strict=True)),
+        "put_file",
         "put_bytes",
         "get_bytes",
         "delete",
