@@ -127,3 +127,9 @@ def gcs_bucket(gcs_endpoint: str, request: pytest.FixtureRequest) -> tuple[objec
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connections are refused at once)."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def port_factory():
+    """A callable returning a free TCP port on 127.0.0.1."""
+    return free_port

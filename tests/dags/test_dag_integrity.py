@@ -71,3 +71,16 @@ def test_parsing_does_not_import_heavy_modules(path):
     )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"{path.name} imports {done.stdout.strip()} at parse time"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_every_pool_used_is_declared_in_airflow_settings(dagbag, path):
+    # Regression: a task in an undeclared pool is never scheduled ("non-existent pool"), and
+    # dag.test() does not notice; the production-topology test found it.
+    import yaml
+
+    settings = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
+    declared = {p["pool_name"] for p in settings["airflow"]["pools"]} | {"default_pool"}
+    for dag in _dags_of(dagbag, path):
+        for task in dag.tasks:
+            assert task.pool in declared, f"{dag.dag_id}.{task.task_id} uses pool {task.pool!r}, not in airflow_settings.yaml"
