@@ -311,6 +311,7 @@ class PublishResult:
     """Where an artifact went and whether anything was uploaded."""
 
     uri: str
+    asset_uri: str
     manifest_uri: str
     cache_hit: bool
     cache_key: str
@@ -359,6 +360,7 @@ def publish_dir(
     if existing and existing["cache_key"] == key:
         return PublishResult(
             uri=sink.location(),
+            asset_uri=asset_uri(sink),
             manifest_uri=sink.location(MANIFEST_NAME),
             cache_hit=True,
             cache_key=key,
@@ -400,6 +402,7 @@ def publish_dir(
     log.info("published %d files (%s) to %s", len(entries), human_bytes(total), sink.uri)
     return PublishResult(
         uri=sink.location(),
+        asset_uri=asset_uri(sink),
         manifest_uri=sink.location(MANIFEST_NAME),
         cache_hit=False,
         cache_key=key,

@@ -47,10 +47,9 @@ def emit_artifact_event(op: BaseOperator, context: Context, result: PublishResul
         if result.previous_upstream is None
         else (f"upstream changed: sha256 {previous} -> {now}" if previous != now else "configuration or library version changed")
     )
-    uri = result.uri if "://" in result.uri else f"file://{result.uri}"
     for alias in op.outlets:
         if isinstance(alias, AssetAlias):
-            context["outlet_events"][alias].add(Asset(uri), extra=asset_extra(result))
+            context["outlet_events"][alias].add(Asset(result.asset_uri), extra=asset_extra(result))
     op.log.info(
         "Published %d files (%s) to %s, manifest %s (%s)",
         result.files,

@@ -128,6 +128,7 @@ class TestAuxPublishOperator:
         manifest = {"artifact": "imagenet_aux", "library_version": "0.1.0", "upstream": {"sha256": "b" * 64}, "files": []}
         result = PublishResult(
             uri="s3://bucket/aux",
+            asset_uri="s3://bucket/aux",
             manifest_uri="s3://bucket/aux/manifest.json",
             cache_hit=cache_hit,
             cache_key="k" * 64,
