@@ -35,7 +35,36 @@ def aux_conf(server: DevServer) -> dict[str, Any]:
     return {"url": server.url(archive.name), "md5": file_digests(archive).md5}
 
 
-DEMOS = [Demo("imagenet_aux", "publish", aux_conf)]
+def model_conf(server: DevServer) -> dict[str, Any]:
+    """Every framework path of resnet50_model, from small real models served as an internal mirror."""
+    import gzip
+
+    from imagenet_ops import model_samples as ms
+
+    root = SAMPLES
+    ms.make_onnx(root / "resnet50_v1.onnx", opset=11, argmax=True)
+    ms.make_tf_frozen_graph(root / "resnet50_v1.pb", argmax=True)
+    tflite = ms.make_tflite(root / "argmax.tflite", argmax=True)
+    (root / "resnet50_v1.tflite.gz").write_bytes(gzip.compress(tflite.read_bytes(), mtime=0))
+    tflite.unlink()
+    ms.make_torch_state_dict(root / "resnet50-19c8e357.pth")
+    ms.make_ncnn(root / "resnet50_v1.param", root / "resnet50_v1.bin")
+    names = [
+        "resnet50_v1.onnx",
+        "resnet50_v1.pb",
+        "resnet50_v1.tflite.gz",
+        "resnet50-19c8e357.pth",
+        "resnet50_v1.param",
+        "resnet50_v1.bin",
+    ]
+    return {
+        "variants": ["_onnx", "_tflite", "_tensorflow,_fix-input-shape", "_pytorch", "_ncnn"],
+        "mirror": server.base_url,
+        "md5_by_file": {n.removesuffix(".gz"): file_digests(root / n).md5 for n in names},
+    }
+
+
+DEMOS = [Demo("imagenet_aux", "publish", aux_conf), Demo("resnet50_model", "publish", model_conf)]
 
 
 def main() -> int:
@@ -48,14 +77,14 @@ def main() -> int:
         for demo in DEMOS:
             started = time.monotonic()
             run = run_dag(load_dag(demo.dag_id), demo.conf(server))
-            env = run.xcom(demo.publish_task) or {}
+            envs = run.xcoms(demo.publish_task)  # one per mapped variant, or the single env
             print(f"\n=== {demo.dag_id}: {run.state} in {time.monotonic() - started:.1f}s (run {run.run_id})")
             print("tasks: " + ", ".join(f"{t}={s}" for t, s in sorted(run.task_states.items())))
-            print("env outputs:\n" + json.dumps(env, indent=2, sort_keys=True))
-            paths = [v for k, v in env.items() if k.endswith("_PATH")]
-            for path in paths:
-                print(f"artifacts: {path} (manifest: {path.rstrip('/')}/manifest.json)")
-            if run.state != "success" or not env:
+            for env in envs:
+                print("env outputs:\n" + json.dumps(env, indent=2, sort_keys=True))
+                artifact = env.get("CM_DATASET_AUX_PATH") or str(Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent)
+                print(f"artifacts: {artifact} (manifest: {artifact.rstrip('/')}/manifest.json)")
+            if run.state != "success" or not envs:
                 failed.append(demo.dag_id)
     if failed:
         print(f"\ndemo: FAILED: {', '.join(failed)}", file=sys.stderr)

@@ -45,6 +45,32 @@ for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS",
     os.environ.pop(var, None)
 
 
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", socket.gethostname()}
+_real_getaddrinfo = socket.getaddrinfo
+_real_connect = socket.socket.connect
+
+
+def _is_local(host: object) -> bool:
+    return isinstance(host, str) and (host in _LOCAL_NAMES or host.startswith("127.") or host.endswith(".localhost"))
+
+
+def _local_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _is_local(host if isinstance(host, str) else host.decode()):
+        raise OSError(f"test network guard: lookup of {host!r} refused; tests may only reach 127.0.0.1")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+def _local_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+        raise OSError(f"test network guard: connection to {address!r} refused; tests may only reach 127.0.0.1")
+    return _real_connect(self, address)
+
+
+# Nothing in this process may reach the internet (subprocesses get only 127.0.0.1 URLs from the tests).
+socket.getaddrinfo = _local_getaddrinfo
+socket.socket.connect = _local_connect
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,3 +159,38 @@ def closed_port_url() -> str:
 def port_factory():
     """A callable returning a free TCP port on 127.0.0.1."""
     return free_port
+
+
+@pytest.fixture(scope="session")
+def sample_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small real models under the reference's download names (built once per session)."""
+    import gzip
+
+    from imagenet_ops import model_samples as ms
+
+    root = tmp_path_factory.mktemp("models")
+    ms.make_onnx(root / "resnet50_v1.onnx", opset=11, argmax=True)
+    ms.make_onnx(root / "resnet50_v1_modified.onnx", opset=11, argmax=False, layout="NHWC")
+    ms.make_tf_frozen_graph(root / "resnet50_v1.pb", argmax=True)
+    tflite = ms.make_tflite(root / "argmax.tflite", argmax=True)
+    (root / "resnet50_v1.tflite.gz").write_bytes(gzip.compress(tflite.read_bytes(), mtime=0))
+    tflite.unlink()
+    ms.make_tflite(root / "resnet50_v1.no-argmax.tflite", argmax=False)
+    ms.make_torch_state_dict(root / "resnet50-19c8e357.pth")
+    ms.make_torchscript(root / "resnet50_INT8bit_quantized.pt")
+    ms.make_ncnn(root / "resnet50_v1.param", root / "resnet50_v1.bin")
+    return {p.name: p for p in root.iterdir()}
+
+
+@pytest.fixture
+def model_mirror(http_server, sample_models) -> dict:
+    """The sample models served as an internal mirror, with the md5 of each download by file name."""
+    import shutil
+
+    from imagenet_ops.digests import file_digests
+
+    md5_by_file = {}
+    for name, path in sample_models.items():
+        shutil.copyfile(path, http_server.root / name)
+        md5_by_file[name.removesuffix(".gz")] = file_digests(path).md5
+    return {"mirror": http_server.base_url, "md5_by_file": md5_by_file, "server": http_server}

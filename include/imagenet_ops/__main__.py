@@ -14,9 +14,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from imagenet_ops import VERSION, aux_files, samples
-from imagenet_ops.errors import ImagenetOpsError
+from imagenet_ops import VERSION, aux_files, resnet50, samples
+from imagenet_ops.errors import ConfigError, ImagenetOpsError
 from imagenet_ops.storage import open_sink
 
 log = logging.getLogger("imagenet_ops")
@@ -50,6 +51,33 @@ def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
     return done.env
 
 
+def _cmd_model(args: argparse.Namespace) -> Any:
+    if args.list:
+        return resnet50.model_table_listing()
+    if not args.output:
+        raise ConfigError("model: --output is required (or use --list)")
+    config = resnet50.resolve_model_config(resnet50.MODEL_TABLE.selections_from_args(args))
+    work, temporary = _work_dir(args)
+    started = time.monotonic()
+    try:
+        sink = open_sink(f"{args.output.rstrip('/')}/{config.variant_id}" if args.per_variant_folder else args.output)
+        done = resnet50.build_model(config=config, sink=sink, work_dir=work)
+    finally:
+        if temporary:
+            shutil.rmtree(work, ignore_errors=True)
+    pub = done.publish
+    log.info(
+        "model %s: %s, %d files at %s (cache key %s, %.1fs)",
+        config.variant_id,
+        "cache hit, nothing uploaded" if pub.cache_hit else "published",
+        pub.files,
+        pub.uri,
+        pub.cache_key[:12],
+        time.monotonic() - started,
+    )
+    return done.env
+
+
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
     path = samples.make_aux_archive(Path(args.output) / aux_files.ARCHIVE_NAME, seed=args.seed)
     return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
@@ -66,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     aux.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     aux.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
     aux.set_defaults(func=_cmd_aux)
+
+    model = sub.add_parser("model", help="ResNet-50 model variants (get-ml-model-resnet50)")
+    resnet50.MODEL_TABLE.add_cli_arguments(model)
+    model.add_argument("--list", action="store_true", help="print every supported combination (URLs, file names, md5s) as JSON")
+    model.add_argument("--output", help="local folder, s3://bucket/prefix or gs://bucket/prefix")
+    model.add_argument("--per-variant-folder", action="store_true", help="publish into <output>/<variant id>")
+    model.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
+    model.set_defaults(func=_cmd_model)
 
     sample = sub.add_parser("sample", help="write the small generated sample inputs (no download)")
     sample.add_argument("--output", required=True, help="folder for caffe_ilsvrc12.tar.gz")

@@ -33,3 +33,7 @@ class ValidationError(ImagenetOpsError):
 
 class StorageError(ImagenetOpsError):
     """A sink could not be read or written (after retries)."""
+
+
+class ModelCheckError(ValidationError):
+    """A model file is unreadable, of another framework, or does not have the expected interface."""

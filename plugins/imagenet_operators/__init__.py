@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from imagenet_operators.aux import AuxPublishOperator, AuxValidateOperator
 from imagenet_operators.files import ArchiveDownloadOperator, ArchiveExtractOperator, ChecksumVerifyOperator
+from imagenet_operators.model import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 
 __all__ = [
     "ArchiveDownloadOperator",
@@ -11,4 +12,8 @@ __all__ = [
     "AuxPublishOperator",
     "AuxValidateOperator",
     "ChecksumVerifyOperator",
+    "ModelDownloadOperator",
+    "ModelLoadCheckOperator",
+    "ModelPrepareOperator",
+    "ModelPublishOperator",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
@@ -23,30 +24,29 @@ def asset_extra(result: PublishResult) -> dict[str, Any]:
         "manifest_uri": result.manifest_uri,
         "files": result.files,
         "bytes": result.bytes,
-        "upstream_sha256": m.get("upstream", {}).get("sha256"),
+        "upstream": m.get("upstream", {}),
     }
 
 
 def emit_artifact_event(op: BaseOperator, context: Context, result: PublishResult) -> None:
     """Log the outcome; on a real publish add an event for the sink URI to each AssetAlias outlet."""
+    upstream = result.manifest.get("upstream", {})
     if result.cache_hit:
-        up = result.manifest.get("upstream", {})
-        prov = result.manifest.get("provenance", {})
         op.log.info(
-            "Cache hit: %s already holds this artifact (upstream bytes unchanged: sha256 %s, ETag %s); "
+            "Cache hit: %s already holds this artifact (upstream bytes unchanged: %s; provenance %s); "
             "not re-publishing, no Asset event",
             result.uri,
-            up.get("sha256"),
-            prov.get("etag"),
+            json.dumps(upstream, sort_keys=True),
+            json.dumps(result.manifest.get("provenance", {}), sort_keys=True),
         )
         return
-    previous = (result.previous_upstream or {}).get("sha256")
-    now = result.manifest.get("upstream", {}).get("sha256")
-    why = (
-        "first publish"
-        if result.previous_upstream is None
-        else (f"upstream changed: sha256 {previous} -> {now}" if previous != now else "configuration or library version changed")
-    )
+    previous = result.previous_upstream
+    if previous is None:
+        why = "first publish"
+    elif previous != upstream:
+        why = f"upstream changed: {json.dumps(previous, sort_keys=True)} -> {json.dumps(upstream, sort_keys=True)}"
+    else:
+        why = "configuration or library version changed"
     for alias in op.outlets:
         if isinstance(alias, AssetAlias):
             context["outlet_events"][alias].add(Asset(result.asset_uri), extra=asset_extra(result))

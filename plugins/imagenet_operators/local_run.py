@@ -29,6 +29,15 @@ class LocalRun:
             row = session.scalars(XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)).first()
             return None if row is None else XComModel.deserialize_value(row)
 
+    def xcoms(self, task_id: str, key: str = "return_value") -> list[Any]:
+        """The XComs of every map index of a mapped ``task_id``, in map-index order."""
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            rows = session.scalars(XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)).all()
+            return [XComModel.deserialize_value(r) for r in sorted(rows, key=lambda r: r.map_index)]
+
 
 def load_dag(dag_id: str, dags_folder: Path | None = None) -> Any:
     """Parse the DAG folder and return ``dag_id``; import errors are raised with their text."""
@@ -44,13 +53,20 @@ def load_dag(dag_id: str, dags_folder: Path | None = None) -> Any:
 
 
 def run_dag(dag: Any, conf: dict[str, Any] | None = None) -> LocalRun:
-    """``dag.test(run_conf=conf)`` and collect the final task states and try numbers."""
+    """``dag.test(run_conf=conf)`` and collect the final task states and try numbers.
+
+    Mapped task instances are keyed ``task_id[map_index]``.
+    """
     dr = dag.test(run_conf=conf or {})
     tis = dr.get_task_instances()
+
+    def key(ti: Any) -> str:
+        return ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+
     return LocalRun(
         dag_id=dag.dag_id,
         run_id=dr.run_id,
         state=str(dr.state.value if hasattr(dr.state, "value") else dr.state),
-        task_states={ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis},
-        tries={ti.task_id: ti.try_number for ti in tis},
+        task_states={key(ti): str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in tis},
+        tries={key(ti): ti.try_number for ti in tis},
     )

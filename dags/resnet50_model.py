@@ -1,0 +1,117 @@
+"""ResNet-50 model variants (CM get-ml-model-resnet50): download, fix-input-shape, load check and publish, per variant.
+
+Every CM variation is a Param (framework, precision, model output, opset, batch size,
+fix-input-shape, from-tf, huggingface default) and CM tags are accepted. Unsupported
+combinations fail in the first task, before any download, listing the supported ones.
+
+Manual runs build the form's variant, or every entry of ``variants`` (a list of CM tag
+strings). The monthly scheduled run refreshes every supported variant. Each variant is
+mapped over download -> prepare -> load check -> publish and lands in ``<sink>/<variant id>``
+with its own manifest, so only variants whose upstream bytes changed are re-published.
+Output (XCom of each mapped ``publish``): the ``CM_ML_MODEL_*`` env dict.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, AssetAlias, Param, task
+
+from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, table_params
+from imagenet_ops.resnet50 import ARTIFACT, MODEL_TABLE
+
+MODEL_ASSET_ALIAS = AssetAlias(ARTIFACT)
+
+with DAG(
+    dag_id=Path(__file__).stem,
+    dag_display_name="ResNet-50 model variants",
+    description=__doc__.partition(".")[0],
+    doc_md=__doc__,
+    schedule="@monthly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["imagenet", "mlperf", "model"],
+    params={
+        **table_params(MODEL_TABLE),
+        "variants": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Several variants",
+            section="Variants",
+            description="CM tag strings, one variant each (e.g. _onnx / _tflite,_no-argmax / _ncnn). Empty: the form's "
+            "single variant. Scheduled runs with this empty refresh every supported variant.",
+        ),
+        "md5_by_file": Param(
+            {},
+            type="object",
+            title="md5 per file name",
+            section="Custom source",
+            description='Accepted md5 of a download by file name (e.g. {"resnet50_v1.onnx": "..."}), for an internal '
+            "mirror that serves other bytes than the reference.",
+        ),
+        **output_params(ARTIFACT),
+    },
+) as dag:
+
+    @task(task_display_name="Resolve variants")
+    def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> list[dict[str, Any]]:
+        """One dict per variant (config, work dir, sink); bad combinations fail here, before any download."""
+        from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
+        from imagenet_ops.errors import ConfigError
+        from imagenet_ops.resnet50 import resolve_model_config, supported_combinations
+
+        tag_lists = list(params.get("variants") or [])
+        if not tag_lists and getattr(dag_run.run_type, "value", dag_run.run_type) == "scheduled":
+            tag_lists = supported_combinations()
+        md5_by_file = params.get("md5_by_file") or {}
+        if tag_lists:
+            if params.get("url") or params.get("md5"):
+                raise ConfigError("url and md5 apply to a single variant; with several use mirror and md5_by_file")
+            common = {k: params[k] for k in ("mirror", "skip_ssl_verification") if params.get(k) is not None}
+            configs = [resolve_model_config(common, variations=t, md5_by_file=md5_by_file) for t in tag_lists]
+        else:
+            configs = [resolve_model_config(MODEL_TABLE.selections_from_form(params), md5_by_file=md5_by_file)]
+        configs = list({c.variant_id: c for c in configs}.values())
+        root = sink_uri(ARTIFACT, params.get("sink_uri")).rstrip("/")
+        conn_id = sink_conn_id(root, params.get("conn_id"))
+        run_dir = work_dir(ARTIFACT, run_id)
+        return [
+            {
+                "config": c.as_params(),
+                "work_dir": f"{run_dir}/{c.variant_id}",
+                "sink_uri": f"{root}/{c.variant_id}",
+                "conn_id": conn_id,
+            }
+            for c in configs
+        ]
+
+    variants = resolve()
+    downloaded = ModelDownloadOperator.partial(
+        task_id="download", task_display_name="Download model", pool="imagenet_downloads"
+    ).expand(variant=variants)
+    prepared = ModelPrepareOperator.partial(task_id="prepare", task_display_name="Prepare (fix input shape)").expand(
+        variant=downloaded.output
+    )
+    checked = ModelLoadCheckOperator.partial(task_id="load_check", task_display_name="Load check").expand(variant=prepared.output)
+    published = ModelPublishOperator.partial(
+        task_id="publish", task_display_name="Publish with manifest", outlets=[MODEL_ASSET_ALIAS]
+    ).expand(variant=checked.output)
+
+    @task(task_display_name="Clean work dir")
+    def cleanup(variants: list[dict[str, Any]]) -> None:
+        """Remove this run's scratch files once every variant is published."""
+        for run_dir in {str(Path(v["work_dir"]).parent) for v in variants}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    published >> cleanup(variants)
+
+
+if __name__ == "__main__":
+    dag.test()

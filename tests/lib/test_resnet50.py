@@ -1,0 +1,251 @@
+"""ResNet-50 variants: the tables against the reference, resolution, env, and every framework end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imagenet_ops.errors import ChecksumMismatch, ConfigError
+from imagenet_ops.resnet50 import (
+    MODEL_TABLE,
+    build_model,
+    model_env,
+    model_table_listing,
+    resolve_model_config,
+    supported_combinations,
+)
+from imagenet_ops.storage import open_sink
+
+# (variations, file, first URL, md5) straight from the reference's download table (cm_spec.md §2).
+REFERENCE = [
+    (
+        "_onnx,_fp32,_opset-11",
+        "resnet50_v1.onnx",
+        "https://zenodo.org/record/4735647/files/resnet50_v1.onnx",
+        "f6a4da60cd5f084d97efc2c1ddb10beb",
+    ),
+    (
+        "_onnx,_fp32,_opset-8",
+        "resnet50_v1.onnx",
+        "https://zenodo.org/record/2592612/files/resnet50_v1.onnx",
+        "a638cf028b5870da29e09ccc2f7182e7",
+    ),
+    (
+        "_onnx,_fp32,_opset-11,_huggingface_default",
+        "resnet50_v1.onnx",
+        "https://huggingface.co/ctuning/mlperf-inference-resnet50-onnx-fp32-imagenet2012-v1.0/resolve/main/resnet50_v1.onnx",
+        "f6a4da60cd5f084d97efc2c1ddb10beb",
+    ),
+    (
+        "_onnx,_fp32,_opset-11,_from-tf",
+        "resnet50_v1_modified.onnx",
+        "https://drive.google.com/uc?id=15wZ_8Vt12cb10IEBsln8wksD1zGwlbOM&export=download",
+        "04a510152d9eded924883bdfcf85dd4a",
+    ),
+    (
+        "_tensorflow,_fp32",
+        "resnet50_v1.pb",
+        "https://zenodo.org/record/2535873/files/resnet50_v1.pb",
+        "7b94a2da05dd30f6c0af23a46bc08886",
+    ),
+    (
+        "_pytorch,_fp32",
+        "resnet50-19c8e357.pth",
+        "https://zenodo.org/record/4588417/files/resnet50-19c8e357.pth",
+        "9e9c86b324d80e65229fab49b8d9a8e8",
+    ),
+    (
+        "_pytorch,_int8",
+        "resnet50_INT8bit_quantized.pt",
+        "https://zenodo.org/record/4589637/files/resnet50_INT8bit_quantized.pt",
+        "6893ea9769b0afce65bb0ddf002f4438",
+    ),
+    (
+        "_tflite,_fp32,_argmax",
+        "resnet50_v1.tflite",
+        "https://www.dropbox.com/s/cvv2zlfo80h54uz/resnet50_v1.tflite.gz?dl=1",
+        "92b5ae497e0de5c2d487507953b6e5cc",
+    ),
+    (
+        "_tflite,_fp32,_no-argmax",
+        "resnet50_v1.no-argmax.tflite",
+        "https://www.dropbox.com/s/vhuqo0wc39lky0a/resnet50_v1.no-argmax.tflite?dl=1",
+        "53e81f9f9b459ecfb6d64add3da91564",
+    ),
+    (
+        "_tflite,_int8,_no-argmax",
+        "resnet50_quant_full_mlperf_edgetpu.tflite",
+        "https://zenodo.org/record/8234946/files/resnet50_quant_full_mlperf_edgetpu.tflite?download=1",
+        "a657cf1f97545aefd058c1c718cc0e17",
+    ),
+    (
+        "_ncnn,_fp32",
+        "resnet50_v1.bin",
+        "https://zenodo.org/record/8073420/files/resnet50_v1.bin?download=1",
+        "0360777ab2178a65a8f78c35a7d619e0",
+    ),
+]
+
+
+def test_list_matches_the_reference_table():
+    rows = {r["variations"]: r for r in model_table_listing()}
+    assert set(rows) == {v for v, *_ in REFERENCE}
+    for variations, filename, url, md5 in REFERENCE:
+        first = rows[variations]["files"][0]
+        assert (first["file"], first["urls"][0], first["md5"]) == (filename, url, md5), variations
+    ncnn = rows["_ncnn,_fp32"]["files"]
+    assert ncnn[1] == {
+        "file": "resnet50_v1.param",
+        "download": "resnet50_v1.param",
+        "md5": "f9ba6c4d7f66348e6d24c06bfe3f4ae8",
+        "md5_of": "the file",
+        "urls": ["https://zenodo.org/record/8073420/files/resnet50_v1.param?download="],
+    }
+    assert rows["_tflite,_fp32,_argmax"]["files"][0]["md5_of"] == "the .gz download"
+
+
+def test_cli_list_prints_the_same_table_as_json(capsys):
+    from imagenet_ops.__main__ import main
+
+    assert main(["model", "--list"]) == 0
+    assert json.loads(capsys.readouterr().out) == model_table_listing()
+
+
+@pytest.mark.parametrize(
+    ("tags", "variant_id"),
+    [
+        ("", "onnx-fp32-argmax-opset11"),
+        ("_onnxruntime,_opset-8", "onnx-fp32-argmax-opset8"),
+        ("_tf,_fix-input-shape,_batch_size.8", "tensorflow-fp32-argmax-fixed-bs8"),
+        ("_tflite,_no-argmax", "tflite-fp32-no-argmax"),
+        ("_tflite,_int8,_no-argmax", "tflite-int8-no-argmax"),
+        ("_pytorch,_int8", "pytorch-int8"),
+        ("_ncnn", "ncnn-fp32"),
+    ],
+)
+def test_tags_resolve_to_a_supported_variant(tags, variant_id):
+    assert resolve_model_config(variations=tags).variant_id == variant_id
+
+
+@pytest.mark.parametrize("tags", ["_tflite,_int8", "_tflite,_int8,_argmax", "_pytorch,_uint8", "_onnx,_int8", "_ncnn,_int8"])
+def test_unsupported_combinations_are_rejected_listing_the_supported_ones(tags):
+    # tflite,int8,argmax: CM silently hands out the fp32 argmax file; we refuse instead.
+    with pytest.raises(ConfigError, match="no model file for .*supported combinations: .*_tflite,_int8,_no-argmax"):
+        resolve_model_config(variations=tags)
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ("_tflite,_fix-input-shape", "_fix-input-shape applies to _tensorflow only"),
+        ("_pytorch,_from-tf", "_from-tf applies to _onnx only"),
+        ("_tensorflow,_opset-8", "_opset-\\* applies to _onnx only"),
+        ("_ncnn,_huggingface_default", "_huggingface_default applies to _onnx only"),
+    ],
+)
+def test_flags_for_another_framework_are_rejected(tags, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_model_config(variations=tags)
+
+
+def test_overrides_mirror_url_and_md5():
+    cfg = resolve_model_config({"mirror": "http://store.internal/models/"}, variations="_tflite")
+    assert cfg.files[0].urls[0] == "http://store.internal/models/resnet50_v1.tflite.gz"
+    assert cfg.files[0].urls[1].startswith("https://www.dropbox.com/")
+    cfg = resolve_model_config({"url": "http://x/resnet50_v1.pb", "md5": "A" * 32}, variations="_tensorflow")
+    assert cfg.files[0].urls == ("http://x/resnet50_v1.pb",) and cfg.files[0].md5 == "a" * 32
+    cfg = resolve_model_config(variations="_ncnn", md5_by_file={"resnet50_v1.param": "b" * 32})
+    assert [f.md5 for f in cfg.files] == ["0360777ab2178a65a8f78c35a7d619e0", "b" * 32]
+    with pytest.raises(ConfigError, match="--url replaces a single file"):
+        resolve_model_config({"url": "http://x/y.bin"}, variations="_ncnn")
+    with pytest.raises(ConfigError, match="2 file\\(s\\) to download .* but 1 md5"):
+        resolve_model_config({"md5": "a" * 32}, variations="_ncnn")
+
+
+def test_params_form_covers_every_variation():
+    specs = MODEL_TABLE.param_specs()
+    assert specs["framework"]["enum"] == ["onnx", "tensorflow", "tflite", "pytorch", "ncnn"]
+    assert specs["batch_size"]["minimum"] == 1 and specs["batch_size"]["default"] == 1
+    assert {"fix_input_shape", "from_tf", "huggingface_default", "opset", "model_output", "precision"} <= set(specs)
+
+
+def test_env_follows_the_reference_with_documented_fixes():
+    onnx = model_env(resolve_model_config(), model_path="/m/resnet50_v1.onnx")
+    assert onnx["CM_ML_MODEL_DATA_LAYOUT"] == "NCHW" and onnx["CM_ML_MODEL_INPUT_LAYERS"] == "input_tensor:0"
+    assert onnx["CM_ML_MODEL_INPUT_SHAPES"] == '"input_tensor:0": (1, 3, 224, 224)'
+    assert onnx["CM_ML_MODEL_FILE"] == "resnet50_v1.onnx" and onnx["CM_ML_MODEL_VER"] == "1.5"
+    assert onnx["CM_ML_MODEL"] == "RESNET50" and onnx["CM_ML_MODEL_SUBTRACT_MEANS"] == "YES"
+    tf = model_env(resolve_model_config({"batch_size": 4}, variations="_tensorflow"), model_path="/m/resnet50_v1.pb")
+    # CM says NCHW for this NHWC graph; fixed.
+    assert tf["CM_ML_MODEL_INPUT_SHAPES"] == '"input_tensor:0": (4, 224, 224, 3)'
+    assert tf["CM_ML_MODEL_GIVEN_CHANNEL_MEANS"] == "123.68 116.78 103.94" and tf["CM_ML_MODEL_ACCURACY"] == "76.456"
+    lite = model_env(resolve_model_config(variations="_tflite,_no-argmax"), model_path="/m/x.tflite")
+    assert lite["CM_ML_MODEL_INPUT_SHAPES"] == '"input_tensor 2": (1, 224, 224, 3)'
+    assert lite["CM_ML_MODEL_OUTPUT_LAYER_ARGMAX"] == "no"
+    torch_env = model_env(resolve_model_config(variations="_pytorch"), model_path="/m/resnet50-19c8e357.pth")
+    assert torch_env["CM_ML_MODEL_STARTING_WEIGHTS_FILENAME"].endswith("resnet50-19c8e357.pth")
+    assert "?" not in json.dumps(torch_env)
+    from_tf = model_env(resolve_model_config(variations="_onnx,_from-tf"), model_path="/m/resnet50_v1_modified.onnx")
+    assert from_tf["CM_ML_MODEL_DATA_LAYOUT"] == "NHWC" and from_tf["CM_ML_MODEL_INPUT_LAYERS"] == "input_tensor"
+
+
+FRAMEWORK_PATHS = [
+    "_onnx",
+    "_onnx,_from-tf",
+    "_tensorflow",
+    "_tensorflow,_fix-input-shape,_batch_size.2",
+    "_tflite",  # the .gz path: md5 of the download, gunzipped
+    "_tflite,_no-argmax",
+    "_pytorch",
+    "_pytorch,_int8",
+    "_ncnn",
+]
+
+
+@pytest.mark.parametrize("tags", FRAMEWORK_PATHS)
+def test_every_framework_end_to_end_from_a_mirror(tags, model_mirror, tmp_path):
+    cfg = resolve_model_config({"mirror": model_mirror["mirror"]}, variations=tags, md5_by_file=model_mirror["md5_by_file"])
+    sink = open_sink(str(tmp_path / "out"))
+    done = build_model(config=cfg, sink=sink, work_dir=tmp_path / "work")
+    assert not done.publish.cache_hit
+    model = Path(done.env["CM_ML_MODEL_FILE_WITH_PATH"])
+    assert model.is_file() and model.name == cfg.files[0].filename
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert {f["path"] for f in manifest["files"]} >= {f.filename for f in cfg.files}
+    if cfg.fix_input_shape:
+        assert (
+            Path(done.env["CM_ML_MODEL_STARTING_FILE_PATH"]).read_bytes()
+            == (model_mirror["server"].root / "resnet50_v1.pb").read_bytes()
+        )
+        assert model.read_bytes() != Path(done.env["CM_ML_MODEL_STARTING_FILE_PATH"]).read_bytes()
+    again = build_model(config=cfg, sink=sink, work_dir=tmp_path / "work2")
+    assert again.publish.cache_hit and again.env == done.env
+
+
+def test_wrong_md5_publishes_nothing(model_mirror, tmp_path):
+    # url (not mirror) replaces the mirror list: the test must never fall through to the real mirrors.
+    cfg = resolve_model_config({"url": f"{model_mirror['mirror']}/resnet50_v1.onnx"}, variations="_onnx")  # reference md5
+    with pytest.raises(ChecksumMismatch, match="f6a4da60cd5f084d97efc2c1ddb10beb"):
+        build_model(config=cfg, sink=open_sink(str(tmp_path / "out")), work_dir=tmp_path / "work")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_of_the_wrong_framework_fails_the_load_check_and_is_not_published(model_mirror, tmp_path):
+    from imagenet_ops.digests import file_digests
+    from imagenet_ops.errors import ModelCheckError
+
+    server = model_mirror["server"]
+    (server.root / "resnet50_v1.pb").write_bytes((server.root / "resnet50_v1.onnx").read_bytes())  # an ONNX file named .pb
+    cfg = resolve_model_config(
+        {"mirror": model_mirror["mirror"], "md5": file_digests(server.root / "resnet50_v1.pb").md5}, variations="_tensorflow"
+    )
+    with pytest.raises(ModelCheckError, match="resnet50_v1.pb"):
+        build_model(config=cfg, sink=open_sink(str(tmp_path / "out")), work_dir=tmp_path / "work")
+    assert not (tmp_path / "out").exists()
+
+
+def test_supported_combinations_are_tag_strings_that_resolve():
+    for tags in supported_combinations():
+        assert resolve_model_config(variations=tags).tags == tags
