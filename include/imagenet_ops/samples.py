@@ -15,6 +15,7 @@ import struct
 import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from imagenet_ops.aux_files import AUX_FILES, NUM_CLASSES, NUM_VAL_IMAGES
 
@@ -68,3 +69,75 @@ def make_aux_archive(
     files.update(overrides or {})
     skip = set(omit)
     return write_tar(path, {n: files[n] for n in (*AUX_FILES, *sorted(set(files) - set(AUX_FILES))) if n not in skip})
+
+
+# -- training data -----------------------------------------------------------------------------
+
+
+def imagenet_like_jpeg(seed: int, *, width: int = 500, height: int = 375, quality: int = 90, mode: str = "RGB") -> bytes:
+    """A JPEG with photo-like statistics (smooth gradients plus texture), ~100 KB at 500x375."""
+    import io as _io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([(x * rng.uniform(0.2, 0.6) + y * rng.uniform(0.1, 0.5) + rng.uniform(0, 255)) % 256 for _ in range(3)], -1)
+    texture = rng.normal(0, 18, (height, width, 3))
+    pixels = np.clip(base + texture, 0, 255).astype(np.uint8)
+    img = Image.fromarray(pixels, "RGB")
+    if mode != "RGB":
+        img = img.convert(mode)
+    buf = _io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def make_class_tars(
+    folder: Path,
+    *,
+    wnids: list[str],
+    per_class: int,
+    seed: int = 0,
+    files: Mapping[str, bytes] | None = None,
+    width: int = 500,
+    height: int = 375,
+) -> list[Path]:
+    """Write ``<wnid>.tar`` per class (the layout CM gets); ``files`` adds or replaces ``<wnid>_<n>.JPEG`` members."""
+    folder = Path(folder)
+    extra = dict(files or {})
+    paths = []
+    for c, wnid in enumerate(wnids):
+        members = {
+            f"{wnid}_{k}.JPEG": imagenet_like_jpeg(seed * 100_003 + c * 1009 + k, width=width, height=height)
+            for k in range(1, per_class + 1)
+        }
+        members.update({n: b for n, b in extra.items() if n.startswith(wnid + "_")})
+        paths.append(write_tar(folder / f"{wnid}.tar", dict(sorted(members.items()))))
+    return paths
+
+
+def make_train_tar(path: Path, **kwargs: Any) -> Path:
+    """Write an ``ILSVRC2012_img_train.tar``-shaped tar of per-class tars (arguments as :func:`make_class_tars`)."""
+    import tempfile as _tempfile
+
+    path = Path(path)
+    with _tempfile.TemporaryDirectory() as tmp:
+        inner = make_class_tars(Path(tmp), **kwargs)
+        return write_tar(path, {p.name: p.read_bytes() for p in inner}, gz=False)
+
+
+def make_val_tar(path: Path, *, count: int, seed: int = 1, width: int = 500, height: int = 375) -> Path:
+    """Write an ``ILSVRC2012_img_val.tar``-shaped flat tar of ``ILSVRC2012_val_%08d.JPEG``."""
+    members = {
+        f"ILSVRC2012_val_{i:08d}.JPEG": imagenet_like_jpeg(seed * 7919 + i, width=width, height=height)
+        for i in range(1, count + 1)
+    }
+    return write_tar(Path(path), members, gz=False)
+
+
+def val_synset_labels(count: int, wnids: list[str], seed: int = 2) -> str:
+    """``imagenet_2012_validation_synset_labels.txt``-shaped text: one wnid per validation image."""
+    rng = random.Random(seed)
+    return "".join(f"{rng.choice(wnids)}\n" for _ in range(count))
