@@ -1,0 +1,117 @@
+"""The shard plan follows the reference converter's contract, reproducibly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from imagenet_ops.errors import ValidationError
+from imagenet_ops.imagenet_sources import ImageRef
+from imagenet_ops.training_plan import (
+    PlanItem,
+    Shard,
+    chunk,
+    im2rec_order,
+    label_map,
+    plan_reference,
+    read_val_labels,
+    val_labels_from_aux,
+)
+
+WNIDS = ["n01440764", "n01443537", "n02105855", "n15075141"]
+
+
+def _train_refs(per_class: int = 3) -> list[ImageRef]:
+    return [ImageRef(f"{w}/{w}_{k}.JPEG", f"/t/{w}.tar", 512 * k, 10) for w in WNIDS for k in range(1, per_class + 1)]
+
+
+def _val_refs(n: int) -> list[ImageRef]:
+    return [ImageRef(f"ILSVRC2012_val_{i:08d}.JPEG", "/v.tar", 512 * i, 10) for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize(("n", "shards", "first", "last"), [(1_281_167, 1024, 1252, 371), (50_000, 128, 391, 343)])
+def test_contiguous_chunks_match_the_real_shard_sizes(n, shards, first, last):
+    sizes = [len(s.items) for s in chunk(list(range(n)), "train", shards)]
+    assert sizes[:-1] == [first] * (shards - 1) and sizes[-1] == last and sum(sizes) == n
+
+
+def test_small_inputs_leave_trailing_shards_empty_but_present():
+    shards = chunk(list(range(5)), "validation", 4)
+    assert [len(s.items) for s in shards] == [2, 2, 1, 0]
+    assert [s.name for s in shards] == [f"validation-0000{k}-of-00004" for k in range(4)]
+
+
+def test_the_train_permutation_is_the_reference_one():
+    # tfrecords_spec.md 1.6: first 8 indices of random.seed(0); random.shuffle(list(range(1281167))).
+    order = list(range(1_281_167))
+    random.Random(0).shuffle(order)
+    assert order[:8] == [1082000, 444988, 795600, 317966, 440284, 71498, 65702, 1213218]
+
+
+def test_labels_are_1_based_over_sorted_wnids():
+    assert label_map(set(reversed(WNIDS))) == {"n01440764": 1, "n01443537": 2, "n02105855": 3, "n15075141": 4}
+
+
+def test_plan_is_the_same_whatever_order_the_files_were_listed_in():
+    refs = _train_refs()
+    labels = [WNIDS[i % 4] for i in range(6)]
+    a = plan_reference(train=refs, validation=_val_refs(6), val_labels=labels, train_shards=5, validation_shards=2)
+    shuffled = refs[:]
+    random.Random(7).shuffle(shuffled)
+    b = plan_reference(
+        train=shuffled, validation=list(reversed(_val_refs(6))), val_labels=labels, train_shards=5, validation_shards=2
+    )
+    assert [s.as_dict() for s in a] == [s.as_dict() for s in b]
+    assert [s.name for s in a] == [f"train-0000{k}-of-00005" for k in range(5)] + [
+        "validation-00000-of-00002",
+        "validation-00001-of-00002",
+    ]
+    train_items = [i for s in a if s.split == "train" for i in s.items]
+    assert sorted(i.ref.relpath for i in train_items) == sorted(r.relpath for r in refs)
+    assert all(i.label == label_map(set(WNIDS))[i.synset] and i.ref.wnid == i.synset for i in train_items)
+    val = [i for s in a if s.split == "validation" for i in s.items]
+    assert [i.ref.name for i in val] == [f"ILSVRC2012_val_{k:08d}.JPEG" for k in range(1, 7)]
+    assert [i.synset for i in val] == labels
+    assert Shard.from_dict(a[0].as_dict()) == a[0] and PlanItem.from_list(val[0].as_list()) == val[0]
+
+
+def test_a_split_can_be_left_out():
+    only_val = plan_reference(train=[], validation=_val_refs(3), val_labels=WNIDS[:3], train_shards=4, validation_shards=1)
+    assert [s.split for s in only_val] == ["validation"]
+    no_val = plan_reference(
+        train=_train_refs(1), validation=_val_refs(3), val_labels=WNIDS[:3], train_shards=2, validation_shards=0
+    )
+    assert {s.split for s in no_val} == {"train"}
+
+
+def test_labels_shorter_than_images_name_both():
+    with pytest.raises(ValidationError, match="labels hold 2 lines but image ILSVRC2012_val_00000003.JPEG needs line 3"):
+        plan_reference(train=[], validation=_val_refs(3), val_labels=WNIDS[:2], train_shards=0, validation_shards=1)
+
+
+def test_a_validation_file_with_another_name_is_refused():
+    odd = [ImageRef("holiday.JPEG", "/v", 0, 1)]
+    with pytest.raises(ValidationError, match="holiday.JPEG is not named ILSVRC2012_val"):
+        plan_reference(train=[], validation=odd, val_labels=WNIDS, train_shards=0, validation_shards=1)
+
+
+def test_val_labels_file_and_aux_artifact_give_the_same_mapping(tmp_path):
+    (tmp_path / "synset_labels.txt").write_text("n02105855\nn01440764\nn15075141\n")
+    (tmp_path / "synsets.txt").write_text("\n".join(WNIDS) + "\n")
+    (tmp_path / "val.txt").write_text(
+        "ILSVRC2012_val_00000001.JPEG 2\nILSVRC2012_val_00000002.JPEG 0\nILSVRC2012_val_00000003.JPEG 3\n"
+    )
+    assert read_val_labels(tmp_path / "synset_labels.txt") == val_labels_from_aux(tmp_path / "val.txt", tmp_path / "synsets.txt")
+    (tmp_path / "bad.txt").write_text("n01440764\nnot-a-wnid\n")
+    with pytest.raises(ValidationError, match="line 2 'not-a-wnid'"):
+        read_val_labels(tmp_path / "bad.txt")
+
+
+def test_im2rec_order_is_sorted_walk_labels_then_seed_100_shuffle():
+    refs = _train_refs(2)
+    order = im2rec_order(list(reversed(refs)))
+    expected = [(i, r, WNIDS.index(r.wnid)) for i, r in enumerate(sorted(refs))]
+    random.seed(100)
+    random.shuffle(expected)
+    assert order == expected
