@@ -37,3 +37,7 @@ class StorageError(ImagenetOpsError):
 
 class ModelCheckError(ValidationError):
     """A model file is unreadable, of another framework, or does not have the expected interface."""
+
+
+class ImageError(ImagenetOpsError):
+    """An image file is neither JPEG nor PNG, or it cannot be read or decoded."""

@@ -1,0 +1,116 @@
+"""Write the planned shards: TFRecords for the reference converter, without TensorFlow.
+
+Each shard is read straight from the source tars, written under a temporary name and renamed
+when complete, so a killed or retried writer never leaves a partial shard. A sidecar
+``.<shard>.done.json`` records the shard's plan digest, record count, size and sha256; a re-run
+skips a shard whose file still matches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from imagenet_ops.digests import file_digests
+from imagenet_ops.image_header import image_info, needs_conversion, to_rgb_jpeg
+from imagenet_ops.imagenet_sources import ImageReader
+from imagenet_ops.progress import Progress
+from imagenet_ops.tfrecord_format import TFRecordWriter, imagenet_example
+from imagenet_ops.training_plan import Shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """A finished shard: name, records, bytes, sha256, converted images, and whether it was skipped."""
+
+    name: str
+    records: int
+    bytes: int
+    sha256: str
+    converted: int = 0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_digest(shard: Shard) -> str:
+    """sha256 of the shard's planned content (which images, labels, order)."""
+    return hashlib.sha256(json.dumps(shard.as_dict(), separators=(",", ":")).encode()).hexdigest()
+
+
+def _done_path(out_dir: Path, shard: Shard) -> Path:
+    return out_dir / f".{shard.name}.done.json"
+
+
+def completed_shard(shard: Shard, out_dir: Path) -> ShardResult | None:
+    """The recorded result if ``out_dir`` already holds this exact shard (size and sha256 verified)."""
+    done, target = _done_path(out_dir, shard), out_dir / shard.name
+    if not (done.exists() and target.exists()):
+        return None
+    record = json.loads(done.read_text())
+    if record.get("plan_digest") != plan_digest(shard) or target.stat().st_size != record["bytes"]:
+        return None
+    if file_digests(target).sha256 != record["sha256"]:
+        return None
+    fields = {k: record[k] for k in ("name", "records", "bytes", "sha256", "converted")}
+    return ShardResult(**fields, skipped=True)
+
+
+def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | None = None) -> ShardResult:
+    """Write one reference-format TFRecord shard into ``out_dir`` (skipped if already complete).
+
+    Image bytes pass through unchanged, except the train PNG/CMYK files named in the reference,
+    re-encoded as RGB JPEG quality 100. Height and width come from the image header.
+
+    Raises:
+        ImageError: a file that is neither JPEG nor PNG (named).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = completed_shard(shard, out_dir)
+    if done:
+        log.info("shard %s already complete (%d records, sha256 %s); skipped", shard.name, done.records, done.sha256[:12])
+        return done
+    own_reader = reader is None
+    reader = reader or ImageReader()
+    tmp = out_dir / f".{shard.name}.tmp-{uuid.uuid4().hex[:8]}"
+    converted = 0
+    progress = Progress(f"shard {shard.name}", total=len(shard.items), unit="images", logger=log)
+    try:
+        with TFRecordWriter(tmp) as writer:
+            for item in shard.items:
+                data = reader.read(item.ref)
+                if needs_conversion(item.ref.name, split=shard.split):
+                    data = to_rgb_jpeg(data, name=item.ref.relpath)
+                    converted += 1
+                info = image_info(data, name=item.ref.relpath)
+                writer.write(
+                    imagenet_example(
+                        encoded=data,
+                        height=info.height,
+                        width=info.width,
+                        label=item.label,
+                        synset=item.synset,
+                        filename=item.ref.name,
+                    )
+                )
+                progress.update(1)
+        digests = file_digests(tmp)
+        os.replace(tmp, out_dir / shard.name)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if own_reader:
+            reader.close()
+    result = ShardResult(shard.name, len(shard.items), digests.size, digests.sha256, converted)
+    _done_path(out_dir, shard).write_text(json.dumps({**result.as_dict(), "plan_digest": plan_digest(shard)}))
+    log.info("%s; wrote %s (%d records, %d converted)", progress.line(), shard.name, result.records, converted)
+    return result
