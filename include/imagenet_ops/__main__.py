@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,19 @@ def _work_dir(args: argparse.Namespace) -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix="imagenet_ops-")), True
 
 
-def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
-    config = aux_files.resolve_aux_config(aux_files.AUX_TABLE.selections_from_args(args))
+def _build_and_report(args: argparse.Namespace, label: str, build: Callable[[Path], Any]) -> dict[str, str]:
+    """Run ``build(work_dir)`` in the given or a temporary work dir and log the one-line summary."""
     work, temporary = _work_dir(args)
     started = time.monotonic()
     try:
-        done = aux_files.build_aux(config=config, sink=open_sink(args.output), work_dir=work)
+        done = build(work)
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
     pub = done.publish
     log.info(
-        "aux %s: %s, %d files at %s (cache key %s, %.1fs)",
-        config.version,
+        "%s: %s, %d files at %s (cache key %s, %.1fs)",
+        label,
         "cache hit, nothing uploaded" if pub.cache_hit else "published",
         pub.files,
         pub.uri,
@@ -49,6 +50,14 @@ def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
         time.monotonic() - started,
     )
     return done.env
+
+
+def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
+    config = aux_files.resolve_aux_config(aux_files.AUX_TABLE.selections_from_args(args))
+    sink = open_sink(args.output)
+    return _build_and_report(
+        args, f"aux {config.version}", lambda work: aux_files.build_aux(config=config, sink=sink, work_dir=work)
+    )
 
 
 def _cmd_model(args: argparse.Namespace) -> Any:
@@ -57,25 +66,10 @@ def _cmd_model(args: argparse.Namespace) -> Any:
     if not args.output:
         raise ConfigError("model: --output is required (or use --list)")
     config = resnet50.resolve_model_config(resnet50.MODEL_TABLE.selections_from_args(args))
-    work, temporary = _work_dir(args)
-    started = time.monotonic()
-    try:
-        sink = open_sink(f"{args.output.rstrip('/')}/{config.variant_id}" if args.per_variant_folder else args.output)
-        done = resnet50.build_model(config=config, sink=sink, work_dir=work)
-    finally:
-        if temporary:
-            shutil.rmtree(work, ignore_errors=True)
-    pub = done.publish
-    log.info(
-        "model %s: %s, %d files at %s (cache key %s, %.1fs)",
-        config.variant_id,
-        "cache hit, nothing uploaded" if pub.cache_hit else "published",
-        pub.files,
-        pub.uri,
-        pub.cache_key[:12],
-        time.monotonic() - started,
+    sink = open_sink(f"{args.output.rstrip('/')}/{config.variant_id}" if args.per_variant_folder else args.output)
+    return _build_and_report(
+        args, f"model {config.variant_id}", lambda work: resnet50.build_model(config=config, sink=sink, work_dir=work)
     )
-    return done.env
 
 
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:

@@ -20,7 +20,7 @@ from imagenet_ops.env import aux_env
 from imagenet_ops.errors import ConfigError, ValidationError
 from imagenet_ops.extract import extract_archive
 from imagenet_ops.storage import PublishResult, Sink, publish_dir
-from imagenet_ops.variations import Choice, Group, Option, VariationTable
+from imagenet_ops.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,7 @@ AUX_TABLE = VariationTable(
             section="Custom source",
             pattern=r"^[0-9a-fA-F]{64}$",
         ),
-        Option(
-            "skip_ssl_verification",
-            "boolean",
-            "Skip TLS verification",
-            "Do not verify TLS certificates of the mirrors.",
-            default=False,
-            optional=False,
-            section="Custom source",
-            tag="skip_ssl_verification",
-        ),
+        SKIP_SSL_VERIFICATION,
     ),
 )
 

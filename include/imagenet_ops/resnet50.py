@@ -29,7 +29,7 @@ from imagenet_ops.download import download
 from imagenet_ops.errors import ConfigError
 from imagenet_ops.extract import extract_archive
 from imagenet_ops.storage import PublishResult, Sink, publish_dir
-from imagenet_ops.variations import Choice, Group, Option, VariationTable
+from imagenet_ops.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +144,7 @@ MODEL_TABLE = VariationTable(
             section="Custom source",
             pattern=r"^[0-9a-fA-F]{32}(,[0-9a-fA-F]{32})*$",
         ),
-        Option(
-            "skip_ssl_verification",
-            "boolean",
-            "Skip TLS verification",
-            "Do not verify TLS certificates.",
-            default=False,
-            optional=False,
-            tag="skip_ssl_verification",
-            section="Custom source",
-        ),
+        SKIP_SSL_VERIFICATION,
     ),
 )
 

@@ -95,6 +95,19 @@ class Option:
         return value
 
 
+SKIP_SSL_VERIFICATION = Option(
+    "skip_ssl_verification",
+    "boolean",
+    "Skip TLS verification",
+    "Do not verify TLS certificates of the mirrors.",
+    default=False,
+    optional=False,
+    section="Custom source",
+    tag="skip_ssl_verification",
+)
+"""CM's ``_skip_ssl_verification``, shared by every artifact that downloads."""
+
+
 @dataclass(frozen=True)
 class Combo:
     """CM combination variation ``a,b``: applies when every ``group: choice`` in ``when`` holds."""
