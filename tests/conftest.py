@@ -103,6 +103,11 @@ def http_server(tmp_path: Path) -> Iterator:
         yield server
 
 
+def _bucket_name(request: pytest.FixtureRequest) -> str:
+    """A valid, per-test bucket name derived from the test's name."""
+    return "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server mode on 127.0.0.1."""
@@ -121,7 +126,7 @@ def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> tuple[object,
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    name = "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    name = _bucket_name(request)
     client.create_bucket(Bucket=name)
     return client, name
 
@@ -144,7 +149,7 @@ def gcs_bucket(gcs_endpoint: str, request: pytest.FixtureRequest) -> tuple[objec
     from imagenet_ops.storage import default_gcs_client
 
     client = default_gcs_client(endpoint=gcs_endpoint, project="test-project")
-    name = "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    name = _bucket_name(request)
     client.create_bucket(name)
     return client, name
 

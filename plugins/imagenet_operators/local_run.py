@@ -21,16 +21,12 @@ class LocalRun:
     tries: dict[str, int] = field(default_factory=dict)
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
-        """The XCom ``key`` of ``task_id`` in this run (``None`` if absent)."""
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            row = session.scalars(XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)).first()
-            return None if row is None else XComModel.deserialize_value(row)
+        """The XCom ``key`` of an unmapped ``task_id`` in this run (``None`` if absent)."""
+        values = self.xcoms(task_id, key)
+        return values[0] if values else None
 
     def xcoms(self, task_id: str, key: str = "return_value") -> list[Any]:
-        """The XComs of every map index of a mapped ``task_id``, in map-index order."""
+        """The XComs of ``task_id``: one per map index of a mapped task, in map-index order."""
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
 
