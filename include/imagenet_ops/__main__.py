@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops import VERSION, aux_files, resnet50, samples
+from imagenet_ops import VERSION, aux_files, resnet50, samples, training_data
 from imagenet_ops.errors import ConfigError, ImagenetOpsError
 from imagenet_ops.storage import open_sink
 
@@ -72,6 +73,26 @@ def _cmd_model(args: argparse.Namespace) -> Any:
     )
 
 
+def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
+    config = training_data.resolve_training_config(training_data.TRAINING_TABLE.selections_from_args(args))
+    sink = open_sink(args.output)
+    workers = args.workers or os.cpu_count() or 1
+    return _build_and_report(
+        args,
+        f"training data ({config.implementation})",
+        lambda work: training_data.build_training_data(
+            config=config,
+            sink=sink,
+            train=args.train,
+            validation=args.validation,
+            validation_labels=args.validation_labels,
+            aux_path=args.aux,
+            work_dir=work,
+            workers=workers,
+        ),
+    )
+
+
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
     path = samples.make_aux_archive(Path(args.output) / aux_files.ARCHIVE_NAME, seed=args.seed)
     return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
@@ -96,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--per-variant-folder", action="store_true", help="publish into <output>/<variant id>")
     model.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
     model.set_defaults(func=_cmd_model)
+
+    tdata = sub.add_parser("training-data", help="ResNet-50 training TFRecords or RecordIO (prepare-training-data-resnet)")
+    training_data.TRAINING_TABLE.add_cli_arguments(tdata)
+    tdata.add_argument("--train", help="ILSVRC2012_img_train.tar, a folder of <wnid>.tar or <wnid>/ folders, or s3://, gs://")
+    tdata.add_argument("--validation", help="ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG, or s3://, gs://")
+    tdata.add_argument("--validation-labels", help="imagenet_2012_validation_synset_labels.txt (default: --aux, else download)")
+    tdata.add_argument("--aux", help="folder of the aux artifact (val.txt + synsets.txt) to derive the validation labels from")
+    tdata.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
+    tdata.add_argument("--workers", type=int, default=0, help="processes writing shards at once (default: all cores)")
+    tdata.add_argument("--work-dir", help="scratch folder (default: a temporary folder, removed after)")
+    tdata.set_defaults(func=_cmd_training_data)
 
     sample = sub.add_parser("sample", help="write the small generated sample inputs (no download)")
     sample.add_argument("--output", required=True, help="folder for caffe_ilsvrc12.tar.gz")

@@ -98,39 +98,87 @@ def _tar_images(tar: tarfile.TarFile, container: str, base: int, prefix: str) ->
             yield ImageRef(f"{prefix}{os.path.basename(m.name)}", container, base + m.offset_data, m.size)
 
 
-def _class_tar_images(path: Path, fh: IO[bytes], start: int, size: int, wnid: str) -> list[ImageRef]:
+def _class_tar_images(path: str, fh: IO[bytes], start: int, size: int, wnid: str) -> list[ImageRef]:
     inner = _open_tar(_Window(fh, start, size), f"{path}:{wnid}.tar")
-    images = list(_tar_images(inner, str(path), start, f"{wnid}/"))
+    images = list(_tar_images(inner, path, start, f"{wnid}/"))
     if not images:
         raise ValidationError(f"{path}: class tar {wnid}.tar holds no images")
     return images
 
 
-def list_train_images(source: Path, *, progress_every: float = 5.0) -> list[ImageRef]:
+def _is_remote(source: str | Path) -> bool:
+    return str(source).startswith(("s3://", "gs://"))
+
+
+def _need_store(store: Any, source: str) -> Any:
+    if store is None:
+        from imagenet_ops.object_store import ObjectStore
+
+        store = ObjectStore()
+    return store
+
+
+def _remote_train_images(source: str, store: Any, progress: Progress) -> list[ImageRef]:
+    refs: list[ImageRef] = []
+    if source.endswith(".tar"):
+        with store.open(source) as fh:
+            refs += _outer_train_tar(source, fh, progress)
+        return refs
+    objects = store.list(source)
+    tars = [o for o in objects if o.name.endswith(".tar") and "/" not in o.name]
+    if tars:
+        for o in tars:
+            with store.open(o.uri) as fh:
+                refs += _class_tar_images(o.uri, fh, 0, o.size, o.name[: -len(".tar")])
+            progress.update(1)
+        return refs
+    by_class: dict[str, list[Any]] = {}
+    for o in objects:
+        parts = o.name.split("/")
+        if parts[0] == "train":
+            parts = parts[1:]
+        if len(parts) == 2 and _is_image(parts[1]):
+            by_class.setdefault(parts[0], []).append(o)
+    for wnid, objs in sorted(by_class.items()):
+        refs += [ImageRef(f"{wnid}/{o.name.rsplit('/', 1)[-1]}", o.uri, 0, o.size) for o in objs]
+        progress.update(1)
+    return refs
+
+
+def _outer_train_tar(label: str, fh: IO[bytes], progress: Progress) -> list[ImageRef]:
+    refs: list[ImageRef] = []
+    outer = _open_tar(fh, label)
+    for m in [m for m in outer if m.isfile()]:
+        if not m.name.endswith(".tar"):
+            raise ValidationError(f"{label}: member {m.name} is not a <wnid>.tar (expected the ILSVRC2012_img_train.tar layout)")
+        refs += _class_tar_images(label, fh, m.offset_data, m.size, Path(m.name).stem)
+        progress.update(1)
+    return refs
+
+
+def list_train_images(source: str | Path, *, store: Any = None, progress_every: float = 5.0) -> list[ImageRef]:
     """Every train image of ``source`` (any of the three layouts), sorted by ``<wnid>/<name>``.
+
+    ``source`` may be a local path or an ``s3://`` / ``gs://`` URI (read with ``store``, an
+    :class:`imagenet_ops.object_store.ObjectStore`; tars are read by ranged requests, never downloaded whole).
 
     Raises:
         ValidationError: no images, an empty class tar, or an unknown layout (names what was expected).
         ArchiveError: a tar that cannot be read by offset.
     """
-    source = Path(source)
     refs: list[ImageRef] = []
-    progress = Progress(f"list train images in {source.name}", unit="classes", logger=log, every=progress_every)
-    if source.is_file():
+    progress = Progress(
+        f"list train images in {str(source).rstrip('/').rsplit('/', 1)[-1]}", unit="classes", logger=log, every=progress_every
+    )
+    if _is_remote(source):
+        refs = _remote_train_images(str(source), _need_store(store, str(source)), progress)
+    elif (source := Path(source)).is_file():
         with open(source, "rb") as fh:
-            outer = _open_tar(fh, str(source))
-            members = [m for m in outer if m.isfile()]
-            for m in members:
-                if not m.name.endswith(".tar"):
-                    raise ValidationError(
-                        f"{source}: member {m.name} is not a <wnid>.tar (expected the ILSVRC2012_img_train.tar layout)"
-                    )
-                refs += _class_tar_images(source, fh, m.offset_data, m.size, Path(m.name).stem)
-                progress.update(1)
+            refs = _outer_train_tar(str(source), fh, progress)
     elif source.is_dir() and any(source.glob("*.tar")):
         for tar_path in sorted(source.glob("*.tar")):
             with open(tar_path, "rb") as fh:
-                refs += _class_tar_images(tar_path, fh, 0, tar_path.stat().st_size, tar_path.stem)
+                refs += _class_tar_images(str(tar_path), fh, 0, tar_path.stat().st_size, tar_path.stem)
             progress.update(1)
     elif source.is_dir():
         root = source / "train" if (source / "train").is_dir() else source
@@ -151,10 +199,18 @@ def list_train_images(source: Path, *, progress_every: float = 5.0) -> list[Imag
     return refs
 
 
-def list_val_images(source: Path) -> list[ImageRef]:
-    """Every validation image of ``source`` (``ILSVRC2012_img_val.tar`` or a flat folder), sorted by name."""
-    source = Path(source)
-    if source.is_file():
+def list_val_images(source: str | Path, *, store: Any = None) -> list[ImageRef]:
+    """Every validation image of ``source`` (``ILSVRC2012_img_val.tar`` or a flat folder; local or s3/gs), sorted."""
+    if _is_remote(source):
+        store = _need_store(store, str(source))
+        if str(source).endswith(".tar"):
+            with store.open(str(source)) as fh:
+                refs = list(_tar_images(_open_tar(fh, str(source)), str(source), 0, ""))
+        else:
+            refs = [
+                ImageRef(o.name, o.uri, 0, o.size) for o in store.list(str(source)) if "/" not in o.name and _is_image(o.name)
+            ]
+    elif (source := Path(source)).is_file():
         with open(source, "rb") as fh:
             refs = list(_tar_images(_open_tar(fh, str(source)), str(source), 0, ""))
     elif source.is_dir():
@@ -168,13 +224,22 @@ def list_val_images(source: Path) -> list[ImageRef]:
 
 
 class ImageReader:
-    """Reads :class:`ImageRef` bytes with one seek each, keeping a few containers open."""
+    """Reads :class:`ImageRef` bytes with one seek each, keeping a few containers open.
 
-    def __init__(self, max_open: int = 16) -> None:
+    Remote containers (``s3://``, ``gs://``) are read with one ranged request per image through
+    ``store``; :meth:`read_many` then keeps ``prefetch`` requests in flight, in order.
+    """
+
+    def __init__(self, max_open: int = 16, *, store: Any = None, prefetch: int = 16) -> None:
         self._open: dict[str, IO[bytes]] = {}
         self.max_open = max_open
+        self.store = store
+        self.prefetch = prefetch
 
     def read(self, ref: ImageRef) -> bytes:
+        if _is_remote(ref.container):
+            self.store = _need_store(self.store, ref.container)
+            return self.store.read_range(ref.container, ref.offset, ref.size)
         fh = self._open.get(ref.container)
         if fh is None:
             if len(self._open) >= self.max_open:
@@ -189,8 +254,28 @@ class ImageReader:
         return data
 
     def read_many(self, refs: Iterable[ImageRef]) -> Iterator[tuple[ImageRef, bytes]]:
-        for ref in refs:
-            yield ref, self.read(ref)
+        """``(ref, bytes)`` in the order given; remote reads overlap, local reads are sequential."""
+        refs = list(refs)
+        if not any(_is_remote(r.container) for r in refs[:1]):
+            for ref in refs:
+                yield ref, self.read(ref)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.prefetch) as pool:
+            window: deque = deque()
+            it = iter(refs)
+            for ref in it:
+                window.append((ref, pool.submit(self.read, ref)))
+                if len(window) >= self.prefetch:
+                    break
+            while window:
+                ref, fut = window.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(self.read, nxt)))
+                yield ref, fut.result()
 
     def close(self) -> None:
         for fh in self._open.values():

@@ -358,17 +358,7 @@ def publish_dir(
     key = cache_key_for(artifact=artifact, params=params, upstream=upstream)
     existing = read_manifest(sink)
     if existing and existing["cache_key"] == key:
-        return PublishResult(
-            uri=sink.location(),
-            asset_uri=asset_uri(sink),
-            manifest_uri=sink.location(MANIFEST_NAME),
-            cache_hit=True,
-            cache_key=key,
-            files=len(existing["files"]),
-            bytes=sum(f["size"] for f in existing["files"]),
-            manifest=existing,
-            previous_upstream=existing.get("upstream"),
-        )
+        return cached_result(sink=sink, manifest=existing)
 
     paths = sorted(p for p in local_dir.rglob("*") if p.is_file())
     entries = []
@@ -388,6 +378,37 @@ def publish_dir(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(upload, entries))
 
+    return write_manifest(
+        sink=sink,
+        artifact=artifact,
+        params=params,
+        upstream=upstream,
+        provenance=provenance,
+        files=entries,
+        previous=existing,
+    )
+
+
+def write_manifest(
+    *,
+    sink: Sink,
+    artifact: str,
+    params: Mapping[str, Any],
+    files: list[dict[str, Any]],
+    upstream: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    previous: Mapping[str, Any] | None = None,
+) -> PublishResult:
+    """Write ``manifest.json`` for files already in ``sink`` (the last step of every publish).
+
+    Used directly when the data files were written to the sink by several tasks and their sizes
+    and sha256 are already known (training shards), so nothing is read twice.
+
+    Args:
+        files: ``{"path", "size", "sha256", ...}`` per file, paths relative to the sink.
+        previous: the manifest this one replaces, if any (its upstream is reported back).
+    """
+    key = cache_key_for(artifact=artifact, params=params, upstream=upstream)
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "artifact": artifact,
@@ -396,18 +417,34 @@ def publish_dir(
         "params": dict(params),
         "upstream": dict(upstream or {}),
         "provenance": dict(provenance or {}),
-        "files": entries,
+        "files": sorted(files, key=lambda f: f["path"]),
     }
+    total = sum(f["size"] for f in files)
     sink.put_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n", MANIFEST_NAME)
-    log.info("published %d files (%s) to %s", len(entries), human_bytes(total), sink.uri)
+    log.info("published %d files (%s) to %s", len(files), human_bytes(total), sink.uri)
     return PublishResult(
         uri=sink.location(),
         asset_uri=asset_uri(sink),
         manifest_uri=sink.location(MANIFEST_NAME),
         cache_hit=False,
         cache_key=key,
-        files=len(entries),
+        files=len(files),
         bytes=total,
         manifest=manifest,
-        previous_upstream=existing.get("upstream") if existing else None,
+        previous_upstream=previous.get("upstream") if previous else None,
+    )
+
+
+def cached_result(*, sink: Sink, manifest: Mapping[str, Any]) -> PublishResult:
+    """The :class:`PublishResult` of a cache hit on ``manifest`` (nothing uploaded)."""
+    return PublishResult(
+        uri=sink.location(),
+        asset_uri=asset_uri(sink),
+        manifest_uri=sink.location(MANIFEST_NAME),
+        cache_hit=True,
+        cache_key=manifest["cache_key"],
+        files=len(manifest["files"]),
+        bytes=sum(f["size"] for f in manifest["files"]),
+        manifest=dict(manifest),
+        previous_upstream=manifest.get("upstream"),
     )

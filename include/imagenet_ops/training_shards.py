@@ -65,18 +65,22 @@ def completed_shard(shard: Shard, out_dir: Path) -> ShardResult | None:
     return ShardResult(**fields, skipped=True)
 
 
-def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | None = None) -> ShardResult:
+def write_tfrecord_shard(
+    *, shard: Shard, out_dir: Path, reader: ImageReader | None = None, done_record: bool = True
+) -> ShardResult:
     """Write one reference-format TFRecord shard into ``out_dir`` (skipped if already complete).
 
     Image bytes pass through unchanged, except the train PNG/CMYK files named in the reference,
     re-encoded as RGB JPEG quality 100. Height and width come from the image header.
+    ``done_record=False`` leaves skipping and the done-record to the caller (the sink-level
+    writer in :mod:`imagenet_ops.training_data` keeps them next to the shard in any sink).
 
     Raises:
         ImageError: a file that is neither JPEG nor PNG (named).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = completed_shard(shard, out_dir)
+    done = completed_shard(shard, out_dir) if done_record else None
     if done:
         log.info("shard %s already complete (%d records, sha256 %s); skipped", shard.name, done.records, done.sha256[:12])
         return done
@@ -111,6 +115,7 @@ def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | N
         if own_reader:
             reader.close()
     result = ShardResult(shard.name, len(shard.items), digests.size, digests.sha256, converted)
-    _done_path(out_dir, shard).write_text(json.dumps({**result.as_dict(), "plan_digest": plan_digest(shard)}))
+    if done_record:
+        _done_path(out_dir, shard).write_text(json.dumps({**result.as_dict(), "plan_digest": plan_digest(shard)}))
     log.info("%s; wrote %s (%d records, %d converted)", progress.line(), shard.name, result.records, converted)
     return result
