@@ -12,10 +12,10 @@ Two implementations, one variation ``implementation``:
 The work is split in three steps so an orchestrator can fan it out:
 
 1. :func:`plan_training` lists the images straight from the tars (never extracted), fixes the
-   global order, writes the plan to the sink (``.plan.json.gz``) and returns the work units
+   global order, writes the plan to the sink (``.imagenet_ops/plan.json.gz``) and returns the work units
    (shards, or one unit per RecordIO split). An unchanged input and config is a cache hit.
 2. :func:`write_units` writes some units: each goes to a temporary name and is renamed (local)
-   or uploaded as one object (S3/GCS) when complete, followed by a done-record holding its plan
+   or uploaded as one object (S3/GCS) when complete, followed by a done-record (``.imagenet_ops/done/``) with its plan
    digest, size and sha256; a retried or re-run task skips units whose output still matches.
 3. :func:`finalize_training` checks that every unit is complete with the planned record count
    and writes ``manifest.json`` from the done-records (no file is read again).
@@ -72,7 +72,8 @@ from imagenet_ops.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option
 log = logging.getLogger(__name__)
 
 ARTIFACT = "imagenet_training_data"
-PLAN_KEY = ".plan.json.gz"
+STATE_PREFIX = ".imagenet_ops"  # plan and done-records, out of the way of readers that glob the folder
+PLAN_KEY = f"{STATE_PREFIX}/plan.json.gz"
 TRAIN_TAR_MD5 = "1d675b47d978889d74fa0da5fadfb00e"
 VAL_TAR_MD5 = "29b22e2961454d5413ddabcf34fc5622"
 VAL_LABELS_URL = (
@@ -263,7 +264,7 @@ class Unit:
 
     @property
     def done_key(self) -> str:
-        return self.key(f".{self.name}.done.json")
+        return f"{STATE_PREFIX}/done/{self.name}.json"
 
 
 @dataclass(frozen=True)
@@ -386,16 +387,24 @@ def resolve_val_labels(
     aux_path: str | Path | None,
     config: TrainingConfig,
     work_dir: Path,
+    store: Any = None,
 ) -> tuple[list[str], str]:
     """The 50,000 validation wnids (line i names image i) and where they came from.
 
     Order: an explicit labels file, else the aux artifact's ``val.txt`` + ``synsets.txt``, else a
     download of ``config.labels_url`` (unchecked: the file has no published md5; each line is
-    validated instead).
+    validated instead). The file and the aux folder may be s3:// or gs:// URIs (read with ``store``).
 
     Raises:
         ValidationError: a missing or malformed labels file (named).
     """
+    if store is not None and labels and _is_remote(str(labels)):
+        labels = store.download(str(labels), Path(work_dir) / "labels" / VAL_LABELS_NAME)
+    if store is not None and aux_path and _is_remote(str(aux_path)):
+        local_aux = Path(work_dir) / "aux"
+        for name in ("val.txt", "synsets.txt"):
+            store.download(f"{str(aux_path).rstrip('/')}/{name}", local_aux / name)
+        aux_path = local_aux
     if labels:
         path = Path(labels)
         if not path.is_file():
@@ -476,7 +485,7 @@ def plan_training(
 
     Args:
         config: resolved configuration.
-        sink: where the artifact goes; the plan is stored there too (``.plan.json.gz``).
+        sink: where the artifact goes; the plan and done-records are kept there too (``.imagenet_ops/``).
         train: ``ILSVRC2012_img_train.tar``, a folder of ``<wnid>.tar`` or of ``<wnid>/`` folders.
         validation: ``ILSVRC2012_img_val.tar`` or a flat folder of ``ILSVRC2012_val_*.JPEG``.
         validation_labels: the synset labels file; ``aux_path`` or a download otherwise.
@@ -504,7 +513,7 @@ def plan_training(
     labels_source = ""
     if want_val:
         val_labels, labels_source = resolve_val_labels(
-            labels=validation_labels, aux_path=aux_path, config=config, work_dir=work_dir
+            labels=validation_labels, aux_path=aux_path, config=config, work_dir=work_dir, store=store
         )
     if config.implementation == "nvidia":
         shards = _nvidia_units(train=train_refs, validation=val_refs, val_labels=val_labels, config=config)
@@ -664,7 +673,7 @@ def write_units(
 
     On a local sink the files are written in place under temporary names and renamed; on S3/GCS
     they are written to ``work_dir``, uploaded (``workers`` uploads in parallel) and removed.
-    Each finished unit gets a done-record next to it.
+    Each finished unit gets a done-record under ``.imagenet_ops/done/``.
 
     Args:
         workers: processes writing units at once (1: in this process).

@@ -5,6 +5,12 @@ from __future__ import annotations
 from imagenet_operators.aux import AuxPublishOperator, AuxValidateOperator
 from imagenet_operators.files import ArchiveDownloadOperator, ArchiveExtractOperator, ChecksumVerifyOperator
 from imagenet_operators.model import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
+from imagenet_operators.training import (
+    TrainingChecksumOperator,
+    TrainingFinalizeOperator,
+    TrainingPlanOperator,
+    TrainingShardsOperator,
+)
 
 __all__ = [
     "ArchiveDownloadOperator",
@@ -16,4 +22,8 @@ __all__ = [
     "ModelLoadCheckOperator",
     "ModelPrepareOperator",
     "ModelPublishOperator",
+    "TrainingChecksumOperator",
+    "TrainingFinalizeOperator",
+    "TrainingPlanOperator",
+    "TrainingShardsOperator",
 ]

@@ -54,3 +54,21 @@ def sink_from_connection(uri: str, conn_id: str | None) -> Sink:
     if scheme == "gs":
         return open_sink(uri, gcs_client=gcs_client_from_connection(conn_id))
     return open_sink(uri)
+
+
+def store_from_connection(uris: list[str | None], conn_id: str | None) -> Any:
+    """An ``ObjectStore`` reading the inputs ``uris`` with credentials from ``conn_id``.
+
+    Only the clients of the schemes actually used are built; local paths need none.
+    """
+    from imagenet_ops.object_store import ObjectStore
+
+    schemes = {split_uri(u)[0] for u in uris if u}
+    s3_client = gcs_client = None
+    if "s3" in schemes:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        s3_client = S3Hook(aws_conn_id=conn_id).get_conn()
+    if "gs" in schemes:
+        gcs_client = gcs_client_from_connection(conn_id)
+    return ObjectStore(s3_client=s3_client, gcs_client=gcs_client)

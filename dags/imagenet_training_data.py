@@ -1,0 +1,145 @@
+"""ResNet-50 training data (CM prepare-training-data-resnet): ImageNet to TFRecords or RecordIO, straight from the tars.
+
+``implementation`` picks the output: ``reference`` writes the TF/TPU ``imagenet_to_gcs``
+TFRecord shards (1024 train / 128 validation, labels 1..1000, PNG/CMYK train files re-encoded);
+``nvidia`` writes ``train``/``val`` ``.lst/.rec/.idx`` as NVIDIA's ``im2rec --pass-through``
+(raw bytes, labels 0..999). CM tags (``_nvidia``, ``_layout.split`` …) are accepted too.
+
+Inputs: the train tar (``ILSVRC2012_img_train.tar``), a folder of the 1000 ``<wnid>.tar`` or of
+``<wnid>/`` folders; the validation tar or a flat folder; local or ``s3://`` / ``gs://`` (read by
+range, never extracted). Leave a split empty (or its shards at 0) to skip it. Validation labels:
+a labels file, else the aux artifact folder (``val.txt`` + ``synsets.txt``, same mapping), else a
+download from ``labels_url``.
+
+Flow: resolve -> md5 check (optional) -> plan (global order, stored in the sink) -> write shards
+(mapped over ``parallel_tasks`` groups; each task uses ``workers`` processes, writes every
+shard under a temporary name and skips complete ones on retries) -> finalize (record counts per
+shard, manifest) -> cleanup. Output (XCom of ``finalize``): the ``CM_MLPERF_TRAINING_*`` env dict.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, AssetAlias, Param, task
+
+from imagenet_operators import TrainingChecksumOperator, TrainingFinalizeOperator, TrainingPlanOperator, TrainingShardsOperator
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, table_params
+from imagenet_ops.training_data import ARTIFACT, TRAINING_TABLE
+
+TRAINING_ASSET_ALIAS = AssetAlias(ARTIFACT)
+
+
+def _input(title: str, description: str) -> Param:
+    return Param(None, type=["null", "string"], title=title, description=description, section="Inputs")
+
+
+with DAG(
+    dag_id=Path(__file__).stem,
+    dag_display_name="ResNet-50 training data (TFRecords / RecordIO)",
+    description=__doc__.partition(".")[0],
+    doc_md=__doc__,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["imagenet", "mlperf", "training"],
+    params={
+        **table_params(TRAINING_TABLE),
+        "train": _input(
+            "Train images",
+            "ILSVRC2012_img_train.tar, a folder of <wnid>.tar, or a folder of <wnid>/ folders; local, s3:// or gs://.",
+        ),
+        "validation": _input("Validation images", "ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG."),
+        "validation_labels": _input(
+            "Validation labels file", "imagenet_2012_validation_synset_labels.txt (50,000 wnids, line i = image i)."
+        ),
+        "aux_path": _input(
+            "Aux artifact folder",
+            "Folder (or s3:// / gs:// prefix) of the imagenet_aux artifact; its val.txt + synsets.txt give the validation "
+            "labels when no labels file is given.",
+        ),
+        "source_conn_id": Param(
+            None,
+            type=["null", "string"],
+            title="Input connection id",
+            section="Inputs",
+            description="Airflow connection for s3:// or gs:// inputs. Empty: the sink's connection.",
+        ),
+        "parallel_tasks": Param(
+            8,
+            type="integer",
+            minimum=1,
+            maximum=1024,
+            title="Parallel tasks",
+            section="Scale-out",
+            description="Mapped writer tasks (groups of shards); they spread over the Celery/Kubernetes workers.",
+        ),
+        "workers": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=256,
+            title="Processes per task",
+            section="Scale-out",
+            description="Processes writing shards inside each task; 0 means all cores of the worker.",
+        ),
+        **output_params(ARTIFACT),
+    },
+) as dag:
+
+    @task(task_display_name="Resolve job")
+    def resolve(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+        """Config, inputs and locations in one dict; a bad variation or missing input fails here, before any read."""
+        from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
+        from imagenet_ops.errors import ConfigError
+        from imagenet_ops.training_data import resolve_training_config
+
+        config = resolve_training_config(TRAINING_TABLE.selections_from_form(params))
+        if not params.get("train") and not params.get("validation"):
+            raise ConfigError("give the train and/or validation images (both inputs are empty)")
+        uri = sink_uri(ARTIFACT, params.get("sink_uri"))
+        return {
+            "config": config.as_params(),
+            **{k: params.get(k) for k in ("train", "validation", "validation_labels", "aux_path", "source_conn_id")},
+            "sink_uri": uri,
+            "conn_id": sink_conn_id(uri, params.get("conn_id")),
+            "work_dir": work_dir(ARTIFACT, run_id),
+            "tasks": params["parallel_tasks"],
+        }
+
+    job = resolve()
+    checked = TrainingChecksumOperator(task_id="check_md5", task_display_name="Check md5 of the input tars", job=job)
+    plan = TrainingPlanOperator(task_id="plan", task_display_name="Plan shards", job=job, checked=checked.output)
+
+    @task(task_display_name="Shard groups")
+    def groups(plan: dict[str, Any]) -> list[list[int]]:
+        """The groups to map over (none on a cache hit)."""
+        return plan["groups"]
+
+    written = TrainingShardsOperator.partial(
+        task_id="write_shards", task_display_name="Write shards", job=job, workers="{{ params.workers }}"
+    ).expand(group=groups(plan.output))
+    finalize = TrainingFinalizeOperator(
+        task_id="finalize",
+        task_display_name="Verify and publish manifest",
+        job=job,
+        plan=plan.output,
+        outlets=[TRAINING_ASSET_ALIAS],
+        trigger_rule="none_failed",  # a cache hit maps zero writers
+    )
+
+    @task(task_display_name="Clean work dir", trigger_rule="none_failed")
+    def cleanup(job: dict[str, Any]) -> None:
+        """Remove this run's scratch files (staged shards, downloaded labels)."""
+        shutil.rmtree(job["work_dir"], ignore_errors=True)
+
+    written >> finalize >> cleanup(job)
+
+
+if __name__ == "__main__":
+    dag.test()
