@@ -8,6 +8,7 @@ artifacts go to ``$IMAGENET_OPS_SINK_ROOT`` (default ./artifacts). Later DAGs ad
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from imagenet_ops.devserver import DevServer
 from imagenet_ops.digests import file_digests
-from imagenet_ops.samples import make_aux_archive
+from imagenet_ops.samples import make_aux_archive, make_class_tars, make_val_tar, write_tar
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / ".demo" / "www"
@@ -28,6 +29,7 @@ class Demo:
     dag_id: str
     publish_task: str
     conf: Callable[[DevServer], dict[str, Any]]
+    artifact: Callable[[dict[str, str]], str]
 
 
 def aux_conf(server: DevServer) -> dict[str, Any]:
@@ -64,7 +66,33 @@ def model_conf(server: DevServer) -> dict[str, Any]:
     }
 
 
-DEMOS = [Demo("imagenet_aux", "publish", aux_conf), Demo("resnet50_model", "publish", model_conf)]
+def training_conf(server: DevServer) -> dict[str, Any]:
+    """A small train tar-of-tars and val tar whose labels come from the aux artifact the first demo published."""
+    sink_root = Path(os.environ.get("IMAGENET_OPS_SINK_ROOT", "artifacts"))
+    aux = sink_root / "imagenet_aux"
+    synsets = (aux / "synsets.txt").read_text().split()
+    val_labels = [synsets[int(line.split()[1])] for line in (aux / "val.txt").read_text().splitlines()[:24]]
+    root = SAMPLES / "training"
+    make_class_tars(root / "class_tars", wnids=sorted(set(val_labels)), per_class=3)
+    train = write_tar(
+        root / "ILSVRC2012_img_train.tar", {p.name: p.read_bytes() for p in sorted((root / "class_tars").glob("*.tar"))}
+    )
+    val = make_val_tar(root / "ILSVRC2012_img_val.tar", count=len(val_labels))
+    return {
+        "train": str(train),
+        "validation": str(val),
+        "aux_path": str(aux.resolve()),
+        "train_shards": 8,
+        "validation_shards": 2,
+        "parallel_tasks": 2,
+    }
+
+
+DEMOS = [
+    Demo("imagenet_aux", "publish", aux_conf, lambda env: env["CM_DATASET_AUX_PATH"]),
+    Demo("resnet50_model", "publish", model_conf, lambda env: str(Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent)),
+    Demo("imagenet_training_data", "finalize", training_conf, lambda env: env["CM_MLPERF_TRAINING_RESNET_DATA_PATH"]),
+]
 
 
 def main() -> int:
@@ -82,7 +110,7 @@ def main() -> int:
             print("tasks: " + ", ".join(f"{t}={s}" for t, s in sorted(run.task_states.items())))
             for env in envs:
                 print("env outputs:\n" + json.dumps(env, indent=2, sort_keys=True))
-                artifact = env.get("CM_DATASET_AUX_PATH") or str(Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent)
+                artifact = demo.artifact(env)
                 print(f"artifacts: {artifact} (manifest: {artifact.rstrip('/')}/manifest.json)")
             if run.state != "success" or not envs:
                 failed.append(demo.dag_id)
