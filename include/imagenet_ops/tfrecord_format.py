@@ -27,6 +27,7 @@ if google_crc32c.implementation != "c":  # the pure-Python fallback runs at ~11 
     warnings.warn("google-crc32c has no C extension here: TFRecord writing will be very slow", RuntimeWarning, stacklevel=2)
 
 _crc32c = google_crc32c.value
+_extend = google_crc32c.extend
 _U32 = struct.Struct("<I").pack
 _U64 = struct.Struct("<Q").pack
 _U64_LE = struct.Struct("<Q").unpack_from
@@ -275,7 +276,8 @@ class TFRecordWriter:
     """Write framed records to a path (created or truncated) or to an open binary file.
 
     Use as a context manager; a file opened here is closed on exit, a file passed in is only flushed.
-    ``records`` and ``bytes`` count what this writer wrote (framing included).
+    ``records`` and ``bytes`` count what this writer wrote (framing included); :attr:`crc32c` is
+    the CRC-32C of those bytes, kept while writing so nobody has to read the file back to checksum it.
     """
 
     def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
@@ -289,13 +291,21 @@ class TFRecordWriter:
             self.name = str(getattr(target, "name", repr(target)))
         self.records = 0
         self.bytes = 0
+        self._crc = 0
+
+    @property
+    def crc32c(self) -> str:
+        """CRC-32C (unmasked) of everything written so far, as 8 hex digits."""
+        return f"{self._crc:08x}"
 
     def write(self, payload: bytes) -> None:
         """Append one record holding ``payload`` (usually a serialized Example)."""
         fh = self._fh
-        fh.write(_frame_header(len(payload)))
+        head, tail = _frame_header(len(payload)), _U32(masked_crc32c(payload))
+        fh.write(head)
         fh.write(payload)
-        fh.write(_U32(masked_crc32c(payload)))
+        fh.write(tail)
+        self._crc = _extend(_extend(_extend(self._crc, head), payload), tail)
         self.records += 1
         self.bytes += len(payload) + FRAME_OVERHEAD
 

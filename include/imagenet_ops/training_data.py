@@ -16,7 +16,7 @@ The work is split in three steps so an orchestrator can fan it out:
    (shards, or one unit per RecordIO split). An unchanged input and config is a cache hit.
 2. :func:`write_units` writes some units: each goes to a temporary name and is renamed (local)
    or uploaded as one object (S3/GCS) when complete, followed by a done-record (``.imagenet_ops/done/``) with its plan
-   digest, size and sha256; a retried or re-run task skips units whose output still matches.
+   digest, size and CRC-32C; a retried or re-run task skips units whose output still matches.
 3. :func:`finalize_training` checks that every unit is complete with the planned record count
    and writes ``manifest.json`` from the done-records (no file is read again).
 
@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.digests import AcceptedChecksums, Digests, file_digests
+from imagenet_ops.digests import AcceptedChecksums, Digests, file_crc32c, file_digests
 from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
@@ -269,7 +269,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class UnitResult:
-    """A finished unit: its files (path, size, sha256), records, converted images, and whether it was skipped."""
+    """A finished unit: its files (path, size, crc32c), records, converted images, and whether it was skipped."""
 
     name: str
     split: str
@@ -599,9 +599,8 @@ def _write_recordio(unit: Unit, out_dir: Path, reader: ImageReader) -> UnitResul
                 progress.update(1)
         files = []
         for f in unit.files:
-            d = file_digests(tmp[f])
+            files.append({"path": unit.key(f), "size": tmp[f].stat().st_size, "crc32c": file_crc32c(tmp[f])})
             os.replace(tmp[f], out_dir / f)
-            files.append({"path": unit.key(f), "size": d.size, "sha256": d.sha256})
     finally:
         for t in tmp.values():
             t.unlink(missing_ok=True)
@@ -620,7 +619,7 @@ def _write_local(unit: Unit, out_dir: Path, store: Any = None) -> UnitResult:
         unit.name,
         unit.shard.split,
         r.records,
-        ({"path": unit.key(unit.name), "size": r.bytes, "sha256": r.sha256},),
+        ({"path": unit.key(unit.name), "size": r.bytes, "crc32c": r.crc32c},),
         r.converted,
         False,
         plan_digest(unit.shard),
@@ -631,7 +630,7 @@ def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | No
     """The recorded result if ``sink`` already holds this exact unit, else ``None``.
 
     The done-record must carry the unit's plan digest, and every file must still have its
-    recorded size; on a local sink the sha256 is checked too (on S3/GCS objects appear whole,
+    recorded size; on a local sink the CRC-32C is checked too (on S3/GCS objects appear whole,
     so size is checked against the object's metadata without downloading it).
     """
     raw = sink.get_bytes(unit.done_key)
@@ -647,7 +646,7 @@ def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | No
         loc = sink.location(f["path"])
         if isinstance(sink, LocalSink):
             p = Path(loc)
-            if not p.is_file() or p.stat().st_size != f["size"] or file_digests(p).sha256 != f["sha256"]:
+            if not p.is_file() or p.stat().st_size != f["size"] or file_crc32c(p) != f.get("crc32c"):
                 return None
         elif store is None or not store.exists(loc) or store.size(loc) != f["size"]:
             return None

@@ -2,7 +2,7 @@
 
 Each shard is read straight from the source tars, written under a temporary name and renamed
 when complete, so a killed or retried writer never leaves a partial shard. A sidecar
-``.<shard>.done.json`` records the shard's plan digest, record count, size and sha256; a re-run
+``.<shard>.done.json`` records the shard's plan digest, record count, size and CRC-32C; a re-run
 skips a shard whose file still matches it.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.digests import file_digests
+from imagenet_ops.digests import file_crc32c
 from imagenet_ops.image_header import image_info, needs_conversion, to_rgb_jpeg
 from imagenet_ops.imagenet_sources import ImageReader
 from imagenet_ops.progress import Progress
@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShardResult:
-    """A finished shard: name, records, bytes, sha256, converted images, and whether it was skipped."""
+    """A finished shard: name, records, bytes, CRC-32C, converted images, and whether it was skipped."""
 
     name: str
     records: int
     bytes: int
-    sha256: str
+    crc32c: str
     converted: int = 0
     skipped: bool = False
 
@@ -52,16 +52,16 @@ def _done_path(out_dir: Path, shard: Shard) -> Path:
 
 
 def completed_shard(shard: Shard, out_dir: Path) -> ShardResult | None:
-    """The recorded result if ``out_dir`` already holds this exact shard (size and sha256 verified)."""
+    """The recorded result if ``out_dir`` already holds this exact shard (size and CRC-32C verified)."""
     done, target = _done_path(out_dir, shard), out_dir / shard.name
     if not (done.exists() and target.exists()):
         return None
     record = json.loads(done.read_text())
     if record.get("plan_digest") != plan_digest(shard) or target.stat().st_size != record["bytes"]:
         return None
-    if file_digests(target).sha256 != record["sha256"]:
+    if file_crc32c(target) != record.get("crc32c"):
         return None
-    fields = {k: record[k] for k in ("name", "records", "bytes", "sha256", "converted")}
+    fields = {k: record[k] for k in ("name", "records", "bytes", "crc32c", "converted")}
     return ShardResult(**fields, skipped=True)
 
 
@@ -82,7 +82,7 @@ def write_tfrecord_shard(
     out_dir.mkdir(parents=True, exist_ok=True)
     done = completed_shard(shard, out_dir) if done_record else None
     if done:
-        log.info("shard %s already complete (%d records, sha256 %s); skipped", shard.name, done.records, done.sha256[:12])
+        log.info("shard %s already complete (%d records, crc32c %s); skipped", shard.name, done.records, done.crc32c)
         return done
     own_reader = reader is None
     reader = reader or ImageReader()
@@ -91,8 +91,7 @@ def write_tfrecord_shard(
     progress = Progress(f"shard {shard.name}", total=len(shard.items), unit="images", logger=log)
     try:
         with TFRecordWriter(tmp) as writer:
-            for item in shard.items:
-                data = reader.read(item.ref)
+            for item, (_, data) in zip(shard.items, reader.read_many(i.ref for i in shard.items), strict=True):
                 if needs_conversion(item.ref.name, split=shard.split):
                     data = to_rgb_jpeg(data, name=item.ref.relpath)
                     converted += 1
@@ -108,13 +107,13 @@ def write_tfrecord_shard(
                     )
                 )
                 progress.update(1)
-        digests = file_digests(tmp)
+        size, crc = writer.bytes, writer.crc32c
         os.replace(tmp, out_dir / shard.name)
     finally:
         tmp.unlink(missing_ok=True)
         if own_reader:
             reader.close()
-    result = ShardResult(shard.name, len(shard.items), digests.size, digests.sha256, converted)
+    result = ShardResult(shard.name, len(shard.items), size, crc, converted)
     if done_record:
         _done_path(out_dir, shard).write_text(json.dumps({**result.as_dict(), "plan_digest": plan_digest(shard)}))
     log.info("%s; wrote %s (%d records, %d converted)", progress.line(), shard.name, result.records, converted)

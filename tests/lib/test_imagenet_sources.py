@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 
 import pytest
@@ -115,3 +116,38 @@ def test_reader_keeps_a_bounded_number_of_files_open(tmp_path):
     assert [data for _, data in reader.read_many(refs)] == [bytes([i]) * 4 for i in range(5)]
     assert len(reader._open) == 2
     reader.close()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "long_name", "walked_here"),
+    [
+        (tarfile.GNU_FORMAT, False, True),  # ImageNet's tars: GNU headers, short names
+        (tarfile.GNU_FORMAT, True, False),  # GNU long-name header: left to tarfile
+        (tarfile.USTAR_FORMAT, True, True),  # POSIX prefix field
+        (tarfile.PAX_FORMAT, True, False),  # pax headers: left to tarfile
+    ],
+)
+def test_header_walk_agrees_with_tarfile(tmp_path, fmt, long_name, walked_here):
+    """The fast header walk finds what tarfile finds, or hands over to tarfile."""
+    from imagenet_ops.imagenet_sources import _tar_image_refs, _walk_headers
+
+    path = tmp_path / "t.tar"
+    middle = "d" * 90 + "/" + "e" * 60 + "/n01440764_2.JPEG" if long_name else "n01440764/n01440764_2.JPEG"
+    names = ["n01440764_1.JPEG", middle, "n01440764_3.JPEG", "notes.txt"]
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for i, n in enumerate(names):
+            data = bytes([i]) * (1000 + 700 * i)
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            if fmt == tarfile.GNU_FORMAT:
+                info.mtime = 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
+    with open(path, "rb") as fh:
+        walked = _walk_headers(fh, 0, path.stat().st_size)
+        refs = _tar_image_refs(fh, 0, path.stat().st_size, str(path), "", "t.tar")
+    assert walked == (expected if walked_here else None)
+    assert [(r.name, r.offset, r.size) for r in refs] == [
+        (n.rsplit("/", 1)[-1], o, s) for n, o, s in expected if n.endswith(".JPEG")
+    ]
