@@ -93,6 +93,45 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
     )
 
 
+def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
+    from imagenet_ops import preprocess
+
+    config = preprocess.resolve_preprocess_config(preprocess.PREPROCESS_TABLE.selections_from_args(args))
+    return _build_and_report(
+        args,
+        f"preprocessed {config.tags}",
+        lambda work: preprocess.build_preprocessed(
+            config=config,
+            source=args.images,
+            output=args.output,
+            val_map=Path(args.labels) if args.labels else None,
+            calibration_list=Path(args.calibration_list) if args.calibration_list else None,
+            workers=args.workers or None,
+            chunks=args.chunks,
+            work_dir=work,
+        ),
+    )
+
+
+def _add_preprocessed_parser(sub: Any) -> None:
+    from imagenet_ops.preprocess_config import PREPROCESS_TABLE
+
+    pre = sub.add_parser("preprocessed", help="preprocessed ImageNet val/calibration sets (get-preprocessed-dataset-imagenet)")
+    PREPROCESS_TABLE.add_cli_arguments(pre)
+    pre.add_argument(
+        "--images",
+        required=True,
+        help="folder of ILSVRC2012_val_*.JPEG, ILSVRC2012_img_val.tar, s3://…, gs://…, or 'download' (the val tar)",
+    )
+    pre.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
+    pre.add_argument("--labels", help="val_map.txt / aux val.txt ('name label' lines; validation)")
+    pre.add_argument("--calibration-list", help="MLPerf calibration list, option 1 or 2 format (default: download)")
+    pre.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    pre.add_argument("--chunks", type=int, default=1, help="chunks, run one after the other")
+    pre.add_argument("--work-dir", help="scratch folder for downloads (default: a temporary folder, removed after)")
+    pre.set_defaults(func=_cmd_preprocessed)
+
+
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
     path = samples.make_aux_archive(Path(args.output) / aux_files.ARCHIVE_NAME, seed=args.seed)
     return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
@@ -128,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     tdata.add_argument("--workers", type=int, default=0, help="processes writing shards at once (default: all cores)")
     tdata.add_argument("--work-dir", help="scratch folder (default: a temporary folder, removed after)")
     tdata.set_defaults(func=_cmd_training_data)
+
+    _add_preprocessed_parser(sub)
 
     sample = sub.add_parser("sample", help="write the small generated sample inputs (no download)")
     sample.add_argument("--output", required=True, help="folder for caffe_ilsvrc12.tar.gz")

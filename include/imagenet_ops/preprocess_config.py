@@ -550,30 +550,23 @@ def _check_flags(sel: Mapping[str, Any], eff: Mapping[str, str]) -> None:
 
 
 def _check_reference(sel: Mapping[str, Any], eff: Mapping[str, str], function: str) -> None:
-    why = f"the MLPerf reference preprocessor ({function}) supports only"
+    def refuse(what: str, only: str) -> ConfigError:
+        return ConfigError(
+            f"{ARTIFACT}: {what} conflicts with _mlcommons-reference-preprocessor: {function} supports only {only}; "
+            "use _generic-preprocessor"
+        )
+
     if sel["resolution"] != SIDE:
-        raise ConfigError(
-            f"{ARTIFACT}: _resolution.{sel['resolution']} conflicts with _mlcommons-reference-preprocessor: "
-            f"{why} 224x224; use _generic-preprocessor"
-        )
+        raise refuse(f"_resolution.{sel['resolution']}", "224x224")
     if float(sel["crop_factor"]) != CROP_FACTOR:
-        raise ConfigError(f"{ARTIFACT}: crop_factor {sel['crop_factor']} conflicts with {why} crop 87.5")
+        raise refuse(f"crop_factor {_num(sel['crop_factor'])}", "crop factor 87.5")
     if eff["extension"] != "npy":
-        raise ConfigError(
-            f"{ARTIFACT}: _{eff['extension']} conflicts with _mlcommons-reference-preprocessor: {why} .npy files; "
-            "use _generic-preprocessor"
-        )
+        raise refuse(f"_{eff['extension']}", ".npy files")
     if eff["precision"] != "float32":
-        raise ConfigError(
-            f"{ARTIFACT}: _{eff['precision']} conflicts with _mlcommons-reference-preprocessor: {why} float32; "
-            "use _generic-preprocessor"
-        )
+        raise refuse(f"_{eff['precision']}", "float32")
     expected = REFERENCE_FUNCTIONS[function]["interpolation"]
     if sel["interpolation"] != "auto" and sel["interpolation"] != expected:
-        raise ConfigError(
-            f"{ARTIFACT}: _inter.{sel['interpolation']} conflicts with _mlcommons-reference-preprocessor: "
-            f"{function} always uses {expected} interpolation"
-        )
+        raise refuse(f"_inter.{sel['interpolation']}", f"{expected} interpolation")
     given = [name for name in GENERIC_OPTIONS if sel[name] is not None] + (["convert_to_bgr"] if sel["convert_to_bgr"] else [])
     if given:
         raise ConfigError(

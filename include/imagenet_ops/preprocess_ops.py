@@ -358,7 +358,10 @@ class ImageResult:
     payload: bytes | None = None
 
 
-def run_batch(pre: Preprocessor, reader: Any, out_dir: str | None, batch: list[tuple[list[Any], bytes | None]]) -> list[ImageResult]:
+Batch = list[tuple[list[Any], bytes | None]]
+
+
+def run_batch(pre: Preprocessor, reader: Any, out_dir: str | None, batch: Batch) -> list[ImageResult]:
     """Preprocess ``[(row, data or None), ...]``: read local rows, encode, write to ``out_dir`` or return bytes.
 
     A bad image (missing, empty, truncated, undecodable) becomes an :class:`ImageResult` with ``error``;
@@ -399,7 +402,7 @@ def worker_init(config: dict[str, Any], out_dir: str | None) -> None:
     _WORKER.update(pre=Preprocessor(PreprocessConfig.from_dict(config)), reader=ImageReader(), out_dir=out_dir)
 
 
-def worker_run(batch: list[tuple[list[Any], bytes | None]]) -> list[ImageResult]:
+def worker_run(batch: Batch) -> list[ImageResult]:
     return run_batch(_WORKER["pre"], _WORKER["reader"], _WORKER["out_dir"], batch)
 
 

@@ -16,7 +16,7 @@ The work is split in three steps so an orchestrator can fan it out:
    (shards, or one unit per RecordIO split). An unchanged input and config is a cache hit.
 2. :func:`write_units` writes some units: each goes to a temporary name and is renamed (local)
    or uploaded as one object (S3/GCS) when complete, followed by a done-record (``.imagenet_ops/done/``) with its plan
-   digest, size and CRC-32C; a retried or re-run task skips units whose output still matches.
+   digest, size and checksum; a retried or re-run task skips units whose output still matches.
 3. :func:`finalize_training` checks that every unit is complete with the planned record count
    and writes ``manifest.json`` from the done-records (no file is read again).
 
@@ -269,7 +269,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class UnitResult:
-    """A finished unit: its files (path, size, crc32c), records, converted images, and whether it was skipped."""
+    """A finished unit: its files (path, size, checksum), records, converted images, and whether it was skipped."""
 
     name: str
     split: str
@@ -599,7 +599,7 @@ def _write_recordio(unit: Unit, out_dir: Path, reader: ImageReader) -> UnitResul
                 progress.update(1)
         files = []
         for f in unit.files:
-            files.append({"path": unit.key(f), "size": tmp[f].stat().st_size, "crc32c": file_crc32c(tmp[f])})
+            files.append({"path": unit.key(f), "size": tmp[f].stat().st_size, "checksum": "crc32c:" + file_crc32c(tmp[f])})
             os.replace(tmp[f], out_dir / f)
     finally:
         for t in tmp.values():
@@ -619,7 +619,7 @@ def _write_local(unit: Unit, out_dir: Path, store: Any = None) -> UnitResult:
         unit.name,
         unit.shard.split,
         r.records,
-        ({"path": unit.key(unit.name), "size": r.bytes, "crc32c": r.crc32c},),
+        ({"path": unit.key(unit.name), "size": r.bytes, "checksum": r.checksum},),
         r.converted,
         False,
         plan_digest(unit.shard),
@@ -630,7 +630,7 @@ def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | No
     """The recorded result if ``sink`` already holds this exact unit, else ``None``.
 
     The done-record must carry the unit's plan digest, and every file must still have its
-    recorded size; on a local sink the CRC-32C is checked too (on S3/GCS objects appear whole,
+    recorded size; on a local sink the checksum is checked too (on S3/GCS objects appear whole,
     so size is checked against the object's metadata without downloading it).
     """
     raw = sink.get_bytes(unit.done_key)
@@ -646,11 +646,26 @@ def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | No
         loc = sink.location(f["path"])
         if isinstance(sink, LocalSink):
             p = Path(loc)
-            if not p.is_file() or p.stat().st_size != f["size"] or file_crc32c(p) != f.get("crc32c"):
+            if not p.is_file() or p.stat().st_size != f["size"] or _checksum(p, f.get("checksum", "")) != f.get("checksum"):
                 return None
         elif store is None or not store.exists(loc) or store.size(loc) != f["size"]:
             return None
     return UnitResult(**{**asdict(record), "files": record.files, "skipped": True})
+
+
+def _checksum(path: Path, kind_and_value: str) -> str | None:
+    """Recompute a recorded ``kind:value`` checksum (``tfrecord-crc32c`` or ``crc32c``); ``None`` if unreadable."""
+    from imagenet_ops.tfrecord_format import CHECKSUM_KIND, CorruptRecordError, tfrecord_checksum
+
+    kind = kind_and_value.split(":", 1)[0]
+    try:
+        if kind == CHECKSUM_KIND:
+            return tfrecord_checksum(path)
+        if kind == "crc32c":
+            return "crc32c:" + file_crc32c(path)
+    except CorruptRecordError:
+        return None
+    return None
 
 
 def _write_unit_job(unit_dict: dict[str, Any], implementation: str, layout: str, out_dir: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Each shard is read straight from the source tars, written under a temporary name and renamed
 when complete, so a killed or retried writer never leaves a partial shard. A sidecar
-``.<shard>.done.json`` records the shard's plan digest, record count, size and CRC-32C; a re-run
+``.<shard>.done.json`` records the shard's plan digest, record count, size and checksum; a re-run
 skips a shard whose file still matches it.
 """
 
@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.digests import file_crc32c
 from imagenet_ops.image_header import image_info, needs_conversion, to_rgb_jpeg
 from imagenet_ops.imagenet_sources import ImageReader
 from imagenet_ops.progress import Progress
-from imagenet_ops.tfrecord_format import TFRecordWriter, imagenet_example
+from imagenet_ops.tfrecord_format import CorruptRecordError, TFRecordWriter, imagenet_example_parts, tfrecord_checksum
 from imagenet_ops.training_plan import Shard
 
 log = logging.getLogger(__name__)
@@ -29,12 +28,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShardResult:
-    """A finished shard: name, records, bytes, CRC-32C, converted images, and whether it was skipped."""
+    """A finished shard: name, records, bytes, checksum (:func:`tfrecord_checksum`), converted images, skipped or not."""
 
     name: str
     records: int
     bytes: int
-    crc32c: str
+    checksum: str
     converted: int = 0
     skipped: bool = False
 
@@ -52,16 +51,19 @@ def _done_path(out_dir: Path, shard: Shard) -> Path:
 
 
 def completed_shard(shard: Shard, out_dir: Path) -> ShardResult | None:
-    """The recorded result if ``out_dir`` already holds this exact shard (size and CRC-32C verified)."""
+    """The recorded result if ``out_dir`` already holds this exact shard (size and checksum verified)."""
     done, target = _done_path(out_dir, shard), out_dir / shard.name
     if not (done.exists() and target.exists()):
         return None
     record = json.loads(done.read_text())
     if record.get("plan_digest") != plan_digest(shard) or target.stat().st_size != record["bytes"]:
         return None
-    if file_crc32c(target) != record.get("crc32c"):
+    try:
+        if tfrecord_checksum(target) != record.get("checksum"):
+            return None
+    except CorruptRecordError:
         return None
-    fields = {k: record[k] for k in ("name", "records", "bytes", "crc32c", "converted")}
+    fields = {k: record[k] for k in ("name", "records", "bytes", "checksum", "converted")}
     return ShardResult(**fields, skipped=True)
 
 
@@ -82,7 +84,7 @@ def write_tfrecord_shard(
     out_dir.mkdir(parents=True, exist_ok=True)
     done = completed_shard(shard, out_dir) if done_record else None
     if done:
-        log.info("shard %s already complete (%d records, crc32c %s); skipped", shard.name, done.records, done.crc32c)
+        log.info("shard %s already complete (%d records, %s); skipped", shard.name, done.records, done.checksum)
         return done
     own_reader = reader is None
     reader = reader or ImageReader()
@@ -96,8 +98,8 @@ def write_tfrecord_shard(
                     data = to_rgb_jpeg(data, name=item.ref.relpath)
                     converted += 1
                 info = image_info(data, name=item.ref.relpath)
-                writer.write(
-                    imagenet_example(
+                writer.write_parts(
+                    imagenet_example_parts(
                         encoded=data,
                         height=info.height,
                         width=info.width,
@@ -107,7 +109,7 @@ def write_tfrecord_shard(
                     )
                 )
                 progress.update(1)
-        size, crc = writer.bytes, writer.crc32c
+        size, crc = writer.bytes, writer.checksum
         os.replace(tmp, out_dir / shard.name)
     finally:
         tmp.unlink(missing_ok=True)

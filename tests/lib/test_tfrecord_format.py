@@ -348,3 +348,38 @@ def test_measure_throughput(record_property, capsys):
         lines.append(f"[throughput] {name}, 100 KB: {rate:,.0f} records/s, {rate * size / 1e6:,.0f} MB/s\n")
     with capsys.disabled():
         sys.stdout.write("\n" + "".join(lines))
+
+
+def test_write_parts_equals_write_of_the_joined_payload_and_tracks_the_file_crc(tmp_path):
+    from imagenet_ops.tfrecord_format import imagenet_example, imagenet_example_parts, tfrecord_checksum
+
+    fields = {"encoded": b"\xff\xd8" + bytes(range(256)) * 40, "height": 7, "width": 9, "label": 3, "synset": "n01440764"}
+    joined, parts = tmp_path / "joined", tmp_path / "parts"
+    with TFRecordWriter(joined) as a, TFRecordWriter(parts) as b:
+        for i in range(3):
+            a.write(imagenet_example(**fields, filename=f"f{i}.JPEG"))
+            b.write_parts(imagenet_example_parts(**fields, filename=f"f{i}.JPEG"))
+    assert joined.read_bytes() == parts.read_bytes()
+    assert a.checksum == b.checksum == tfrecord_checksum(parts)
+    assert b.checksum.startswith("tfrecord-crc32c:")
+    assert b.bytes == parts.stat().st_size
+
+
+def test_tfrecord_checksum_changes_with_any_payload_byte_and_names_a_corrupt_file(tmp_path):
+    from imagenet_ops.tfrecord_format import CorruptRecordError, tfrecord_checksum
+
+    path = tmp_path / "s"
+    with TFRecordWriter(path) as w:
+        for i in range(4):
+            w.write(bytes([i]) * 1000)
+    good = tfrecord_checksum(path)
+    data = bytearray(path.read_bytes())
+    other = tmp_path / "other"
+    with TFRecordWriter(other) as w:
+        for i in range(4):
+            w.write(bytes([i]) * 999 + b"x")  # one byte differs in every record
+    assert tfrecord_checksum(other) != good
+    data[12 + 500] ^= 1  # flip a payload bit: the record's CRC no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptRecordError, match=r"s: corrupt TFRecord at byte offset 0: payload CRC"):
+        tfrecord_checksum(path)

@@ -194,7 +194,7 @@ def test_labels_from_aux_give_the_same_shards(data, tmp_path):
     from_aux = build_training_data(
         config=config, sink=LocalSink(tmp_path / "b"), train=None, validation=data["val"], aux_path=aux, work_dir=tmp_path
     )
-    files = lambda d: {f["path"]: f["crc32c"] for f in d.publish.manifest["files"]}  # noqa: E731
+    files = lambda d: {f["path"]: f["checksum"] for f in d.publish.manifest["files"]}  # noqa: E731
     assert files(from_file) == files(from_aux) and len(files(from_aux)) == 2
     assert from_aux.env["CM_MLPERF_TRAINING_RESNET_TRAIN_IMAGES"] == "0"
 
@@ -371,7 +371,7 @@ def test_parallel_workers_write_the_same_bytes(data, tmp_path):
             work_dir=tmp_path,
             workers=workers,
         )
-        digests.append({f["path"]: f["crc32c"] for f in done.publish.manifest["files"]})
+        digests.append({f["path"]: f["checksum"] for f in done.publish.manifest["files"]})
     assert digests[0] == digests[1]
 
 
@@ -398,7 +398,7 @@ def test_s3_inputs_to_s3_sink_then_rerun_skips(data, tmp_path, s3_bucket):
     done = build_training_data(**kwargs)
     assert done.env["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == f"s3://{bucket}/out"
     local = _build(data, tmp_path / "local", tmp_path / "w2")
-    files = lambda d: {f["path"]: f["crc32c"] for f in d.publish.manifest["files"]}  # noqa: E731
+    files = lambda d: {f["path"]: f["checksum"] for f in d.publish.manifest["files"]}  # noqa: E731
     assert files(done) == files(local), "object-storage inputs give the same shards as local ones"
     shard = tmp_path / "s.tfrecord"
     client.download_file(bucket, "out/train-00001-of-00003", str(shard))
@@ -430,7 +430,7 @@ def test_gcs_class_tar_folder_input(data, tmp_path, gcs_bucket):
     local = build_training_data(
         config=config, sink=LocalSink(tmp_path / "l"), train=tmp_path / "classes", validation=None, work_dir=tmp_path
     )
-    assert [f["crc32c"] for f in remote.publish.manifest["files"]] == [f["crc32c"] for f in local.publish.manifest["files"]]
+    assert [f["checksum"] for f in remote.publish.manifest["files"]] == [f["checksum"] for f in local.publish.manifest["files"]]
 
 
 # ---------------------------------------------------------------------------------------------

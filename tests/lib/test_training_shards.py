@@ -122,13 +122,13 @@ def test_a_rerun_skips_complete_shards_and_rewrites_a_damaged_one(dataset):
     out = dataset["out"]
     assert completed_shard(shard, out) is not None
     again = write_tfrecord_shard(shard=shard, out_dir=out)
-    assert again.skipped and again.crc32c == dataset["results"][0].crc32c
+    assert again.skipped and again.checksum == dataset["results"][0].checksum
     # A killed writer: a stray temp file, and a shard file that no longer matches its record.
     (out / f".{shard.name}.tmp-dead").write_bytes(b"partial")
     (out / shard.name).write_bytes((out / shard.name).read_bytes()[:100])
     redone = write_tfrecord_shard(shard=shard, out_dir=out)
-    assert not redone.skipped and redone.crc32c == dataset["results"][0].crc32c
-    assert json.loads((out / f".{shard.name}.done.json").read_text())["crc32c"] == redone.crc32c
+    assert not redone.skipped and redone.checksum == dataset["results"][0].checksum
+    assert json.loads((out / f".{shard.name}.done.json").read_text())["checksum"] == redone.checksum
 
 
 def test_a_file_that_is_not_an_image_is_named(tmp_path):

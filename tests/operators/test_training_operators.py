@@ -75,9 +75,9 @@ def test_plan_passes_inputs_store_and_sink():
 
 def test_shards_write_their_group_and_count_records():
     results = [
-        UnitResult("train-00000-of-00004", "train", 5, ({"path": "train-00000-of-00004", "size": 9, "crc32c": "s"},)),
+        UnitResult("train-00000-of-00004", "train", 5, ({"path": "train-00000-of-00004", "size": 9, "checksum": "s"},)),
         UnitResult(
-            "train-00001-of-00004", "train", 4, ({"path": "train-00001-of-00004", "size": 8, "crc32c": "t"},), skipped=True
+            "train-00001-of-00004", "train", 4, ({"path": "train-00001-of-00004", "size": 8, "checksum": "t"},), skipped=True
         ),
     ]
     sink, store = object(), object()
