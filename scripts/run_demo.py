@@ -88,10 +88,21 @@ def training_conf(server: DevServer) -> dict[str, Any]:
     }
 
 
+def preprocessed_conf(server: DevServer) -> dict[str, Any]:
+    """A small preprocessed validation set (reference pre_process_vgg, NCHW float32 .npy) from generated images."""
+    from imagenet_ops.preprocess_samples import plain_images, sample_images, write_images_tar
+
+    images = {**sample_images(["landscape", "portrait", "gray", "cmyk", "png"]), **plain_images(11, start=6)}
+    tar = write_images_tar(SAMPLES / "preprocessed" / "ILSVRC2012_img_val.tar", images)
+    aux = Path(os.environ.get("IMAGENET_OPS_SINK_ROOT", "artifacts")) / "imagenet_aux"
+    return {"images": str(tar), "aux_path": str(aux.resolve()), "size": len(images), "chunks": 2}
+
+
 DEMOS = [
     Demo("imagenet_aux", "publish", aux_conf, lambda env: env["CM_DATASET_AUX_PATH"]),
     Demo("resnet50_model", "publish", model_conf, lambda env: str(Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent)),
     Demo("imagenet_training_data", "finalize", training_conf, lambda env: env["CM_MLPERF_TRAINING_RESNET_DATA_PATH"]),
+    Demo("imagenet_preprocessed", "finalize", preprocessed_conf, lambda env: env["CM_DATASET_PREPROCESSED_PATH"]),
 ]
 
 

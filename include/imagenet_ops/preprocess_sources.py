@@ -19,13 +19,14 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagenet_ops.digests import AcceptedChecksums
-from imagenet_ops.download import DownloadResult, download
 from imagenet_ops.errors import ArchiveError, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import IMAGE_SUFFIXES, ImageRef, list_val_images
 from imagenet_ops.preprocess_config import PreprocessConfig
+
+if TYPE_CHECKING:
+    from imagenet_ops.download import DownloadResult
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,9 @@ def fetch_images(*, config: PreprocessConfig, dest_dir: Path) -> DownloadResult:
 
     The full tar needs an image-net.org login: give an internal mirror (``mirror``/``images_url``).
     """
+    from imagenet_ops.digests import AcceptedChecksums
+    from imagenet_ops.download import download
+
     return download(
         urls=config.images_urls,
         dest_dir=Path(dest_dir),
@@ -246,6 +250,9 @@ def fetch_images(*, config: PreprocessConfig, dest_dir: Path) -> DownloadResult:
 
 def fetch_calibration_list(*, config: PreprocessConfig, dest_dir: Path) -> DownloadResult:
     """Download the MLPerf calibration list of ``config.calibration_option`` and check its md5."""
+    from imagenet_ops.digests import AcceptedChecksums
+    from imagenet_ops.download import download
+
     return download(
         urls=config.calibration_urls,
         dest_dir=Path(dest_dir),

@@ -5,6 +5,12 @@ from __future__ import annotations
 from imagenet_operators.aux import AuxPublishOperator, AuxValidateOperator
 from imagenet_operators.files import ArchiveDownloadOperator, ArchiveExtractOperator, ChecksumVerifyOperator
 from imagenet_operators.model import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
+from imagenet_operators.preprocess import (
+    PreprocessChunkOperator,
+    PreprocessFinalizeOperator,
+    PreprocessInputsOperator,
+    PreprocessSelectOperator,
+)
 from imagenet_operators.training import (
     TrainingChecksumOperator,
     TrainingFinalizeOperator,
@@ -22,6 +28,10 @@ __all__ = [
     "ModelLoadCheckOperator",
     "ModelPrepareOperator",
     "ModelPublishOperator",
+    "PreprocessChunkOperator",
+    "PreprocessFinalizeOperator",
+    "PreprocessInputsOperator",
+    "PreprocessSelectOperator",
     "TrainingChecksumOperator",
     "TrainingFinalizeOperator",
     "TrainingPlanOperator",

@@ -28,6 +28,7 @@ BAD_INPUT_FAILS_FAST = ExceptionRetryPolicy(
                 errors.ArchiveError,
                 errors.ValidationError,
                 errors.ConfigError,
+                errors.ImageError,
             ],
             action=RetryAction.FAIL,
             reason="bad input: a retry would read the same bytes",
