@@ -172,7 +172,7 @@ def plan_chunks(items: Sequence[ItemLike], chunks: int) -> list[list[list[Any]]]
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """What one chunk wrote: ``files`` entries ``{path, size, sha256}`` (paths relative to the sink)."""
+    """What one chunk wrote: ``files`` entries ``{path, size, checksum}`` (paths relative to the sink; ``crc32c:<hex>``)."""
 
     count: int
     bytes: int
@@ -349,7 +349,7 @@ def preprocess_chunk(
         progress_every: seconds between progress lines.
 
     Returns:
-        Counts, bytes, bad images (with reasons) and one ``{path, size, sha256}`` per output file.
+        Counts, bytes, bad images (with reasons) and one ``{path, size, checksum}`` per output file.
 
     Raises:
         ImageError: a bad image (missing, empty, truncated, corrupt) unless ``skip_bad_images``.
@@ -390,7 +390,7 @@ def preprocess_chunk(
                 continue
             if uploader is not None:
                 uploader.put(res.payload, res.key)
-            files.append({"path": res.key, "size": res.size, "sha256": res.sha256})
+            files.append({"path": res.key, "size": res.size, "checksum": res.checksum})
         progress.update(len(results))
 
     loaded = _prefetched(load, batches, depth=2 * workers + 2, threaded=remote)
@@ -524,7 +524,9 @@ def check_cache(
 
 
 def _entry(data: bytes, path: str) -> dict[str, Any]:
-    return {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    import google_crc32c
+
+    return {"path": path, "size": len(data), "checksum": f"crc32c:{google_crc32c.value(data):08x}"}
 
 
 def finalize_preprocessed(

@@ -35,7 +35,6 @@ cv2 and Pillow are imported inside the functions; numpy is the only top-level de
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import math
 import os
@@ -330,9 +329,11 @@ class Encoded:
         return [self.header, memoryview(self.array).cast("B")] if self.header else [memoryview(self.array).cast("B")]
 
     def digest(self) -> str:
-        sha = hashlib.sha256(self.header)
-        sha.update(memoryview(self.array).cast("B"))
-        return sha.hexdigest()
+        """``crc32c:<hex>`` of the file's bytes: ~10 GB/s, where sha256 of 602 KB cost ~10% of an image's time."""
+        import google_crc32c
+
+        crc = google_crc32c.extend(google_crc32c.value(self.header), self.array)  # C-contiguous (written as is)
+        return f"crc32c:{crc:08x}"
 
     def to_bytes(self) -> bytes:
         return self.header + self.array.tobytes()
@@ -390,13 +391,13 @@ def write_atomic(folder: str, encoded: Encoded) -> None:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """What one image gave: its output (``key``, ``size``, ``sha256``; ``payload`` when not written
+    """What one image gave: its output (``key``, ``size``, ``checksum``; ``payload`` when not written
     locally) or the reason it is bad."""
 
     name: str
     key: str | None = None
     size: int = 0
-    sha256: str | None = None
+    checksum: str | None = None
     error: str | None = None
     payload: bytes | None = None
 

@@ -302,9 +302,10 @@ def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path, images) -> Non
     ops.write_atomic(str(tmp_path), enc)
     assert (tmp_path / enc.key).read_bytes() == enc.to_bytes()
     assert [p.name for p in tmp_path.iterdir()] == [enc.key]
-    import hashlib
 
-    assert enc.digest() == hashlib.sha256(enc.to_bytes()).hexdigest()
+    import google_crc32c
+
+    assert enc.digest() == f"crc32c:{google_crc32c.value(enc.to_bytes()):08x}"
 
 
 @pytest.mark.parametrize(
