@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from imagenet_ops.errors import ChecksumMismatch
 
@@ -24,16 +25,21 @@ class Digests:
         return {"md5": self.md5, "sha256": self.sha256, "size": self.size}
 
 
-def file_digests(path: Path) -> Digests:
-    """Read ``path`` once and return its md5, sha256 and size."""
+def stream_digests(fh: BinaryIO, *, chunk_size: int = _CHUNK) -> Digests:
+    """Read ``fh`` to its end once and return the md5, sha256 and size of what was read."""
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            md5.update(chunk)
-            sha.update(chunk)
-            size += len(chunk)
+    while chunk := fh.read(chunk_size):
+        md5.update(chunk)
+        sha.update(chunk)
+        size += len(chunk)
     return Digests(md5=md5.hexdigest(), sha256=sha.hexdigest(), size=size)
+
+
+def file_digests(path: Path) -> Digests:
+    """Read ``path`` once and return its md5, sha256 and size."""
+    with open(path, "rb") as fh:
+        return stream_digests(fh)
 
 
 def file_crc32c(path: Path) -> str:

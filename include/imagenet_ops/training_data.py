@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.digests import AcceptedChecksums, Digests, file_crc32c, file_digests
+from imagenet_ops.digests import AcceptedChecksums, Digests, file_crc32c, file_digests, stream_digests
 from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
@@ -348,15 +348,12 @@ def check_archive_md5(*, path: str | Path, expected: str, store: Any = None) -> 
     Raises:
         ChecksumMismatch: the md5 differs (names the file, both sums).
     """
+    from imagenet_ops.object_store import ObjectStore, is_remote
+
     started = time.monotonic()
-    if store is not None and store.is_remote(str(path)):
-        md5, sha, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-        with store.open(str(path)) as fh:
-            while chunk := fh.read(8 << 20):
-                md5.update(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-        digests = Digests(md5.hexdigest(), sha.hexdigest(), size)
+    if is_remote(str(path)):
+        with (store or ObjectStore()).open(str(path)) as fh:
+            digests = stream_digests(fh, chunk_size=8 << 20)
     else:
         digests = file_digests(Path(path))
     if digests.md5 != expected.lower():

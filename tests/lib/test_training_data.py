@@ -513,3 +513,16 @@ def test_md5_check_of_the_big_tars(data, tmp_path):
             validation_labels=data["labels"],
             work_dir=tmp_path,
         )
+
+
+def test_md5_check_of_a_tar_in_a_bucket(data, s3_bucket):
+    """The optional md5 task reads an s3:// tar through the object store (one sequential pass)."""
+    from imagenet_ops.digests import file_digests
+    from imagenet_ops.training_data import check_archive_md5
+
+    client, bucket = s3_bucket
+    client.upload_file(str(data["val"]), bucket, "raw/ILSVRC2012_img_val.tar")
+    uri, expected = f"s3://{bucket}/raw/ILSVRC2012_img_val.tar", file_digests(data["val"])
+    assert check_archive_md5(path=uri, expected=expected.md5, store=ObjectStore(s3_client=client)) == expected
+    with pytest.raises(ChecksumMismatch, match=r"ILSVRC2012_img_val\.tar: md5 \w+ does not match the expected 29b22e29"):
+        check_archive_md5(path=uri, expected="29b22e2961454d5413ddabcf34fc5622", store=ObjectStore(s3_client=client))
