@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from imagenet_ops.errors import ArchiveError, ValidationError
+from imagenet_ops.object_store import is_remote
 from imagenet_ops.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -153,10 +154,6 @@ def _class_tar_images(path: str, fh: IO[bytes], start: int, size: int, wnid: str
     return images
 
 
-def _is_remote(source: str | Path) -> bool:
-    return str(source).startswith(("s3://", "gs://"))
-
-
 def _need_store(store: Any, source: str) -> Any:
     if store is None:
         from imagenet_ops.object_store import ObjectStore
@@ -217,7 +214,7 @@ def list_train_images(source: str | Path, *, store: Any = None, progress_every: 
     progress = Progress(
         f"list train images in {str(source).rstrip('/').rsplit('/', 1)[-1]}", unit="classes", logger=log, every=progress_every
     )
-    if _is_remote(source):
+    if is_remote(str(source)):
         refs = _remote_train_images(str(source), _need_store(store, str(source)), progress)
     elif (source := Path(source)).is_file():
         with open(source, "rb") as fh:
@@ -248,7 +245,7 @@ def list_train_images(source: str | Path, *, store: Any = None, progress_every: 
 
 def list_val_images(source: str | Path, *, store: Any = None) -> list[ImageRef]:
     """Every validation image of ``source`` (``ILSVRC2012_img_val.tar`` or a flat folder; local or s3/gs), sorted."""
-    if _is_remote(source):
+    if is_remote(str(source)):
         store = _need_store(store, str(source))
         if str(source).endswith(".tar"):
             with store.open(str(source)) as fh:
@@ -284,7 +281,7 @@ class ImageReader:
         self.prefetch = prefetch
 
     def read(self, ref: ImageRef) -> bytes:
-        if _is_remote(ref.container):
+        if is_remote(ref.container):
             self.store = _need_store(self.store, ref.container)
             return self.store.read_range(ref.container, ref.offset, ref.size)
         fh = self._open.get(ref.container)
@@ -303,7 +300,7 @@ class ImageReader:
     def read_many(self, refs: Iterable[ImageRef]) -> Iterator[tuple[ImageRef, bytes]]:
         """``(ref, bytes)`` in the order given; remote reads overlap, local reads are sequential."""
         refs = list(refs)
-        if not any(_is_remote(r.container) for r in refs[:1]):
+        if not any(is_remote(r.container) for r in refs[:1]):
             for ref in refs:
                 yield ref, self.read(ref)
             return

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagenet_ops.errors import ArchiveError, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import IMAGE_SUFFIXES, ImageRef, list_val_images
+from imagenet_ops.object_store import is_remote
 from imagenet_ops.preprocess_config import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXTRACTED_SUBDIR = "imagenet-2012-val"  # what CM's get-dataset-imagenet-val extracts into
-_REMOTE_SCHEMES = ("s3://", "gs://")
 
 
 @dataclass(frozen=True, order=True)
@@ -53,7 +53,7 @@ class SourceImage:
 
     @property
     def remote(self) -> bool:
-        return self.container.startswith(_REMOTE_SCHEMES)
+        return is_remote(self.container)
 
     def as_list(self) -> list[Any]:
         """Compact JSON form: ``[name, container, offset, size]``."""
@@ -76,10 +76,6 @@ class SourceImage:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def is_remote_uri(uri: str) -> bool:
-    return str(uri).startswith(_REMOTE_SCHEMES)
 
 
 def parse_image_list(text: str, *, origin: str) -> list[str]:
@@ -216,7 +212,7 @@ def locate_images(*, source: str, names: Sequence[str], store: Any = None) -> li
         raise ConfigError(
             f"image source {source} is a URL: download it first (fetch_images, or --images download with --images-url)"
         )
-    if is_remote_uri(source):
+    if is_remote(str(source)):
         return _remote_images(source, names, store if store is not None else default_store())
     return _local_images(Path(source).expanduser(), names)
 

@@ -45,6 +45,7 @@ from imagenet_ops.digests import AcceptedChecksums, Digests, file_crc32c, file_d
 from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
+from imagenet_ops.object_store import is_remote
 from imagenet_ops.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.recordio import RecordIOWriter, lst_line, pack_irheader
 from imagenet_ops.storage import (
@@ -348,7 +349,7 @@ def check_archive_md5(*, path: str | Path, expected: str, store: Any = None) -> 
     Raises:
         ChecksumMismatch: the md5 differs (names the file, both sums).
     """
-    from imagenet_ops.object_store import ObjectStore, is_remote
+    from imagenet_ops.object_store import ObjectStore
 
     started = time.monotonic()
     if is_remote(str(path)):
@@ -369,13 +370,9 @@ def archives_to_check(*, train: str | None, validation: str | None, config: Trai
     """``(path, expected md5)`` of the inputs given as single tar files."""
     out = []
     for path, md5 in ((train, config.train_md5), (validation, config.validation_md5)):
-        if path and str(path).endswith(".tar") and not (not _is_remote(str(path)) and Path(path).is_dir()):
+        if path and str(path).endswith(".tar") and (is_remote(str(path)) or not Path(path).is_dir()):
             out.append((str(path), md5))
     return out
-
-
-def _is_remote(uri: str) -> bool:
-    return uri.startswith(("s3://", "gs://"))
 
 
 def resolve_val_labels(
@@ -395,9 +392,9 @@ def resolve_val_labels(
     Raises:
         ValidationError: a missing or malformed labels file (named).
     """
-    if store is not None and labels and _is_remote(str(labels)):
+    if store is not None and labels and is_remote(str(labels)):
         labels = store.download(str(labels), Path(work_dir) / "labels" / VAL_LABELS_NAME)
-    if store is not None and aux_path and _is_remote(str(aux_path)):
+    if store is not None and aux_path and is_remote(str(aux_path)):
         local_aux = Path(work_dir) / "aux"
         for name in ("val.txt", "synsets.txt"):
             store.download(f"{str(aux_path).rstrip('/')}/{name}", local_aux / name)
@@ -771,7 +768,7 @@ def write_units(
 
 
 def _reads_remote(todo: Sequence[tuple[int, Unit]]) -> bool:
-    return any(_is_remote(item.ref.container) for _, u in todo for item in u.shard.items[:1])
+    return any(is_remote(item.ref.container) for _, u in todo for item in u.shard.items[:1])
 
 
 def _as_completed(futures: Iterable[Any]) -> Iterable[Any]:
