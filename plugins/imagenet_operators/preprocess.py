@@ -14,36 +14,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.job import JobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _PreprocessJobOperator(BaseOperator):
-    template_fields: Sequence[str] = ("job",)
-    template_fields_renderers = {"job": "json"}
-
-    def __init__(self, *, job: Mapping[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.job = job
+class _PreprocessJobOperator(JobOperator):
+    input_keys = ("images", "aux_path")
 
     def _config(self) -> Any:
         from imagenet_ops.preprocess_config import PreprocessConfig
 
         return PreprocessConfig.from_dict(self.job["config"])
-
-    def _sink(self) -> Any:
-        from imagenet_operators.sinks import sink_from_connection
-
-        return sink_from_connection(self.job["sink_uri"], self.job["conn_id"])
-
-    def _store(self) -> Any:
-        from imagenet_operators.sinks import store_from_connection
-
-        return store_from_connection([self.job.get("images")], self.job.get("source_conn_id") or self.job["conn_id"])
 
     def _path(self, key: str) -> Path | None:
         return Path(self.job[key]) if self.job.get(key) else None

@@ -12,39 +12,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.job import JobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _TrainingJobOperator(BaseOperator):
-    template_fields: Sequence[str] = ("job",)
-    template_fields_renderers = {"job": "json"}
-
-    def __init__(self, *, job: Mapping[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.job = job
+class _TrainingJobOperator(JobOperator):
+    input_keys = ("train", "validation", "validation_labels", "aux_path")
 
     def _config(self) -> Any:
         from imagenet_ops.training_data import TrainingConfig
 
         return TrainingConfig.from_params(self.job["config"])
-
-    def _sink(self) -> Any:
-        from imagenet_operators.sinks import sink_from_connection
-
-        return sink_from_connection(self.job["sink_uri"], self.job["conn_id"])
-
-    def _store(self) -> Any:
-        from imagenet_operators.sinks import store_from_connection
-
-        uris = [self.job.get(k) for k in ("train", "validation", "validation_labels", "aux_path")]
-        if self.job["sink_uri"].startswith(("s3://", "gs://")):
-            uris.append(self.job["sink_uri"])  # remote outputs are checked by size on re-runs
-        return store_from_connection(uris, self.job.get("source_conn_id") or self.job["conn_id"])
 
 
 class TrainingChecksumOperator(_TrainingJobOperator):
