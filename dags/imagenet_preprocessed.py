@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, AssetAlias, Param, task
+from airflow.sdk import DAG, AssetAlias, task
 
 from imagenet_operators import (
     PreprocessChunkOperator,
@@ -35,14 +35,10 @@ from imagenet_operators import (
     PreprocessInputsOperator,
     PreprocessSelectOperator,
 )
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, table_params
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
 from imagenet_ops.preprocess_config import ARTIFACT, PREPROCESS_TABLE
 
 PREPROCESSED_ASSET_ALIAS = AssetAlias(ARTIFACT)
-
-
-def _input(title: str, description: str) -> Param:
-    return Param(None, type=["null", "string"], title=title, description=description, section="Inputs")
 
 
 with DAG(
@@ -57,38 +53,22 @@ with DAG(
     tags=["imagenet", "mlperf", "dataset"],
     params={
         **table_params(PREPROCESS_TABLE),
-        "images": _input(
+        "images": input_param(
             "Validation images",
             "Folder of ILSVRC2012_val_*.JPEG, ILSVRC2012_img_val.tar, or an s3:// / gs:// prefix or tar. "
             "Empty: download the tar the size needs (500-image subset or full; see the custom-source fields).",
         ),
-        "val_map": _input("Validation labels (val.txt)", "The aux artifact's val.txt: 'name label' lines, in image order."),
-        "aux_path": _input("Aux artifact folder", "Folder (or s3:// / gs:// prefix) of imagenet_aux; its val.txt is used."),
-        "calibration_list": _input("Calibration list", "An MLPerf calibration list file; empty: download the chosen option."),
-        "source_conn_id": Param(
-            None,
-            type=["null", "string"],
-            title="Input connection id",
-            section="Inputs",
-            description="Airflow connection for s3:// or gs:// images. Empty: the sink's connection.",
+        "val_map": input_param("Validation labels (val.txt)", "The aux artifact's val.txt: 'name label' lines, in image order."),
+        "aux_path": input_param("Aux artifact folder", "Folder (or s3:// / gs:// prefix) of imagenet_aux; its val.txt is used."),
+        "calibration_list": input_param(
+            "Calibration list", "An MLPerf calibration list file; empty: download the chosen option."
         ),
-        "chunks": Param(
-            16,
-            type="integer",
-            minimum=1,
-            maximum=1024,
-            title="Chunks",
-            section="Scale-out",
-            description="Mapped preprocess tasks (tens, never one per image); they spread over the workers.",
-        ),
-        "workers": Param(
-            0,
-            type="integer",
-            minimum=0,
-            maximum=256,
-            title="Processes per task",
-            section="Scale-out",
-            description="Processes inside each chunk task; 0 means all cores of the worker.",
+        **scale_out_params(
+            tasks_name="chunks",
+            tasks_default=16,
+            tasks_title="Chunks",
+            tasks_description="Mapped preprocess tasks (tens, never one per image); they spread over the workers.",
+            what="images",
         ),
         **output_params(ARTIFACT),
     },

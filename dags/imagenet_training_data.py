@@ -24,17 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, AssetAlias, Param, task
+from airflow.sdk import DAG, AssetAlias, task
 
 from imagenet_operators import TrainingChecksumOperator, TrainingFinalizeOperator, TrainingPlanOperator, TrainingShardsOperator
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, table_params
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
 from imagenet_ops.training_data import ARTIFACT, TRAINING_TABLE
 
 TRAINING_ASSET_ALIAS = AssetAlias(ARTIFACT)
-
-
-def _input(title: str, description: str) -> Param:
-    return Param(None, type=["null", "string"], title=title, description=description, section="Inputs")
 
 
 with DAG(
@@ -50,43 +46,25 @@ with DAG(
     tags=["imagenet", "mlperf", "training"],
     params={
         **table_params(TRAINING_TABLE),
-        "train": _input(
+        "train": input_param(
             "Train images",
             "ILSVRC2012_img_train.tar, a folder of <wnid>.tar, or a folder of <wnid>/ folders; local, s3:// or gs://.",
         ),
-        "validation": _input("Validation images", "ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG."),
-        "validation_labels": _input(
+        "validation": input_param("Validation images", "ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG."),
+        "validation_labels": input_param(
             "Validation labels file", "imagenet_2012_validation_synset_labels.txt (50,000 wnids, line i = image i)."
         ),
-        "aux_path": _input(
+        "aux_path": input_param(
             "Aux artifact folder",
             "Folder (or s3:// / gs:// prefix) of the imagenet_aux artifact; its val.txt + synsets.txt give the validation "
             "labels when no labels file is given.",
         ),
-        "source_conn_id": Param(
-            None,
-            type=["null", "string"],
-            title="Input connection id",
-            section="Inputs",
-            description="Airflow connection for s3:// or gs:// inputs. Empty: the sink's connection.",
-        ),
-        "parallel_tasks": Param(
-            8,
-            type="integer",
-            minimum=1,
-            maximum=1024,
-            title="Parallel tasks",
-            section="Scale-out",
-            description="Mapped writer tasks (groups of shards); they spread over the Celery/Kubernetes workers.",
-        ),
-        "workers": Param(
-            0,
-            type="integer",
-            minimum=0,
-            maximum=256,
-            title="Processes per task",
-            section="Scale-out",
-            description="Processes writing shards inside each task; 0 means all cores of the worker.",
+        **scale_out_params(
+            tasks_name="parallel_tasks",
+            tasks_default=8,
+            tasks_title="Parallel tasks",
+            tasks_description="Mapped writer tasks (groups of shards); they spread over the Celery/Kubernetes workers.",
+            what="inputs",
         ),
         **output_params(ARTIFACT),
     },

@@ -75,6 +75,44 @@ def output_params(artifact: str) -> dict[str, Param]:
     }
 
 
+def input_param(title: str, description: str) -> Param:
+    """An optional input location (local path, s3:// or gs://), in the Inputs section."""
+    return Param(None, type=["null", "string"], title=title, description=description, section="Inputs")
+
+
+def scale_out_params(
+    *, tasks_name: str, tasks_default: int, tasks_title: str, tasks_description: str, what: str
+) -> dict[str, Param]:
+    """The mapped-task count, processes per task, and the input connection of a fanned-out DAG."""
+    return {
+        "source_conn_id": Param(
+            None,
+            type=["null", "string"],
+            title="Input connection id",
+            section="Inputs",
+            description=f"Airflow connection for s3:// or gs:// {what}. Empty: the sink's connection.",
+        ),
+        tasks_name: Param(
+            tasks_default,
+            type="integer",
+            minimum=1,
+            maximum=1024,
+            title=tasks_title,
+            section="Scale-out",
+            description=tasks_description,
+        ),
+        "workers": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=256,
+            title="Processes per task",
+            section="Scale-out",
+            description="Processes inside each mapped task; 0 means all cores of the worker.",
+        ),
+    }
+
+
 def _setting(variable: str, env: str, default: str) -> str:
     return Variable.get(variable, default=None) or os.environ.get(env) or default
 
