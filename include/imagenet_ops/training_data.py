@@ -36,7 +36,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -738,7 +738,7 @@ def write_units(
                     staged = out_dir_for(unit)
                     fut = pool.submit(_write_unit_job, unit.shard.as_dict(), unit.implementation, unit.layout, str(staged))
                     futures[fut] = (i, unit, staged)
-                for fut in _as_completed(futures):
+                for fut in as_completed(futures):
                     i, unit, staged = futures[fut]
                     result = UnitResult.from_dict(fut.result())
                     progress.update(result.records)
@@ -769,12 +769,6 @@ def write_units(
 
 def _reads_remote(todo: Sequence[tuple[int, Unit]]) -> bool:
     return any(is_remote(item.ref.container) for _, u in todo for item in u.shard.items[:1])
-
-
-def _as_completed(futures: Iterable[Any]) -> Iterable[Any]:
-    from concurrent.futures import as_completed
-
-    return as_completed(futures)
 
 
 # --------------------------------------------------------------------------------------------
