@@ -4,8 +4,11 @@ Downloads ``caffe_ilsvrc12.tar.gz`` from the chosen mirror (fallbacks, resume, m
 accepts either mirror's bytes), extracts it safely, validates the 8 files (1000 sorted wnids,
 50,000 validation labels) and publishes them to the sink with a ``manifest.json``.
 
-The weekly refresh re-publishes only when the upstream bytes changed; otherwise the publish
-task logs a cache hit and emits no Asset event, so consumer DAGs are not re-triggered.
+Runs are manual unless an operator turns on the refresh: ``IMAGENET_OPS_SCHEDULE_IMAGENET_AUX=@weekly``
+on the dag-processor and scheduler, and optionally the Variable ``imagenet_ops_refresh_imagenet_aux``
+(a JSON object of params such as ``{"url": ..., "md5": ..., "sink_uri": ...}``) for the mirror and
+sink the refresh uses. A refresh re-publishes only when the upstream bytes changed; otherwise the
+publish task logs a cache hit and emits no Asset event, so consumer DAGs are not re-triggered.
 Output (XCom of ``publish``): ``CM_DATASET_AUX_PATH``, ``CM_DATASET_AUX_VER``.
 """
 
@@ -25,7 +28,7 @@ from imagenet_operators import (
     AuxValidateOperator,
     ChecksumVerifyOperator,
 )
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, table_params
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
 from imagenet_ops.aux_files import ARTIFACT, AUX_TABLE
 
 AUX_ASSET_ALIAS = AssetAlias(ARTIFACT)
@@ -35,7 +38,7 @@ with DAG(
     dag_display_name="ImageNet aux files",
     description=__doc__.partition(".")[0],
     doc_md=__doc__,
-    schedule="@weekly",
+    schedule=refresh_schedule(Path(__file__).stem),  # off unless an operator turns it on (suggested: @weekly)
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -45,14 +48,15 @@ with DAG(
 ) as dag:
 
     @task(task_display_name="Resolve variations", multiple_outputs=True)
-    def resolve(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> dict[str, Any]:
         """Turn the form / CM tags into a config; bad combinations fail here, before any download.
 
         Config fields are returned at the top level too, so operators can take ``run["urls"]``.
         """
-        from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
+        from imagenet_operators.dag_helpers import run_params, sink_conn_id, sink_uri, work_dir
         from imagenet_ops.aux_files import resolve_aux_config
 
+        params = run_params(params, dag_run, dag.dag_id)
         config = resolve_aux_config(AUX_TABLE.selections_from_form(params))
         uri = sink_uri(ARTIFACT, params.get("sink_uri"))
         return {

@@ -105,7 +105,11 @@ with DAG(
         return selection["chunks"]
 
     processed = PreprocessChunkOperator.partial(
-        task_id="preprocess", task_display_name="Preprocess chunk", job=inputs.output, workers="{{ params.workers }}"
+        task_id="preprocess",
+        task_display_name="Preprocess chunk",
+        job=inputs.output,
+        workers="{{ params.workers }}",
+        map_index_template="{{ chunk_images }}",  # set by the operator: the chunk's image range
     ).expand(chunk=chunk_ids(selection.output))
     finalize = PreprocessFinalizeOperator(
         task_id="finalize",

@@ -100,7 +100,11 @@ with DAG(
         return plan["groups"]
 
     written = TrainingShardsOperator.partial(
-        task_id="write_shards", task_display_name="Write shards", job=job, workers="{{ params.workers }}"
+        task_id="write_shards",
+        task_display_name="Write shards",
+        job=job,
+        workers="{{ params.workers }}",
+        map_index_template="{{ shard_group }}",  # set by the operator: first … last shard of the group
     ).expand(group=groups(plan.output))
     finalize = TrainingFinalizeOperator(
         task_id="finalize",

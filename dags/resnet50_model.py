@@ -5,7 +5,11 @@ fix-input-shape, from-tf, huggingface default) and CM tags are accepted. Unsuppo
 combinations fail in the first task, before any download, listing the supported ones.
 
 Manual runs build the form's variant, or every entry of ``variants`` (a list of CM tag
-strings). The monthly scheduled run refreshes every supported variant. Each variant is
+strings). Runs are manual unless an operator turns on the refresh:
+``IMAGENET_OPS_SCHEDULE_RESNET50_MODEL=@monthly`` on the dag-processor and scheduler, and
+optionally the Variable ``imagenet_ops_refresh_resnet50_model`` (a JSON object of params such as
+``{"mirror": ..., "md5_by_file": ..., "sink_uri": ...}``). A scheduled run refreshes every
+supported variant unless that Variable lists ``variants``. Each variant is
 mapped over download -> prepare -> load check -> publish and lands in ``<sink>/<variant id>``
 with its own manifest, so only variants whose upstream bytes changed are re-published.
 Output (XCom of each mapped ``publish``): the ``CM_ML_MODEL_*`` env dict.
@@ -21,7 +25,7 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, table_params
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
 from imagenet_ops.resnet50 import ARTIFACT, MODEL_TABLE
 
 MODEL_ASSET_ALIAS = AssetAlias(ARTIFACT)
@@ -31,7 +35,7 @@ with DAG(
     dag_display_name="ResNet-50 model variants",
     description=__doc__.partition(".")[0],
     doc_md=__doc__,
-    schedule="@monthly",
+    schedule=refresh_schedule(Path(__file__).stem),  # off unless an operator turns it on (suggested: @monthly)
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -40,21 +44,21 @@ with DAG(
     params={
         **table_params(MODEL_TABLE),
         "variants": Param(
-            [],
-            type="array",
+            None,
+            type=["array", "null"],
             items={"type": "string"},
             title="Several variants",
             section="Variants",
             description="CM tag strings, one variant each (e.g. _onnx / _tflite,_no-argmax / _ncnn). Empty: the form's "
-            "single variant. Scheduled runs with this empty refresh every supported variant.",
+            "single variant. Scheduled runs with this empty refresh every supported variant. Optional.",
         ),
         "md5_by_file": Param(
-            {},
-            type="object",
+            None,
+            type=["object", "null"],
             title="md5 per file name",
             section="Custom source",
             description='Accepted md5 of a download by file name (e.g. {"resnet50_v1.onnx": "..."}), for an internal '
-            "mirror that serves other bytes than the reference.",
+            "mirror that serves other bytes than the reference. Format: a JSON object of file name to 32 hex digits. Optional.",
         ),
         **output_params(ARTIFACT),
     },
@@ -63,12 +67,13 @@ with DAG(
     @task(task_display_name="Resolve variants")
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> list[dict[str, Any]]:
         """One dict per variant (config, work dir, sink); bad combinations fail here, before any download."""
-        from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
+        from imagenet_operators.dag_helpers import is_scheduled, run_params, sink_conn_id, sink_uri, work_dir
         from imagenet_ops.errors import ConfigError
         from imagenet_ops.resnet50 import resolve_model_config, supported_combinations
 
+        params = run_params(params, dag_run, dag.dag_id)
         tag_lists = list(params.get("variants") or [])
-        if not tag_lists and getattr(dag_run.run_type, "value", dag_run.run_type) == "scheduled":
+        if not tag_lists and is_scheduled(dag_run):
             tag_lists = supported_combinations()
         md5_by_file = params.get("md5_by_file") or {}
         if tag_lists:
@@ -93,15 +98,18 @@ with DAG(
         ]
 
     variants = resolve()
+    by_variant = "{{ task.variant.config.variant_id }}"  # mapped tasks are named by variant in the UI
     downloaded = ModelDownloadOperator.partial(
-        task_id="download", task_display_name="Download model", pool="imagenet_downloads"
+        task_id="download", task_display_name="Download model", pool="imagenet_downloads", map_index_template=by_variant
     ).expand(variant=variants)
-    prepared = ModelPrepareOperator.partial(task_id="prepare", task_display_name="Prepare (fix input shape)").expand(
-        variant=downloaded.output
-    )
-    checked = ModelLoadCheckOperator.partial(task_id="load_check", task_display_name="Load check").expand(variant=prepared.output)
+    prepared = ModelPrepareOperator.partial(
+        task_id="prepare", task_display_name="Prepare (fix input shape)", map_index_template=by_variant
+    ).expand(variant=downloaded.output)
+    checked = ModelLoadCheckOperator.partial(
+        task_id="load_check", task_display_name="Load check", map_index_template=by_variant
+    ).expand(variant=prepared.output)
     published = ModelPublishOperator.partial(
-        task_id="publish", task_display_name="Publish with manifest", outlets=[MODEL_ASSET_ALIAS]
+        task_id="publish", task_display_name="Publish with manifest", outlets=[MODEL_ASSET_ALIAS], map_index_template=by_variant
     ).expand(variant=checked.output)
 
     @task(task_display_name="Clean work dir")

@@ -109,7 +109,9 @@ def fix_input_shape(
     original = matches[0]
     _check_replaceable(src, original, shape)
 
-    import tensorflow as tf
+    from imagenet_ops.native_logs import import_tensorflow
+
+    tf = import_tensorflow()
 
     dtype = (
         original.attr["dtype"].type if original.op == "Placeholder" and "dtype" in original.attr else tf.float32.as_datatype_enum

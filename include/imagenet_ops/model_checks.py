@@ -270,7 +270,9 @@ def load_graph_def(path: Path) -> Any:
         ModelCheckError: unreadable, not a GraphDef, or a GraphDef without nodes.
     """
     path = Path(path)
-    import tensorflow as tf
+    from imagenet_ops.native_logs import import_tensorflow
+
+    tf = import_tensorflow()
 
     graph_def = tf.compat.v1.GraphDef()
     try:
@@ -300,7 +302,9 @@ def _tf_sinks(graph_def: Any) -> list[str]:
 def _check_tensorflow(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckResult:
     path = _single(paths, "tensorflow")
     graph_def = load_graph_def(path)
-    import tensorflow as tf
+    from imagenet_ops.native_logs import import_tensorflow
+
+    tf = import_tensorflow()
 
     graph = tf.Graph()
     try:
@@ -336,7 +340,9 @@ def _tflite_shape(detail: Mapping[str, Any]) -> FoundShape:
 
 def _check_tflite(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckResult:
     path = _single(paths, "tflite")
-    import tensorflow as tf
+    from imagenet_ops.native_logs import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         # model_content, not model_path: only the buffer path runs the flatbuffer verifier; a

@@ -31,12 +31,11 @@ import gzip
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
 from imagenet_ops.object_store import is_remote
+from imagenet_ops.process_pool import worker_pool
 from imagenet_ops.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.recordio import RecordIOWriter, lst_line, pack_irheader
 from imagenet_ops.storage import (
@@ -731,8 +731,7 @@ def write_units(
                 else:
                     finish(i, unit, result, staged)
         else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with worker_pool(workers) as pool:
                 futures = {}
                 for i, unit in todo:
                     staged = out_dir_for(unit)

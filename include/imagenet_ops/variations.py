@@ -71,6 +71,36 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
+    hint: str | None = None
+    """The accepted format in words, for the form and ``--help``; known patterns have one already."""
+
+    def format_hint(self) -> str | None:
+        """The accepted format in words (``hint``, else the wording of a known ``pattern``)."""
+        return self.hint or PATTERN_HINTS.get(self.pattern or "")
+
+    def length_bounds(self) -> dict[str, int]:
+        """``minLength``/``maxLength`` a fixed-length hex pattern implies (the form enforces them while typing)."""
+        fixed = re.fullmatch(r"\^\[0-9a-fA-F\]\{(\d+)\}(.*)\$", self.pattern or "")
+        if not fixed:
+            return {}
+        n = int(fixed.group(1))
+        return {"minLength": n} if fixed.group(2) else {"minLength": n, "maxLength": n}
+
+    def described(self) -> str:
+        """The description plus the bounds and format the value must meet (what the form shows)."""
+        text = self.description
+        if self.minimum is not None and self.maximum is not None:
+            text += f" Range: {_num(self.minimum)} to {_num(self.maximum)}."
+        elif self.minimum is not None:
+            text += f" Minimum: {_num(self.minimum)}."
+        elif self.maximum is not None:
+            text += f" Maximum: {_num(self.maximum)}."
+        hint = self.format_hint()
+        if hint:
+            text += f" Format: {hint}."
+        if self.optional:
+            text += " Optional."
+        return text
 
     def convert(self, raw: Any, origin: str) -> Any:
         if raw is None:
@@ -93,6 +123,21 @@ class Option:
         if self.pattern is not None and isinstance(value, str) and not re.search(self.pattern, value):
             raise ConfigError(f"{origin}: {self.name}={value!r} does not match {self.pattern}")
         return value
+
+
+def _num(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+PATTERN_HINTS: dict[str, str] = {
+    r"^(https?|file)://": "a URL starting with http://, https:// or file://",
+    r"^[0-9a-fA-F]{32}$": "32 hex digits (an md5)",
+    r"^[0-9a-fA-F]{64}$": "64 hex digits (a sha256)",
+    r"^[0-9a-fA-F]{32}(,[0-9a-fA-F]{32})*$": "32 hex digits (an md5), or several md5s separated by commas",
+    r"^\s*-?[0-9.]+(e-?[0-9]+)?(\s+-?[0-9.]+(e-?[0-9]+)?)*\s*$": "numbers separated by spaces, e.g. 123.68 116.78 103.94",
+    r"^(float32|int8|uint8)$": "float32, int8 or uint8",
+}
+"""Known patterns in words: the trigger form checks patterns only on submit, so each field says its format."""
 
 
 SKIP_SSL_VERIFICATION = Option(
@@ -243,20 +288,23 @@ class VariationTable:
                 "section": g.section,
             }
         for o in self.options:
+            tag = f" CM tag: _{o.tag}." if o.tag else (f" CM tag: _{o.tag_prefix}<value>." if o.tag_prefix else "")
             spec: dict[str, Any] = {
                 "default": o.default,
                 "type": [o.type, "null"] if o.optional else o.type,
                 "title": o.title,
-                "description": o.description + (f" CM tag: _{o.tag}." if o.tag else ""),
+                "description": o.described() + tag,
                 "section": o.section,
+                **o.length_bounds(),
             }
             for key in ("minimum", "maximum", "pattern"):
                 if getattr(o, key) is not None:
                     spec[key] = getattr(o, key)
             specs[o.name] = spec
+        # Nullable: the form treats a type without "null" as required and would block an empty field.
         specs[self.tags_param] = {
-            "default": "",
-            "type": "string",
+            "default": None,
+            "type": ["string", "null"],
             "title": "CM variation tags",
             "description": (
                 "Optional CM tag string, e.g. " + ",".join(self.tag_names()[:2]) + ". Tags override fields left at "
@@ -286,7 +334,7 @@ class VariationTable:
             if o.type == "boolean":
                 parser.add_argument(flag, dest=o.name, action="store_true", default=None, help=o.description)
             else:
-                parser.add_argument(flag, dest=o.name, default=None, type=_PY_TYPES[o.type], help=o.description)
+                parser.add_argument(flag, dest=o.name, default=None, type=_PY_TYPES[o.type], help=o.described())
 
     def field_names(self) -> list[str]:
         """Every group and option name (the CM tags field excluded)."""

@@ -1,4 +1,10 @@
-"""Shared DAG building blocks: the trigger form from a variation table, and run-time locations.
+"""Shared DAG building blocks: the trigger form from a variation table, refresh schedules, and run-time locations.
+
+Scheduled refreshes are off unless an operator turns them on: ``IMAGENET_OPS_SCHEDULE_<DAG_ID>``
+(e.g. ``IMAGENET_OPS_SCHEDULE_IMAGENET_AUX=@weekly``, read when the DAG file is parsed) sets the
+schedule, and the Variable ``imagenet_ops_refresh_<dag_id>`` (a JSON object of params: mirror, url,
+md5, sink_uri, conn_id …) is what a scheduled run uses over the Param defaults. Without them,
+unpausing a DAG creates no run, so a manual run never waits behind a refresh nobody asked for.
 
 Locations come from Airflow Variables (``imagenet_ops_work_dir``, ``imagenet_ops_sink_root``),
 then the environment (``IMAGENET_OPS_WORK_DIR``, ``IMAGENET_OPS_SINK_ROOT``), then defaults
@@ -99,7 +105,7 @@ def scale_out_params(
             maximum=1024,
             title=tasks_title,
             section="Scale-out",
-            description=tasks_description,
+            description=f"{tasks_description} Range: 1 to 1,024.",
         ),
         "workers": Param(
             0,
@@ -108,9 +114,41 @@ def scale_out_params(
             maximum=256,
             title="Processes per task",
             section="Scale-out",
-            description="Processes inside each mapped task; 0 means all cores of the worker.",
+            description="Processes inside each mapped task; 0 means all cores of the worker. Range: 0 to 256.",
         ),
     }
+
+
+def refresh_schedule(dag_id: str) -> str | None:
+    """The schedule an operator turned on with ``IMAGENET_OPS_SCHEDULE_<DAG_ID>``; ``None`` (manual only) otherwise."""
+    value = os.environ.get(f"IMAGENET_OPS_SCHEDULE_{dag_id.upper()}", "").strip()
+    return value if value and value.lower() not in ("none", "off", "false", "0") else None
+
+
+def run_params(params: dict[str, Any], dag_run: Any, dag_id: str) -> dict[str, Any]:
+    """``params``, with the operator's refresh settings (Variable ``imagenet_ops_refresh_<dag_id>``) on scheduled runs."""
+    if not is_scheduled(dag_run):
+        return params
+    import json
+
+    from imagenet_ops.errors import ConfigError
+
+    raw = Variable.get(f"imagenet_ops_refresh_{dag_id}", default=None)
+    if not raw:
+        return params
+    try:
+        overrides = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise ConfigError(f"Variable imagenet_ops_refresh_{dag_id}: not a JSON object ({exc})") from exc
+    if not isinstance(overrides, dict):
+        kind = type(overrides).__name__
+        raise ConfigError(f"Variable imagenet_ops_refresh_{dag_id}: expected a JSON object of params, got {kind}")
+    return {**params, **overrides}
+
+
+def is_scheduled(dag_run: Any) -> bool:
+    """True for a run the scheduler created from the DAG's schedule (not a manual trigger)."""
+    return getattr(dag_run.run_type, "value", dag_run.run_type) == "scheduled"
 
 
 def _setting(variable: str, env: str, default: str) -> str:

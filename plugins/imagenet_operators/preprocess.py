@@ -89,6 +89,14 @@ class PreprocessSelectOperator(_PreprocessJobOperator):
         return {"hit": False, "cache_key": cached.cache_key, "chunks": list(range(count)), "images": len(items)}
 
 
+def chunk_label(index: int, names: Sequence[str]) -> str:
+    """``chunk 3: 500 images, ILSVRC2012_val_00001501.JPEG … ILSVRC2012_val_00002000.JPEG``."""
+    if not names:
+        return f"chunk {index}: no images"
+    span = names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}"
+    return f"chunk {index}: {len(names)} image{'' if len(names) == 1 else 's'}, {span}"
+
+
 class PreprocessChunkOperator(_PreprocessJobOperator):
     """Preprocess one chunk: read its images from the source, write its outputs to the sink.
 
@@ -110,10 +118,12 @@ class PreprocessChunkOperator(_PreprocessJobOperator):
         from imagenet_ops.preprocess import load_chunk_plan, preprocess_chunk, save_chunk_result
 
         sink, index = self._sink(), int(self.chunk)
+        items = load_chunk_plan(sink=sink, index=index)
+        context["chunk_images"] = chunk_label(index, [row[0] for row in items])  # the mapped task's name in the UI
         result = preprocess_chunk(
             config=self._config(),
             source=self.job["images"],
-            items=load_chunk_plan(sink=sink, index=index),
+            items=items,
             sink=sink,
             workers=int(self.workers) or os.cpu_count() or 1,
             store=self._store(),

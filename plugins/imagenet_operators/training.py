@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def group_label(names: Sequence[str]) -> str:
+    """``train-00000-of-01024 … train-00127-of-01024 (128)``: what a mapped task is called in the UI."""
+    if not names:
+        return "no units"
+    return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]} ({len(names)})"
+
+
 class _TrainingJobOperator(JobOperator):
     input_keys = ("train", "validation", "validation_labels", "aux_path")
 
@@ -95,11 +102,15 @@ class TrainingShardsOperator(_TrainingJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.training_data import write_units
+        from imagenet_ops.training_data import load_plan, write_units
 
+        sink, indices = self._sink(), list(self.group)
+        plan = load_plan(sink)
+        context["shard_group"] = group_label([plan.units[i].name for i in indices])  # the mapped task's name in the UI
         results = write_units(
-            sink=self._sink(),
-            indices=list(self.group),
+            sink=sink,
+            plan=plan,
+            indices=indices,
             work_dir=Path(self.job["work_dir"]),
             workers=int(self.workers) or os.cpu_count() or 1,
             store=self._store(),

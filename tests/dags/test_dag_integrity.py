@@ -64,6 +64,63 @@ def test_every_param_has_type_title_description_section_default(dagbag, path):
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_the_trigger_form_is_submittable_with_its_defaults(dagbag, path):
+    # Regression: "CM variation tags" was type "string" with default "" and `variants` / `md5_by_file`
+    # were [] / {}; Airflow's form treats a type without "null" as required, flagged them and kept
+    # Trigger disabled on every DAG. An empty default needs a nullable type (and default None).
+    import jsonschema
+
+    for dag in _dags_of(dagbag, path):
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            schema, default = param.schema, param.value
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            where = f"{dag.dag_id}.params.{name}"
+            if "null" not in types:
+                assert default not in (None, "", [], {}), f"{where}: required by the form but empty by default ({default!r})"
+            else:
+                assert default not in ("", [], {}), f"{where}: an empty optional field must default to None, not {default!r}"
+            jsonschema.validate(default, schema)
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_descriptions_state_bounds_and_formats(dagbag, path):
+    # The form clamps numbers silently and checks patterns only on submit: each field says its limits.
+    for dag in _dags_of(dagbag, path):
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            schema, where = param.schema, f"{dag.dag_id}.params.{name}"
+            if "minimum" in schema and "maximum" in schema:
+                assert f"{schema['minimum']:,}" in param.description, f"{where}: bounds not stated"
+                assert f"{schema['maximum']:,}" in param.description, f"{where}: bounds not stated"
+            if "pattern" in schema:
+                assert "Format:" in param.description, f"{where}: format not stated"
+
+
+def test_scheduled_refreshes_are_off_unless_an_operator_turns_them_on(tmp_path):
+    # Regression: "Unpause on trigger" on @weekly/@monthly DAGs created a catch-up refresh with
+    # default params (real mirrors, every model variant), and the user's manual run queued behind it.
+    code = "import runpy, sys; g = runpy.run_path(sys.argv[1], run_name='dag_parse'); print(repr(g['dag'].schedule))"
+    for stem, suggested in (("imagenet_aux", "@weekly"), ("resnet50_model", "@monthly")):
+        path = str(ROOT / "dags" / f"{stem}.py")
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("IMAGENET_OPS_SCHEDULE_")}
+        off = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True, env=env)
+        assert off.stdout.strip().splitlines()[-1] == "None", f"{stem}: scheduled by default"
+        env[f"IMAGENET_OPS_SCHEDULE_{stem.upper()}"] = suggested
+        on = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, check=True, env=env)
+        assert on.stdout.strip().splitlines()[-1] == repr(suggested), f"{stem}: the operator's schedule is ignored"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_mapped_tasks_are_named(dagbag, path):
+    # Mapped task instances showed bare indexes (0, 1, ...); each names its variant, chunk or shard group.
+    for dag in _dags_of(dagbag, path):
+        for task in dag.tasks:
+            if getattr(task, "_is_mapped", False) or type(task).__name__ == "MappedOperator":
+                assert task.map_index_template, f"{dag.dag_id}.{task.task_id}: mapped without map_index_template"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_parsing_does_not_import_heavy_modules(path):
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1], run_name='dag_parse'); "

@@ -54,7 +54,10 @@ def test_chunk_reads_its_rows_from_the_sink_and_returns_only_counts(tmp_path):
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink),
         mock.patch("imagenet_ops.preprocess.preprocess_chunk", return_value=result) as chunk,
     ):
-        out = PreprocessChunkOperator(task_id="p", job=JOB, chunk=1, workers="1").execute(context={})
+        context: dict = {}
+        out = PreprocessChunkOperator(task_id="p", job=JOB, chunk=1, workers="1").execute(context=context)
+    # The mapped task's name in the UI (map_index_template="{{ chunk_images }}").
+    assert context["chunk_images"] == "chunk 1: 1 image, b.JPEG"
     kwargs = chunk.call_args.kwargs
     assert kwargs["items"] == [["b.JPEG", "/t.tar", 1024, 10]] and kwargs["workers"] == 1 and kwargs["sink"] is sink
     assert out == result.summary()

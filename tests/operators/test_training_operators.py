@@ -81,11 +81,18 @@ def test_shards_write_their_group_and_count_records():
         ),
     ]
     sink, store = object(), object()
+    plan = mock.Mock(units=[mock.Mock(), mock.Mock()])
+    plan.units[0].name, plan.units[1].name = "train-00000-of-00004", "train-00001-of-00004"
+    context: dict = {}
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink),
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store),
+        mock.patch("imagenet_ops.training_data.load_plan", return_value=plan) as load_plan,
         mock.patch("imagenet_ops.training_data.write_units", return_value=results) as write_units,
     ):
-        out = TrainingShardsOperator(task_id="w", job=JOB, group=[0, 1], workers="2").execute(context={})
-    write_units.assert_called_once_with(sink=sink, indices=[0, 1], work_dir=Path("/w/run"), workers=2, store=store)
+        out = TrainingShardsOperator(task_id="w", job=JOB, group=[0, 1], workers="2").execute(context=context)
+    load_plan.assert_called_once_with(sink)
+    write_units.assert_called_once_with(sink=sink, plan=plan, indices=[0, 1], work_dir=Path("/w/run"), workers=2, store=store)
     assert out == {"units": 2, "written": 1, "records": 9}
+    # The mapped task's name in the UI (map_index_template="{{ shard_group }}").
+    assert context["shard_group"] == "train-00000-of-00004 … train-00001-of-00004 (2)"

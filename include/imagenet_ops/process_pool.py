@@ -1,0 +1,81 @@
+"""Process pools that work inside any host process: the CLI, pytest, and Airflow's task runner.
+
+Two things break a plain ``ProcessPoolExecutor`` under a real scheduler:
+
+* A ``spawn`` child re-imports the parent's ``__main__``. In an Airflow task that is the
+  ``airflow`` entry point, and the task runner has set the metadata DB URL to a sentinel
+  (``airflow-db-not-allowed:///``), so the child dies importing Airflow (``BrokenProcessPool``).
+  :func:`worker_pool` starts its children with ``__main__`` hidden: they import only the
+  library modules their work needs.
+* A child outlives a parent killed with SIGKILL and keeps writing. Every child asks the
+  kernel (``PR_SET_PDEATHSIG``) to be killed when its parent dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent exits (Linux; a no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died before prctl took effect: then this process was re-parented.
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Hide ``__main__``'s spec and file so that spawned children do not re-import it."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    spec, file = getattr(main, "__spec__", None), getattr(main, "__file__", None)
+    try:
+        main.__spec__ = None
+        if file is not None:
+            del main.__file__
+        yield
+    finally:
+        main.__spec__ = spec
+        if file is not None:
+            main.__file__ = file
+
+
+class _Pool(ProcessPoolExecutor):
+    """A ProcessPoolExecutor whose workers start with ``__main__`` hidden and die with this process."""
+
+    def __init__(self, max_workers: int, mp_context: Any) -> None:
+        super().__init__(max_workers=max_workers, mp_context=mp_context, initializer=die_with_parent)
+
+    def _spawn_process(self) -> None:  # every worker, first or replacement, starts here
+        with _main_hidden():
+            super()._spawn_process()
+
+
+def worker_pool(workers: int, *, start_method: str = "spawn") -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes that die with this process and never re-import ``__main__``.
+
+    Args:
+        workers: number of processes (at least 1).
+        start_method: ``spawn`` (clean children; the default) or ``fork`` (cheap start, children
+            inherit loaded modules; the caller must make forking safe, e.g. no running thread pools).
+
+    Returns:
+        A ``ProcessPoolExecutor``; use it as a context manager.
+    """
+    return _Pool(max(1, workers), multiprocessing.get_context(start_method))
