@@ -7,8 +7,17 @@ Two things break a plain ``ProcessPoolExecutor`` under a real scheduler:
   (``airflow-db-not-allowed:///``), so the child dies importing Airflow (``BrokenProcessPool``).
   :func:`worker_pool` starts its children with ``__main__`` hidden: they import only the
   library modules their work needs.
+* A Celery (prefork) worker runs tasks in *daemonic* billiard processes: ``multiprocessing``
+  refuses to start children there ("daemonic processes are not allowed to have children"), and
+  billiard's authkey refuses to be pickled for a spawned child. The flag is lifted and the key
+  handed over as a plain stdlib key while workers start; what it guards against, children outliving their parent, is
+  handled by the next point instead.
 * A child outlives a parent killed with SIGKILL and keeps writing. Every child asks the
   kernel (``PR_SET_PDEATHSIG``) to be killed when its parent dies.
+
+:func:`worker_pool` applies all of this to a ``ProcessPoolExecutor``; :func:`starting_workers`
+wraps the creation of any other pool (``multiprocessing.Pool``), whose initializer should call
+:func:`die_with_parent`.
 """
 
 from __future__ import annotations
@@ -24,10 +33,18 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+_AuthenticationString = multiprocessing.process.AuthenticationString
 
 
 def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent exits (Linux; a no-op elsewhere)."""
+    """Pool-worker set-up: default SIGTERM/SIGINT, and SIGKILL from the kernel when the parent exits (Linux).
+
+    A forked worker inherits its parent's signal handlers. Airflow's task runner handles SIGTERM
+    by returning when the pid is not the task's, so ``Pool.terminate()`` could never stop a
+    forked worker and the task hung in ``join()`` for ever.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -38,22 +55,31 @@ def die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def _main_hidden() -> Iterator[None]:
-    """Hide ``__main__``'s spec and file so that spawned children do not re-import it."""
+def starting_workers() -> Iterator[None]:
+    """While pool workers start: ``__main__`` hidden from spawned children, the daemon flag lifted."""
     main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
     spec, file = getattr(main, "__spec__", None), getattr(main, "__file__", None)
+    config = multiprocessing.current_process()._config  # noqa: SLF001 - the only switch there is
+    daemon = config.pop("daemon", None)
+    authkey = config.get("authkey")
+    if authkey is not None and type(authkey) is not _AuthenticationString:
+        # Celery's billiard replaces the current process; its authkey type refuses stdlib pickling.
+        config["authkey"] = _AuthenticationString(bytes(authkey))
     try:
-        main.__spec__ = None
-        if file is not None:
-            del main.__file__
+        if main is not None:
+            main.__spec__ = None
+            if file is not None:
+                del main.__file__
         yield
     finally:
-        main.__spec__ = spec
-        if file is not None:
-            main.__file__ = file
+        if daemon is not None:
+            config["daemon"] = daemon
+        if authkey is not None:
+            config["authkey"] = authkey
+        if main is not None:
+            main.__spec__ = spec
+            if file is not None:
+                main.__file__ = file
 
 
 class _Pool(ProcessPoolExecutor):
@@ -63,7 +89,7 @@ class _Pool(ProcessPoolExecutor):
         super().__init__(max_workers=max_workers, mp_context=mp_context, initializer=die_with_parent)
 
     def _spawn_process(self) -> None:  # every worker, first or replacement, starts here
-        with _main_hidden():
+        with starting_workers():
             super()._spawn_process()
 
 

@@ -114,3 +114,87 @@ def test_tensorflow_start_up_lines_stay_off_stderr(tmp_path):
     # The raw import, for comparison, does write native lines to stderr.
     raw = _run([sys.executable, "-c", "import tensorflow; tensorflow.config.list_physical_devices('CPU')"], tmp_path)
     assert raw.stderr.strip(), "tensorflow printed nothing: the comparison above proves nothing on this machine"
+
+
+DAEMON_PARENT = textwrap.dedent(
+    """
+    import multiprocessing as mp, sys
+
+    def job(q, kind):
+        from imagenet_ops.process_pool import die_with_parent, starting_workers, worker_pool
+        try:
+            if kind == "executor":
+                with worker_pool(2) as pool:
+                    q.put(sum(pool.map(abs, [-1, -2, -3])))
+            else:
+                with starting_workers():
+                    pool = mp.get_context("fork").Pool(2, initializer=die_with_parent)
+                with pool:
+                    q.put(sum(pool.map(abs, [-1, -2, -3])))
+        except BaseException as exc:
+            q.put(repr(exc))
+
+    if __name__ == "__main__":
+        if sys.argv[2] == "billiard":  # what a Celery prefork worker runs its tasks in
+            import billiard as ctx
+        else:
+            ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=job, args=(q, sys.argv[1]), daemon=True)
+        p.start()
+        print(q.get(timeout=60))
+        p.join(timeout=30)
+    """
+)
+
+
+@pytest.mark.parametrize("parent", ["multiprocessing", "billiard"])
+@pytest.mark.parametrize("kind", ["executor", "multiprocessing.Pool"])
+def test_pools_start_inside_a_daemonic_process(tmp_path, kind, parent):
+    # Regression: on Celery the training DAG's writers failed with "daemonic processes are not
+    # allowed to have children" (the prefork worker's task processes are daemonic), then with
+    # "Pickling an AuthenticationString object is disallowed" (billiard's authkey).
+    (tmp_path / "daemon_parent.py").write_text(DAEMON_PARENT)
+    done = _run([sys.executable, "daemon_parent.py", kind, parent], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "6", done.stdout
+
+
+IGNORING_PARENT = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, signal, sys
+    from imagenet_ops.process_pool import die_with_parent
+    # As Airflow's task runner does: a SIGTERM handler that returns unless the pid is the task's.
+    task_pid = os.getpid()
+    signal.signal(signal.SIGTERM, lambda *_: None if os.getpid() != task_pid else sys.exit(1))
+    init = die_with_parent if sys.argv[1] == "fixed" else None
+    pool = mp.get_context("fork").Pool(2, initializer=init)
+    print(sum(pool.map(abs, [-1, -2, -3])), flush=True)
+    import time
+    busy = [pool.apply_async(time.sleep, (60,)) for _ in range(2)]
+    time.sleep(1)
+    pool.terminate()  # what `with Pool(...)` does on exit, and the error path
+    pool.join()
+    print("joined", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("variant", ["fixed", "plain"])
+def test_forked_workers_stop_on_terminate_under_a_task_runners_sigterm_handler(tmp_path, variant):
+    # Regression: imagenet_preprocessed hung for ever on a real scheduler at workers=0. Forked
+    # workers inherited the task runner's SIGTERM handler, ignored Pool.terminate(), and the
+    # chunk task waited in join().
+    (tmp_path / "ignoring_parent.py").write_text(IGNORING_PARENT)
+    proc = subprocess.Popen([sys.executable, "ignoring_parent.py", variant], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = proc.communicate(timeout=20)
+        hung = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        hung = True
+    if variant == "fixed":
+        assert not hung and out.split() == ["6", "joined"], out
+    else:  # the control: without the reset the same parent really hangs
+        assert hung and out.split() == ["6"], out
