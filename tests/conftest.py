@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +201,67 @@ def model_mirror(http_server, sample_models) -> dict:
         shutil.copyfile(path, http_server.root / name)
         md5_by_file[name.removesuffix(".gz")] = file_digests(path).md5
     return {"mirror": http_server.base_url, "md5_by_file": md5_by_file, "server": http_server}
+
+
+@dataclass(frozen=True)
+class DagInputs:
+    """Generated inputs for each DAG (only inputs: every other param stays at its default)."""
+
+    server: Any
+    root: Path
+    inputs: dict[str, dict[str, str]]
+
+
+def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
+    from imagenet_ops import model_samples
+    from imagenet_ops.aux_files import NUM_CLASSES
+    from imagenet_ops.digests import file_digests
+    from imagenet_ops.preprocess_config import PREPROCESS_TABLE, SUBSET_SIZES
+    from imagenet_ops.preprocess_samples import plain_images, write_images_tar
+    from imagenet_ops.resnet50 import MODEL_TABLE
+    from imagenet_ops.samples import aux_file_contents, make_aux_archive, make_class_tars, make_val_tar, sample_wnids, write_tar
+
+    www = server.root
+    archive = make_aux_archive(www / "caffe_ilsvrc12.tar.gz")
+
+    # resnet50_model's default single variant (onnx, fp32, argmax, opset 11), as a small real model.
+    defaults = {g.name: g.default for g in MODEL_TABLE.groups}
+    assert (defaults["framework"], defaults["opset"], defaults["model_output"]) == ("onnx", "11", "argmax"), defaults
+    model = model_samples.make_onnx(www / "resnet50_v1.onnx", opset=11, argmax=True)
+
+    # An aux artifact folder (what imagenet_aux publishes): labels for the two dataset DAGs.
+    aux = root / "aux_artifact"
+    aux.mkdir()
+    files = aux_file_contents()
+    for name, data in files.items():
+        (aux / name).write_bytes(data)
+
+    # Training data: a train tar of class tars whose classes are those of the first validation labels.
+    wnids = sample_wnids(NUM_CLASSES)
+    val_count = 24
+    val_labels = [wnids[int(line.split()[1])] for line in files["val.txt"].decode().splitlines()[:val_count]]
+    class_tars = make_class_tars(root / "class_tars", wnids=sorted(set(val_labels))[:6], per_class=3, width=160, height=120)
+    train = write_tar(root / "ILSVRC2012_img_train.tar", {p.name: p.read_bytes() for p in class_tars}, gz=False)
+    val = make_val_tar(root / "ILSVRC2012_img_val.tar", count=val_count, width=160, height=120)
+
+    # Preprocessed set: as many images as the default size needs (the first N of the list).
+    size = SUBSET_SIZES[PREPROCESS_TABLE.group("subset").default]
+    images = write_images_tar(root / "preprocessed" / "ILSVRC2012_img_val.tar", plain_images(size, width=320, height=240))
+
+    return {
+        "imagenet_aux": {"url": server.url(archive.name), "md5": file_digests(archive).md5},
+        "resnet50_model": {"url": server.url(model.name), "md5": file_digests(model).md5},
+        "imagenet_training_data": {"train": str(train), "validation": str(val), "aux_path": str(aux)},
+        "imagenet_preprocessed": {"images": str(images), "aux_path": str(aux)},
+    }
+
+
+@pytest.fixture(scope="session")
+def dag_inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagInputs]:
+    """Generated inputs for the four DAGs; downloads are served over HTTP on 127.0.0.1."""
+    from imagenet_ops.devserver import DevServer
+
+    root = tmp_path_factory.mktemp("dag-inputs")
+    (root / "www").mkdir()
+    with DevServer(root / "www") as server:
+        yield DagInputs(server=server, root=root, inputs=_build_dag_inputs(root, server))

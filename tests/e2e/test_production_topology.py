@@ -198,3 +198,58 @@ def test_triggered_run_executes_on_celery_workers_and_publishes_to_s3(cluster, h
     events = api.get(f"{base}/api/v2/assets/events", params={"source_dag_id": "imagenet_aux"}, timeout=10).json()
     assert [e["uri"] for e in events["asset_events"]] == [f"s3://{bucket}/aux"]
     assert events["asset_events"][0]["extra"]["files"] == len(AUX_FILES)
+
+
+# Every other DAG, triggered with only its inputs and sink: each param at its default, the
+# training DAG at its default "Processes per task" (0 = all cores, a process pool under Celery).
+DEFAULTS_RUNS = {
+    "resnet50_model": ("publish", "CM_ML_MODEL_FILE_WITH_PATH", "onnx-fp32-argmax-opset11"),
+    "imagenet_training_data": ("finalize", "CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH", "train-00000-of-01024"),
+    "imagenet_preprocessed": ("finalize", "CM_DATASET_PREPROCESSED_PATH", "chunk 0: "),
+}
+
+
+@pytest.mark.parametrize("dag_id", list(DEFAULTS_RUNS))
+def test_every_dag_succeeds_with_its_defaults_on_celery(cluster, dag_inputs, s3_bucket, dag_id):
+    api, base = cluster["api"], cluster["base"]
+    client, bucket = s3_bucket
+    publish_task, env_key, label = DEFAULTS_RUNS[dag_id]
+    conf = {**dag_inputs.inputs[dag_id], "sink_uri": f"s3://{bucket}/{dag_id}", "conn_id": "e2e_s3"}
+    assert api.patch(f"{base}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=10).ok
+    created = api.post(f"{base}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10)
+    assert created.ok, created.text
+    run_url = f"{base}/api/v2/dags/{dag_id}/dagRuns/{created.json()['dag_run_id']}"
+    _wait(lambda: api.get(run_url, timeout=5).json()["state"] in ("success", "failed"), 600, "the run to finish", cluster["home"])
+    tis = api.get(f"{run_url}/taskInstances", params={"limit": 100}, timeout=10).json()["task_instances"]
+    states = {(t["task_id"], t["map_index"]): t["state"] for t in tis}
+    assert api.get(run_url, timeout=5).json()["state"] == "success", (states, _task_errors(cluster["home"], dag_id))
+    assert all(t["executor"] in (None, "CeleryExecutor") for t in tis)
+    # No run of this DAG other than the user's: unpausing created no scheduled refresh.
+    runs = api.get(f"{base}/api/v2/dags/{dag_id}/dagRuns", timeout=10).json()["dag_runs"]
+    assert [r["run_type"] for r in runs] == ["manual"]
+    # Mapped tasks are named (variant, chunk range, shard group), not bare indexes.
+    mapped = [t for t in tis if t["map_index"] >= 0]
+    assert mapped and all(t["rendered_map_index"] for t in mapped), [(t["task_id"], t["rendered_map_index"]) for t in mapped]
+    assert any(t["rendered_map_index"].startswith(label) for t in mapped), [t["rendered_map_index"] for t in mapped]
+
+    xcom_url = f"{run_url}/taskInstances/{publish_task}/xcomEntries/return_value"
+    xcom = api.get(xcom_url, params={"map_index": 0} if dag_id == "resnet50_model" else None, timeout=10).json()["value"]
+    env = xcom if isinstance(xcom, dict) else json.loads(xcom)
+    assert env[env_key].startswith(f"s3://{bucket}/{dag_id}"), env
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, MaxKeys=5000)["Contents"]}
+    assert any(k.endswith("manifest.json") for k in keys), sorted(keys)[:20]
+
+
+def _task_errors(home: Path, dag_id: str) -> list[str]:
+    """The ERROR events of every task log of ``dag_id``: what a failure message needs."""
+    errors = []
+    for path in sorted((home / "logs").glob(f"dag_id={dag_id}/**/attempt=*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("level") == "error":
+                detail = json.dumps(event.get("error_detail", ""))[-1500:]
+                errors.append(f"{path.relative_to(home)}: {event.get('event')} {detail}")
+    return errors[-10:]
