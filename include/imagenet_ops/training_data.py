@@ -861,7 +861,16 @@ def build_training_data(
     workers: int = 1,
     store: Any = None,
 ) -> TrainingPublished:
-    """Check (optional), plan, write every unit and finalize in one process (what the CLI runs)."""
+    """Check (optional), plan, write every unit and finalize in one process (what the CLI runs).
+
+    Without ``store``, remote inputs and a remote sink are read through an :class:`ObjectStore` on
+    the environment's credentials (the completeness check of S3/GCS units needs it).
+    """
+    inputs = [str(x) for x in (train, validation, validation_labels, aux_path) if x]
+    if store is None and any(is_remote(u) for u in (*inputs, sink.uri)):
+        from imagenet_ops.object_store import ObjectStore
+
+        store = ObjectStore()
     checked = {}
     if config.check_md5:
         for path, md5 in archives_to_check(train=train and str(train), validation=validation and str(validation), config=config):

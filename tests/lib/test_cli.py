@@ -127,3 +127,38 @@ def test_argument_handling(argv: list[str], stream: str, text: str, capsys: pyte
         main(argv)
 
     assert text in getattr(capsys.readouterr(), stream)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_training_data_to_object_storage_then_cache_hit(dag_inputs, request: pytest.FixtureRequest, scheme: str) -> None:
+    # Regression (issue 10 item 2): every unit was uploaded, then the run failed with "10 of 10
+    # units are not complete" and re-runs re-uploaded everything: the CLI passed no object store
+    # to the completeness check of remote units.
+    if scheme == "s3":
+        client, bucket = request.getfixturevalue("s3_bucket")
+        env = {"AWS_ENDPOINT_URL": request.getfixturevalue("s3_endpoint")}
+
+        def keys() -> set[str]:
+            return {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="td/")["Contents"]}
+    else:
+        client, bucket = request.getfixturevalue("gcs_bucket")
+        env = {"STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_endpoint")}
+
+        def keys() -> set[str]:
+            return {b.name for b in client.list_blobs(bucket, prefix="td/")}
+
+    inputs = dag_inputs.inputs["imagenet_training_data"]
+    args = ["training-data", "--train", inputs["train"], "--validation", inputs["validation"], "--aux", inputs["aux_path"]]
+    args += ["--train-shards", "4", "--validation-shards", "2", "--workers", "2", "--output", f"{scheme}://{bucket}/td"]
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    env_out = only_json(first.stdout)
+    assert env_out["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == f"{scheme}://{bucket}/td"
+    shards = {f"td/train-{i:05d}-of-00004" for i in range(4)} | {f"td/validation-{i:05d}-of-00002" for i in range(2)}
+    assert shards | {"td/manifest.json"} <= keys()
+
+    second = run_cli(*args, env=env)
+    assert second.returncode == 0, second.stderr
+    assert only_json(second.stdout) == env_out
+    assert "cache hit" in second.stderr.lower() or "already complete" in second.stderr, second.stderr[-2000:]
