@@ -1,0 +1,77 @@
+"""Every DAG on a real scheduler (``airflow standalone``, LocalExecutor on SQLite), triggered over REST.
+
+Each run's ``conf`` holds only the inputs and the sink: every other param is at its default, so
+the training DAG runs at its default "Processes per task" (``workers=0``: a process pool of all
+cores inside each task). The four runs are triggered together and run side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed")
+PUBLISH_TASK = {"imagenet_aux": "publish", "resnet50_model": "publish"}  # the others: finalize
+
+RUN_TIMEOUT = 420  # s; generous: four DAGs share two cores
+
+
+@pytest.fixture(scope="module")
+def rest_runs(cluster, dag_inputs) -> dict[str, tuple[str, str]]:
+    """``dag_id -> (run_id, sink)``: all four DAGs unpaused and triggered at once."""
+    runs = {}
+    for dag_id in DAG_IDS:
+        sink = cluster.sink("rest", dag_id)
+        cluster.set_paused(dag_id, False)
+        runs[dag_id] = (cluster.trigger(dag_id, {**dag_inputs.inputs[dag_id], "sink_uri": sink}), sink)
+    return runs
+
+
+def _expected(dag_id: str, sink: str, env: dict[str, str]) -> None:
+    if dag_id == "imagenet_aux":
+        assert env == {"CM_DATASET_AUX_PATH": sink, "CM_DATASET_AUX_VER": "2012"}
+    elif dag_id == "resnet50_model":
+        model = Path(env["CM_ML_MODEL_FILE_WITH_PATH"])
+        assert model.is_relative_to(sink) and model.is_file(), env
+        assert (env["CM_ML_MODEL_FRAMEWORK"], env["CM_ML_MODEL_ONNX_OPSET"]) == ("onnx", "11"), env
+        assert (model.parent / "manifest.json").is_file()  # each variant has its own folder and manifest
+        return
+    elif dag_id == "imagenet_training_data":
+        assert env["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == sink, env
+        # The sample: 6 classes x 3 train images, 24 validation images; the reference's default shard counts.
+        prefix = "CM_MLPERF_TRAINING_RESNET_"
+        expected = {"TRAIN_IMAGES": "18", "VALIDATION_IMAGES": "24", "TRAIN_SHARDS": "1024", "VALIDATION_SHARDS": "128"}
+        assert {k: env.get(prefix + k) for k in expected} == expected, env
+    else:
+        assert env["CM_DATASET_PREPROCESSED_PATH"] == sink, env
+        assert env["CM_DATASET_SIZE"] == "500", env
+    assert (Path(sink) / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_dag_succeeds_with_only_inputs_and_sink(cluster, rest_runs, dag_id: str):
+    run_id, sink = rest_runs[dag_id]
+    run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    assert run["run_type"] == "manual"
+    assert set(run["conf"]) <= {"url", "md5", "train", "validation", "aux_path", "images", "sink_uri"}, run["conf"]
+
+    map_index = 0 if dag_id == "resnet50_model" else -1  # publish is mapped over the variants
+    env = cluster.xcom(dag_id, run_id, PUBLISH_TASK.get(dag_id, "finalize"), map_index=map_index)
+    _expected(dag_id, sink, env)
+
+
+def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):
+    """workers=0 (all cores) is the form's default; every shard group ran with it and wrote its shards."""
+    dag_id = "imagenet_training_data"
+    params = cluster.get(f"dags/{dag_id}/details")["params"]
+    assert params["workers"]["value"] == 0, params["workers"]
+    run_id, _ = rest_runs[dag_id]
+    cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    writers = [t for t in cluster.task_instances(dag_id, run_id) if t["task_id"] == "write_shards"]
+    assert len(writers) == params["parallel_tasks"]["value"] and all(t["state"] == "success" for t in writers), writers
+    for t in writers:
+        text = cluster.task_log(dag_id, run_id, "write_shards", map_index=t["map_index"])
+        assert "Group done:" in text, f"shard group {t['map_index']}: no summary line in its log:\n{text[-2000:]}"
