@@ -75,3 +75,25 @@ def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):
     for t in writers:
         text = cluster.task_log(dag_id, run_id, "write_shards", map_index=t["map_index"])
         assert "Group done:" in text, f"shard group {t['map_index']}: no summary line in its log:\n{text[-2000:]}"
+
+
+def test_a_tflite_load_check_logs_no_errors(cluster, dag_inputs):
+    """Regression: a successful TFLite load check showed six red ERROR lines (TensorFlow's native start-up noise)."""
+    from imagenet_ops import model_samples
+    from imagenet_ops.digests import file_digests
+
+    dag_id = "resnet50_model"
+    model = model_samples.make_tflite(dag_inputs.server.root / "resnet50_v1.tflite", argmax=False)
+    conf = {
+        "variations": "_tflite,_no-argmax",
+        "url": dag_inputs.server.url(model.name),
+        "md5": file_digests(model).md5,
+        "sink_uri": cluster.sink("tflite", dag_id),
+    }
+    cluster.set_paused(dag_id, False)
+    run_id = cluster.trigger(dag_id, conf)
+    cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    text = cluster.task_log(dag_id, run_id, "load_check", map_index=0)
+    assert "Load check passed for tflite-fp32-no-argmax" in text, text[-2000:]
+    errors = [line for line in text.splitlines() if line.startswith("error ")]
+    assert errors == [], errors
