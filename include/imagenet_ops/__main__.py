@@ -113,6 +113,21 @@ def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
     )
 
 
+def _count(minimum: int, maximum: int = 256) -> Any:
+    """An argparse type: an integer from ``minimum`` to ``maximum`` (``--workers -3`` used to be accepted)."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not an integer") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{value} is outside {minimum} to {maximum}")
+        return value
+
+    return parse
+
+
 def _add_preprocessed_parser(sub: Any) -> None:
     from imagenet_ops.preprocess_config import PREPROCESS_TABLE
 
@@ -126,8 +141,8 @@ def _add_preprocessed_parser(sub: Any) -> None:
     pre.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     pre.add_argument("--labels", help="val_map.txt / aux val.txt ('name label' lines; validation)")
     pre.add_argument("--calibration-list", help="MLPerf calibration list, option 1 or 2 format (default: download)")
-    pre.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
-    pre.add_argument("--chunks", type=int, default=1, help="chunks, run one after the other")
+    pre.add_argument("--workers", type=_count(0), default=0, help="processes, 0 to 256 (default 0: all cores)")
+    pre.add_argument("--chunks", type=_count(1, 1024), default=1, help="chunks, run one after the other (1 to 1024)")
     pre.add_argument("--work-dir", help="scratch folder for downloads (default: a temporary folder, removed after)")
     pre.set_defaults(func=_cmd_preprocessed)
 
@@ -164,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     tdata.add_argument("--validation-labels", help="imagenet_2012_validation_synset_labels.txt (default: --aux, else download)")
     tdata.add_argument("--aux", help="folder of the aux artifact (val.txt + synsets.txt) to derive the validation labels from")
     tdata.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
-    tdata.add_argument("--workers", type=int, default=0, help="processes writing shards at once (default: all cores)")
+    tdata.add_argument(
+        "--workers", type=_count(0), default=0, help="processes writing shards at once, 0 to 256 (default 0: all cores)"
+    )
     tdata.add_argument("--work-dir", help="scratch folder (default: a temporary folder, removed after)")
     tdata.set_defaults(func=_cmd_training_data)
 

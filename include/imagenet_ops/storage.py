@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -237,12 +238,31 @@ class GCSSink:
         return f"gs://{self.bucket_name}/{_join(self.prefix, key)}".rstrip("/")
 
 
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+
+
 def split_uri(uri: str) -> tuple[str, str, str]:
-    """Split a sink URI into ``(scheme, bucket, prefix)``; a plain path gives ``("file", "", path)``."""
+    """Split a sink URI into ``(scheme, bucket, prefix)``; a plain path gives ``("file", "", path)``.
+
+    Raises:
+        StorageError: no or an invalid bucket name; ``?`` or ``#`` in the URI (``urlsplit`` would
+            silently drop what follows them); a ``.`` or ``..`` segment, which would write keys
+            outside the prefix (``s3://b/../../etc`` wrote keys named ``../../etc/*``).
+    """
     parts = urlsplit(uri)
     if parts.scheme in ("s3", "gs"):
         if not parts.netloc:
             raise StorageError(f"sink {uri!r}: missing bucket name (expected {parts.scheme}://bucket/prefix)")
+        if not _BUCKET_NAME.match(parts.netloc):
+            raise StorageError(
+                f"sink {uri!r}: invalid bucket name {parts.netloc!r} (3-63 lowercase letters, digits, '.', '-' or '_', "
+                "starting and ending with a letter or digit)"
+            )
+        if "?" in uri or "#" in uri:
+            raise StorageError(f"sink {uri!r}: '?' and '#' are not allowed in an object prefix (percent-encode them)")
+        segments = parts.path.strip("/").split("/")
+        if any(seg in (".", "..") for seg in segments):
+            raise StorageError(f"sink {uri!r}: '.' and '..' segments would write keys outside the prefix")
         return parts.scheme, parts.netloc, parts.path.strip("/")
     if parts.scheme == "file":
         return "file", "", parts.path

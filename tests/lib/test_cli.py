@@ -120,6 +120,10 @@ def test_config_error_exits_1_without_output(tmp_path: Path, capsys: pytest.Capt
         (["--version"], "out", VERSION),
         (["aux", "--output", "x", "--source", "nowhere"], "err", "invalid choice: 'nowhere'"),
         (["aux"], "err", "the following arguments are required: --output"),
+        # Regression: --workers -3 was accepted.
+        (["training-data", "--workers", "-3", "--output", "x"], "err", "argument --workers: -3 is outside 0 to 256"),
+        (["preprocessed", "--images", "x", "--output", "y", "--workers", "many"], "err", "'many' is not an integer"),
+        (["preprocessed", "--images", "x", "--output", "y", "--chunks", "0"], "err", "0 is outside 1 to 1024"),
     ],
 )
 def test_argument_handling(argv: list[str], stream: str, text: str, capsys: pytest.CaptureFixture[str]) -> None:

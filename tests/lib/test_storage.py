@@ -287,6 +287,14 @@ def test_split_uri(uri: str, expected: tuple[str, str, str]) -> None:
         ("gs://", r"missing bucket name \(expected gs://bucket/prefix\)"),
         ("http://host/x", "unsupported scheme 'http'"),
         ("ftp://host/x", "unsupported scheme 'ftp'"),
+        # Regression: keys escaped their prefix (s3://b/../../etc wrote keys named ../../etc/*).
+        ("s3://bucket/../../etc", "'.' and '..' segments would write keys outside the prefix"),
+        ("gs://bucket/a/./b", "'.' and '..' segments"),
+        # Regression: urlsplit silently dropped '?x=1#f'.
+        ("s3://bucket/a?x=1#f", "'\\?' and '#' are not allowed"),
+        ("gs://bucket/a#f", "'\\?' and '#' are not allowed"),
+        ("s3://Bad_Bucket!/a", "invalid bucket name 'Bad_Bucket!'"),
+        ("s3://ab/a", "invalid bucket name 'ab'"),
     ],
 )
 def test_split_uri_refuses(uri: str, message: str) -> None:
@@ -299,8 +307,8 @@ def test_open_sink_picks_the_kind(tmp_path: Path) -> None:
 
     assert isinstance(open_sink(str(tmp_path)), LocalSink)
     assert isinstance(open_sink(tmp_path.as_uri()), LocalSink)
-    assert isinstance(open_sink("s3://b/p", s3_client=object()), S3Sink)
-    assert isinstance(open_sink("gs://b/p", gcs_client=gcs), GCSSink)
+    assert isinstance(open_sink("s3://bkt/p", s3_client=object()), S3Sink)
+    assert isinstance(open_sink("gs://bkt/p", gcs_client=gcs), GCSSink)
 
 
 def test_asset_uri(tmp_path: Path) -> None:
