@@ -253,16 +253,31 @@ class AuxPublished:
     env: dict[str, str]
 
 
+def _drop_unexpected(folder: Path) -> None:
+    """Remove what the archive held besides :data:`AUX_FILES`, with a warning: only the 8 files are the artifact."""
+    extras = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in AUX_FILES)
+    if extras:
+        log.warning(
+            "%s: dropping %d unexpected member(s) of the archive, not published: %s",
+            folder,
+            len(extras),
+            ", ".join(p.relative_to(folder).as_posix() for p in extras),
+        )
+    for p in extras:
+        p.unlink()
+
+
 def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: Mapping[str, Any]) -> AuxPublished:
     """Publish validated aux files; the cache key covers the config and the archive's bytes.
 
     Args:
-        extracted_dir: folder with the 8 validated files.
+        extracted_dir: folder with the 8 validated files; anything else in it is dropped with a warning.
         sink: destination.
         config: the resolved config.
         archive: the download facts (``md5``, ``sha256``, ``size``; ``url``/``etag`` recorded only).
     """
     upstream = {k: archive[k] for k in ("md5", "sha256", "size")}
+    _drop_unexpected(Path(extracted_dir))
     result = publish_dir(
         local_dir=Path(extracted_dir),
         sink=sink,

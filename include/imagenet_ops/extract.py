@@ -2,6 +2,10 @@
 
 Absolute names and ``..`` components are refused up front; links that escape, device files and
 other specials are refused by the standard library's ``data`` extraction filter.
+
+Decompression bombs are refused while extracting, before the bytes land on disk: at most
+:data:`MAX_EXPANDED_BYTES` in all, and, past :data:`RATIO_FLOOR`, at most :data:`MAX_RATIO`
+times the archive's own size. (A 1.7 MB ``.tar.gz`` that expanded to 1.5 GB was extracted.)
 """
 
 from __future__ import annotations
@@ -21,6 +25,35 @@ from imagenet_ops.errors import ArchiveError, UnsafeArchiveError
 from imagenet_ops.progress import Progress, human_bytes
 
 log = logging.getLogger(__name__)
+
+MAX_EXPANDED_BYTES = 8 << 30
+"""Absolute cap on what one archive may expand to (the largest legitimate input, a model, is ~100 MB)."""
+MAX_RATIO = 100
+"""Cap on expanded size / archive size once past :data:`RATIO_FLOOR` (images and models barely compress)."""
+RATIO_FLOOR = 64 << 20
+"""Below this many expanded bytes the ratio is not checked (small text files compress well)."""
+
+
+class _Budget:
+    """What an archive may still expand to; refuses the member or chunk that would go over."""
+
+    def __init__(self, archive: Path, max_bytes: int, max_ratio: float) -> None:
+        self.archive, self.max_bytes = archive, max_bytes
+        self.ratio_cap = max(RATIO_FLOOR, int(archive.stat().st_size * max_ratio))
+        self.max_ratio, self.used = max_ratio, 0
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.max_bytes:
+            raise UnsafeArchiveError(
+                f"{self.archive}: expands to more than {human_bytes(self.max_bytes)}; refusing to extract (a decompression bomb?)"
+            )
+        if self.used > self.ratio_cap:
+            size = human_bytes(self.archive.stat().st_size)
+            raise UnsafeArchiveError(
+                f"{self.archive}: expands to more than {self.max_ratio:g}x its size of {size} "
+                f"(over {human_bytes(self.used)} so far); refusing to extract (a decompression bomb?)"
+            )
 
 
 @dataclass(frozen=True)
@@ -45,7 +78,14 @@ def archive_kind(path: Path) -> str:
     raise ArchiveError(f"{path}: unsupported archive type (expected .tar, .tar.gz, .tgz or .gz)")
 
 
-def extract_archive(*, archive: Path, dest: Path, progress_every: float = 5.0) -> ExtractResult:
+def extract_archive(
+    *,
+    archive: Path,
+    dest: Path,
+    progress_every: float = 5.0,
+    max_bytes: int = MAX_EXPANDED_BYTES,
+    max_ratio: float = MAX_RATIO,
+) -> ExtractResult:
     """Extract ``archive`` to ``dest`` atomically.
 
     A tar goes into the folder ``dest``; a plain ``.gz`` becomes the file ``dest``.
@@ -56,22 +96,26 @@ def extract_archive(*, archive: Path, dest: Path, progress_every: float = 5.0) -
         archive: the .tar/.tar.gz/.tgz/.gz file.
         dest: target folder (tar) or file (gz).
         progress_every: seconds between progress lines.
+        max_bytes: most bytes the archive may expand to.
+        max_ratio: most expanded bytes per archive byte, past :data:`RATIO_FLOOR`.
 
     Returns:
         Path, number of files and bytes extracted.
 
     Raises:
         UnsafeArchiveError: a member has an absolute name, a ``..`` component, a link that
-            escapes ``dest`` or is a device/special file; names the archive and the member.
+            escapes ``dest`` or is a device/special file (names the archive and the member), or
+            the archive expands past ``max_bytes`` or ``max_ratio``.
         ArchiveError: the archive is unreadable or of an unknown kind.
     """
     archive, dest = Path(archive), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    budget = _Budget(archive, max_bytes, max_ratio)
     if archive_kind(archive) == "gz":
-        return _gunzip(archive, dest)
+        return _gunzip(archive, dest, budget)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        files, size = _untar(archive, tmp, progress_every)
+        files, size = _untar(archive, tmp, progress_every, budget)
         _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -88,13 +132,14 @@ def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
         raise UnsafeArchiveError(f"{archive}: member {member.name!r} contains '..'; refusing to extract")
 
 
-def _untar(archive: Path, tmp: Path, every: float) -> tuple[int, int]:
+def _untar(archive: Path, tmp: Path, every: float, budget: _Budget) -> tuple[int, int]:
     files = size = 0
     try:
         with tarfile.open(archive, "r:*") as tar:
             progress = Progress(f"extract {archive.name}", unit="files", logger=log, every=every)
             for member in tar:
                 _check_member(archive, member)
+                budget.take(member.size)  # the header's size, before a byte of it is written
                 try:
                     tar.extract(member, tmp, filter="data")
                 except tarfile.FilterError as exc:
@@ -137,12 +182,17 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-def _gunzip(archive: Path, dest: Path) -> ExtractResult:
+def _gunzip(archive: Path, dest: Path, budget: _Budget) -> ExtractResult:
     tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         with gzip.open(archive, "rb") as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+            while chunk := src.read(1 << 20):
+                budget.take(len(chunk))
+                out.write(chunk)
         os.replace(tmp, dest)
+    except UnsafeArchiveError:
+        tmp.unlink(missing_ok=True)
+        raise
     except (OSError, EOFError) as exc:
         tmp.unlink(missing_ok=True)
         raise ArchiveError(f"{archive}: not a readable gzip file: {exc}") from exc

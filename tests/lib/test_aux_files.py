@@ -168,3 +168,22 @@ def test_build_aux_publishes_then_hits_the_cache(served_archive: str, aux_archiv
     }
     assert manifest["provenance"]["url"] == served_archive
     assert manifest["params"]["md5"] == [md5_of(aux_archive_bytes)]
+
+
+def test_unexpected_archive_members_are_dropped_with_a_warning(
+    http_server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (issue 10 item 5): members of the aux tarball that are not expected were published.
+    from imagenet_ops.samples import write_tar
+
+    members = {**aux_file_contents(), "README.evil": b"not an aux file", "extra/notes.txt": b"x"}
+    archive = write_tar(http_server.root / ARCHIVE_NAME, members)
+    config = resolve_aux_config({"url": http_server.url(ARCHIVE_NAME), "md5": md5_of(archive.read_bytes())})
+    out = tmp_path / "published"
+
+    with caplog.at_level("WARNING", logger="imagenet_ops.aux_files"):
+        build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work")
+
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
+    assert {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]} == set(AUX_FILES)
+    assert "dropping 2 unexpected member(s) of the archive, not published: README.evil, extra/notes.txt" in caplog.text

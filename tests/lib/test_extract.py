@@ -182,3 +182,38 @@ def test_corruption_after_the_first_member_is_an_archive_error(tmp_path: Path, c
 
     with pytest.raises(ArchiveError):
         extract_archive(archive=archive, dest=tmp_path / "extracted")
+
+
+def _bomb(path: Path, expanded: int) -> Path:
+    """A small archive of zeros that expands to ``expanded`` bytes (tar.gz or plain .gz by name)."""
+    if path.name.endswith(".tar.gz"):
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = expanded
+        with tarfile.open(path, "w:gz") as tar:
+            tar.addfile(info, io.BytesIO(bytes(expanded)))
+    else:
+        path.write_bytes(gzip.compress(bytes(expanded), compresslevel=9))
+    return path
+
+
+@pytest.mark.parametrize("name", ["bomb.tar.gz", "bomb.gz"])
+def test_a_decompression_bomb_is_refused_by_ratio_and_leaves_nothing(tmp_path: Path, name: str) -> None:
+    # Regression (issue 10 item 5): a 1.7 MB .tar.gz that expands to 1.5 GB was extracted and published.
+    archive = _bomb(tmp_path / name, 80 << 20)  # ~80 KB of gzip
+    with pytest.raises(UnsafeArchiveError, match=rf"{re.escape(str(archive))}: expands to more than 100x its size"):
+        extract_archive(archive=archive, dest=tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name], "a partial extraction was left behind"
+
+
+@pytest.mark.parametrize("name", ["big.tar.gz", "big.gz"])
+def test_the_absolute_cap_is_enforced(tmp_path: Path, name: str) -> None:
+    archive = _bomb(tmp_path / name, 3 << 20)
+    with pytest.raises(UnsafeArchiveError, match=r"expands to more than 2.1 MB; refusing"):
+        extract_archive(archive=archive, dest=tmp_path / "out", max_bytes=2 << 20)
+    assert not (tmp_path / "out").exists()
+
+
+def test_well_compressed_small_archives_are_not_bombs(tmp_path: Path) -> None:
+    # Below the 64 MiB floor the ratio is not checked: text like val.txt compresses far more than 100x.
+    archive = _bomb(tmp_path / "text.tar.gz", 8 << 20)
+    assert extract_archive(archive=archive, dest=tmp_path / "out").bytes == 8 << 20
