@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -147,7 +148,26 @@ def _tar_image_refs(fh: IO[bytes], start: int, size: int, container: str, prefix
     return [ImageRef(f"{prefix}{os.path.basename(n)}", container, off, sz) for n, off, sz in walked if _is_image(n)]
 
 
+_CLASS_NAME = re.compile(r"^n\d{8}$")
+
+
+def _check_wnid(wnid: str, where: str) -> None:
+    # Regression: n01440764.tar.tar was taken as class "n01440764.tar" and shifted the labels.
+    if not _CLASS_NAME.match(wnid):
+        raise ValidationError(f"{where}: {wnid!r} is not a class name like n01440764 (expected <wnid>.tar or <wnid>/)")
+
+
+def _unique(refs: list[ImageRef], source: object, what: str) -> list[ImageRef]:
+    """``refs`` sorted; a name listed twice (two members, two objects) is an error naming it."""
+    refs.sort()
+    twice = next((a.relpath for a, b in zip(refs, refs[1:], strict=False) if a.relpath == b.relpath), None)
+    if twice is not None:
+        raise ValidationError(f"{source}: {what} {twice} appears more than once")
+    return refs
+
+
 def _class_tar_images(path: str, fh: IO[bytes], start: int, size: int, wnid: str) -> list[ImageRef]:
+    _check_wnid(wnid, f"{path}: class tar {wnid}.tar")
     images = _tar_image_refs(fh, start, size, path, f"{wnid}/", f"{path}:{wnid}.tar")
     if not images:
         raise ValidationError(f"{path}: class tar {wnid}.tar holds no images")
@@ -184,6 +204,7 @@ def _remote_train_images(source: str, store: Any, progress: Progress) -> list[Im
         if len(parts) == 2 and _is_image(parts[1]):
             by_class.setdefault(parts[0], []).append(o)
     for wnid, objs in sorted(by_class.items()):
+        _check_wnid(wnid, f"{source}: class folder {wnid}/")
         refs += [ImageRef(f"{wnid}/{o.name.rsplit('/', 1)[-1]}", o.uri, 0, o.size) for o in objs]
         progress.update(1)
     return refs
@@ -227,6 +248,7 @@ def list_train_images(source: str | Path, *, store: Any = None, progress_every: 
     elif source.is_dir():
         root = source / "train" if (source / "train").is_dir() else source
         for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            _check_wnid(class_dir.name, f"{class_dir}: class folder")
             files = [p for p in class_dir.iterdir() if p.is_file() and _is_image(p.name)]
             if not files:
                 raise ValidationError(f"{class_dir}: class folder holds no images")
@@ -238,7 +260,7 @@ def list_train_images(source: str | Path, *, store: Any = None, progress_every: 
         )
     if not refs:
         raise ValidationError(f"{source}: no train images found (expected <wnid>.tar members or <wnid>/ folders)")
-    refs.sort()
+    refs = _unique(refs, source, "train image")
     log.info("listed %d train images in %d classes from %s", len(refs), len({r.wnid for r in refs}), source)
     return refs
 
@@ -263,8 +285,7 @@ def list_val_images(source: str | Path, *, store: Any = None) -> list[ImageRef]:
         raise ValidationError(f"{source}: not found (expected ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG)")
     if not refs:
         raise ValidationError(f"{source}: no validation images found")
-    refs.sort()
-    return refs
+    return _unique(refs, source, "validation image")
 
 
 class ImageReader:

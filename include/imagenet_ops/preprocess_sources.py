@@ -78,26 +78,40 @@ class SourceImage:
         return asdict(self)
 
 
-def parse_image_list(text: str, *, origin: str) -> list[str]:
+def parse_image_list(text: str, *, origin: str, labelled: bool = False, classes: int = 1000) -> list[str]:
     """Image names of a list file: the first token of each non-empty line.
 
     Accepts ``name``, ``name label`` and ``name index`` lines (val_map, calibration option 1 and 2).
+    With ``labelled`` (a val_map), every line must be ``name label`` with a label in
+    ``0..classes-1`` and no name may repeat: the labels are copied into the published set.
 
     Raises:
-        ValidationError: a line with more than two tokens, or a name that is not an image file name.
+        ValidationError: naming the file and line: more than two tokens, a name that is not an
+            image file name, and with ``labelled`` a missing, non-integer or out-of-range label
+            or a repeated name.
     """
-    names = []
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
         tokens = line.split()
         if not tokens:
             continue
         if len(tokens) > 2 or not tokens[0].lower().endswith((*IMAGE_SUFFIXES, ".gif")):
             raise ValidationError(f"{origin}: line {number} {line!r} is not 'name', 'name label' or 'name index'")
+        if labelled:
+            label = tokens[1] if len(tokens) == 2 else None
+            if label is None or not label.isdigit() or int(label) >= classes:
+                raise ValidationError(
+                    f"{origin}: line {number} {line!r}: the label must be an integer 0..{classes - 1} ('name label' lines)"
+                )
+            if tokens[0] in seen:
+                raise ValidationError(f"{origin}: line {number}: {tokens[0]} repeats line {seen[tokens[0]]}")
+            seen[tokens[0]] = number
         names.append(tokens[0])
     return names
 
 
-def read_image_list(path: Path, *, what: str) -> list[str]:
+def read_image_list(path: Path, *, what: str, labelled: bool = False) -> list[str]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -105,7 +119,7 @@ def read_image_list(path: Path, *, what: str) -> list[str]:
         raise ValidationError(f"{what} {path} not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(f"{what} {path}: unreadable: {exc}") from exc
-    names = parse_image_list(text, origin=str(path))
+    names = parse_image_list(text, origin=str(path), labelled=labelled)
     if not names:
         raise ValidationError(f"{what} {path} lists no images")
     return names
@@ -126,7 +140,7 @@ def requested_names(*, config: PreprocessConfig, val_map: Path | None, calibrati
         if val_map is None:
             raise ConfigError("validation needs val_map.txt (the aux val.txt: 'name label' lines; --labels)")
         path, what = Path(val_map), "val_map"
-    names = read_image_list(path, what=what)
+    names = read_image_list(path, what=what, labelled=config.dataset_type != "calibration")
     if len(names) < config.size:
         raise ValidationError(
             f"{what} {path} lists only {len(names)} images but {config.size} were requested "

@@ -151,3 +151,38 @@ def test_header_walk_agrees_with_tarfile(tmp_path, fmt, long_name, walked_here):
     assert [(r.name, r.offset, r.size) for r in refs] == [
         (n.rsplit("/", 1)[-1], o, s) for n, o, s in expected if n.endswith(".JPEG")
     ]
+
+
+@pytest.mark.parametrize("name", ["n01440764.tar.tar", "cats.tar", "n0144076.tar"])
+def test_a_class_tar_not_named_like_a_wnid_is_refused(tmp_path, name):
+    # Regression (issue 10 item 4): n01440764.tar.tar was taken as a class and got label 15 instead of 7.
+    make_class_tars(tmp_path / "c", wnids=WNIDS[:1], per_class=1, width=16, height=16)
+    data = (tmp_path / "c" / "n01440764.tar").read_bytes()
+    (tmp_path / "c" / name).write_bytes(data)
+    with pytest.raises(ValidationError, match=r"is not a class name like n01440764"):
+        list_train_images(tmp_path / "c")
+    outer = write_tar(tmp_path / "ILSVRC2012_img_train.tar", {name: data}, gz=False)
+    with pytest.raises(ValidationError, match=r"is not a class name like n01440764"):
+        list_train_images(outer)
+
+
+def test_a_class_folder_not_named_like_a_wnid_is_refused(tmp_path):
+    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+    (tmp_path / "train" / "n01440764" / "a.JPEG").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "train" / "misc").mkdir()
+    (tmp_path / "train" / "misc" / "b.JPEG").write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(ValidationError, match=r"misc: class folder: 'misc' is not a class name"):
+        list_train_images(tmp_path)
+
+
+def test_an_image_listed_twice_is_refused(tmp_path):
+    # Regression (issue 10 item 4): duplicate names in the tars were kept silently.
+    jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 16
+    tar = tmp_path / "ILSVRC2012_img_val.tar"
+    with tarfile.open(tar, "w") as t:
+        for _ in range(2):
+            info = tarfile.TarInfo("ILSVRC2012_val_00000001.JPEG")
+            info.size = len(jpeg)
+            t.addfile(info, io.BytesIO(jpeg))
+    with pytest.raises(ValidationError, match="validation image ILSVRC2012_val_00000001.JPEG appears more than once"):
+        list_val_images(tar)

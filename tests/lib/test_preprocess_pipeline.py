@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -405,6 +406,7 @@ def test_workers_fork_safely_after_opencv_ran_threaded(inputs, tmp_path: Path) -
 
     script = f"""
 import cv2, numpy as np
+import re
 from pathlib import Path
 from imagenet_ops.preprocess import build_preprocessed, resolve_preprocess_config
 if __name__ == "__main__":
@@ -442,3 +444,21 @@ def test_chunk_results_round_trip_through_the_sink(inputs, tmp_path: Path) -> No
     assert [r.count for r in results] == [2, 2] and not list((tmp_path / "out" / ".chunks").iterdir())
     publish, env = finalize_preprocessed(config=config, sink=sink, items=items, chunk_results=results, val_map=inputs["val_map"])
     assert env["CM_DATASET_SIZE"] == "4" and publish.files == 4 + 3
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ILSVRC2012_val_00000002.JPEG 5000", "the label must be an integer 0..999"),
+        ("ILSVRC2012_val_00000002.JPEG -1", "the label must be an integer 0..999"),
+        ("ILSVRC2012_val_00000002.JPEG abc", "the label must be an integer 0..999"),
+        ("ILSVRC2012_val_00000002.JPEG", "the label must be an integer 0..999"),
+        ("ILSVRC2012_val_00000001.JPEG 3", "ILSVRC2012_val_00000001.JPEG repeats line 1"),
+    ],
+)
+def test_bad_val_map_labels_are_refused_naming_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    # Regression (issue 10 item 4): labels 5000, -1 and abc were accepted and copied into the output.
+    val_map = tmp_path / "val.txt"
+    val_map.write_text(f"ILSVRC2012_val_00000001.JPEG 65\n{line}\n")
+    with pytest.raises(ValidationError, match=rf"{re.escape(str(val_map))}: line 2.*{re.escape(message)}"):
+        select_images(config=resolve_preprocess_config({"size": 2}), source=str(tmp_path), val_map=val_map)

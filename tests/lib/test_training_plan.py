@@ -115,3 +115,23 @@ def test_im2rec_order_is_sorted_walk_labels_then_seed_100_shuffle():
     random.seed(100)
     random.shuffle(expected)
     assert order == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ILSVRC2012_val_00000002.JPEG -1", "is not 'name label' with a label 0..3"),
+        ("ILSVRC2012_val_00000002.JPEG 4", "is not 'name label' with a label 0..3"),
+        ("ILSVRC2012_val_00000002.JPEG", "is not 'name label'"),
+        ("ILSVRC2012_val_00000002.JPEG 1 2", "is not 'name label'"),
+        ("ILSVRC2012_val_00000001.JPEG 1", "ILSVRC2012_val_00000001.JPEG repeats line 1"),
+    ],
+)
+def test_bad_aux_val_lines_are_refused_naming_file_and_line(tmp_path, line, message):
+    # Regression (issue 10 item 4): an aux val.txt label of -1 mapped to the last synset, and
+    # malformed lines gave tracebacks.
+    synsets, val = tmp_path / "synsets.txt", tmp_path / "val.txt"
+    synsets.write_text("\n".join(WNIDS) + "\n")
+    val.write_text(f"ILSVRC2012_val_00000001.JPEG 0\n{line}\n")
+    with pytest.raises(ValidationError, match=rf"val.txt: line 2.*{message}"):
+        val_labels_from_aux(val, synsets)
