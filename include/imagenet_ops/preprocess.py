@@ -532,12 +532,37 @@ def check_cache(
     key = preprocess_cache_key(config=config, items=items, val_map=val_map, calibration_list=calibration_list)
     existing = read_manifest(sink)
     if existing and existing["cache_key"] == key:
-        count = int(existing.get("outputs", {}).get("count", 0))
-        env = preprocessed_env(config=config, sink=sink, count=count)
-        return CacheCheck(key, True, _publish_result(sink, existing, hit=True), env)
+        damaged = _damaged_local_files(sink, existing["files"])
+        if not damaged:
+            count = int(existing.get("outputs", {}).get("count", 0))
+            env = preprocessed_env(config=config, sink=sink, count=count)
+            return CacheCheck(key, True, _publish_result(sink, existing, hit=True), env)
+        # Regression: a damaged output under an intact manifest was trusted on re-runs.
+        log.warning(
+            "%s has this set's manifest, but %d file(s) are missing or damaged (%s); rebuilding",
+            sink.uri,
+            len(damaged),
+            ", ".join(damaged[:5]) + (" …" if len(damaged) > 5 else ""),
+        )
     if existing is not None:
         sink.delete(MANIFEST_NAME)
     return CacheCheck(key, False)
+
+
+def _damaged_local_files(sink: Sink, files: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Files of a local sink's manifest whose size or CRC-32C no longer match (object stores write whole objects)."""
+    from imagenet_ops.digests import file_crc32c
+
+    if not isinstance(sink, LocalSink):
+        return []
+    damaged = []
+    for f in files:
+        path = Path(sink.location(f["path"]))
+        if not path.is_file() or path.stat().st_size != f["size"]:
+            damaged.append(f["path"])
+        elif str(f.get("checksum", "")).startswith("crc32c:") and f"crc32c:{file_crc32c(path)}" != f["checksum"]:
+            damaged.append(f["path"])
+    return damaged
 
 
 def _entry(data: bytes, path: str) -> dict[str, Any]:

@@ -527,8 +527,17 @@ def plan_training(
     key = cache_key_for(artifact=ARTIFACT, params=config.output_params(), upstream={"input_digest": upstream["input_digest"]})
     existing = read_manifest(sink)
     if existing and existing["cache_key"] == key:
-        log.info("plan: %s already holds this artifact (cache key %s); nothing to write", sink.uri, key[:12])
-        return PlanResult(True, key, [], counts, len(units), sink.location(PLAN_KEY))
+        damaged = [u.name for u in units if completed_unit(u, sink, store) is None]
+        if not damaged:
+            log.info("plan: %s already holds this artifact (cache key %s); nothing to write", sink.uri, key[:12])
+            return PlanResult(True, key, [], counts, len(units), sink.location(PLAN_KEY))
+        # Regression: a truncated shard under an intact manifest stayed truncated on re-runs.
+        log.warning(
+            "plan: %s has this artifact's manifest, but %d unit(s) are missing or damaged (%s); rewriting them",
+            sink.uri,
+            len(damaged),
+            ", ".join(damaged[:5]) + (" …" if len(damaged) > 5 else ""),
+        )
     if existing is not None:
         sink.delete("manifest.json")  # readers must not trust the old manifest while shards change
     sink.put_bytes(plan.to_bytes(), PLAN_KEY)

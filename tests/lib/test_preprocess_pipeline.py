@@ -462,3 +462,24 @@ def test_bad_val_map_labels_are_refused_naming_file_and_line(tmp_path: Path, lin
     val_map.write_text(f"ILSVRC2012_val_00000001.JPEG 65\n{line}\n")
     with pytest.raises(ValidationError, match=rf"{re.escape(str(val_map))}: line 2.*{re.escape(message)}"):
         select_images(config=resolve_preprocess_config({"size": 2}), source=str(tmp_path), val_map=val_map)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_cache_hit_verifies_the_outputs_and_rebuilds_damage(inputs, tmp_path: Path, damage: str) -> None:
+    # Regression (issue 10 item 9): cache hits trusted what they found under an intact manifest.
+    config = resolve_preprocess_config({"size": 2})
+    out = tmp_path / "out"
+    args = {"config": config, "source": str(inputs["folder"]), "output": str(out), "val_map": inputs["val_map"]}
+    first = build_preprocessed(**args, workers=1)
+    target = out / f"{val_name(2)}.npy"
+    good = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(good[:-10])
+    elif damage == "flip":
+        target.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    else:
+        target.unlink()
+    second = build_preprocessed(**args, workers=1)
+    assert not second.publish.cache_hit
+    assert target.read_bytes() == good
+    assert second.publish.cache_key == first.publish.cache_key and second.env == first.env

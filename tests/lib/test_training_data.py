@@ -526,3 +526,29 @@ def test_md5_check_of_a_tar_in_a_bucket(data, s3_bucket):
     assert check_archive_md5(path=uri, expected=expected.md5, store=ObjectStore(s3_client=client)) == expected
     with pytest.raises(ChecksumMismatch, match=r"ILSVRC2012_img_val\.tar: md5 \w+ does not match the expected 29b22e29"):
         check_archive_md5(path=uri, expected="29b22e2961454d5413ddabcf34fc5622", store=ObjectStore(s3_client=client))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_cache_hit_verifies_the_shards_and_repairs_the_damaged_one(data, tmp_path, damage):
+    # Regression (issue 10 item 9): a truncated shard under an intact manifest stayed truncated on re-run.
+    out = tmp_path / "out"
+    first = _build(data, out, tmp_path / "w1")
+    good = {p.name: p.read_bytes() for p in out.glob("*-of-*")}
+    shard = out / "train-00001-of-00003"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*-of-*") if p != shard}
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:-100])
+    elif damage == "flip":
+        raw = bytearray(shard.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        shard.write_bytes(bytes(raw))
+    else:
+        shard.unlink()
+
+    again = _build(data, out, tmp_path / "w2")
+
+    assert {p.name: p.read_bytes() for p in out.glob("*-of-*")} == good
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*-of-*") if p != shard}
+    assert kept == mtimes, "only the damaged shard is rewritten"
+    assert again.publish.cache_key == first.publish.cache_key and again.env == first.env
+    assert json.loads((out / "manifest.json").read_text())["cache_key"] == first.publish.cache_key
