@@ -60,6 +60,9 @@ class RetryPolicy:
     backoff: float = 1.0
     max_backoff: float = 30.0
     timeout: float = 60.0
+    min_rate: float = 16 * 1024
+    """Bytes/s a download must average over each ``min_rate_window`` once that long has passed."""
+    min_rate_window: float = 120.0
 
     def delay(self, attempt: int) -> float:
         return min(self.backoff * (2**attempt), self.max_backoff)
@@ -185,7 +188,7 @@ def _fetch_with_retries(
             log.info("retrying %s in %s (attempt %d/%d): %s", url, human_seconds(pause), attempt + 1, retry.attempts, last_error)
             time.sleep(pause)
         try:
-            return _fetch_once(http, url, part, marker, verify_ssl, retry.timeout, every)
+            return _fetch_once(http, url, part, marker, verify_ssl, retry.timeout, every, retry.min_rate, retry.min_rate_window)
         except _Retryable as exc:
             last_error = str(exc)
         except _RETRYABLE as exc:
@@ -193,8 +196,42 @@ def _fetch_with_retries(
     raise DownloadError(f"gave up after {retry.attempts} attempts; last error: {last_error}")
 
 
+class _SlowGuard:
+    """Fails a download that averages under ``min_rate`` bytes/s over a ``window`` of seconds.
+
+    The failure is a :class:`DownloadError`, so the next mirror is tried at once: retrying a
+    trickling mirror would cost another window per attempt.
+    """
+
+    def __init__(self, url: str, min_rate: float, window: float) -> None:
+        self.url, self.min_rate, self.window = url, min_rate, window
+        self.since, self.start_bytes = time.monotonic(), None
+
+    def check(self, done: int) -> None:
+        if self.start_bytes is None:
+            self.start_bytes = done
+        elapsed = time.monotonic() - self.since
+        if elapsed < self.window:
+            return
+        rate = (done - self.start_bytes) / elapsed
+        if rate < self.min_rate:
+            raise DownloadError(
+                f"too slow: {human_bytes(rate)}/s over the last {human_seconds(elapsed)} "
+                f"(the minimum is {human_bytes(self.min_rate)}/s)"
+            )
+        self.since, self.start_bytes = time.monotonic(), done
+
+
 def _fetch_once(
-    http: requests.Session, url: str, part: Path, marker: Path, verify_ssl: bool, timeout: float, every: float
+    http: requests.Session,
+    url: str,
+    part: Path,
+    marker: Path,
+    verify_ssl: bool,
+    timeout: float,
+    every: float,
+    min_rate: float = 0.0,
+    window: float = float("inf"),
 ) -> dict[str, object]:
     offset = part.stat().st_size if part.exists() else 0
     headers = {}
@@ -226,11 +263,14 @@ def _fetch_once(
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         progress = Progress(f"download {part.name[:-5]}", total=total, unit="bytes", logger=log, every=every, initial=offset)
+        slow = _SlowGuard(url, min_rate, window)
         with open(part, mode) as fh:
             # Raw bytes: never let a Content-Encoding header decompress a .tar.gz behind our back.
-            for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+            # read1 returns what has arrived (up to a chunk), so a trickle still logs progress on time.
+            while chunk := resp.raw.read1(_CHUNK, decode_content=False):
                 fh.write(chunk)
                 progress.update(len(chunk))
+                slow.check(progress.done)
         if total is not None and progress.done != total:
             raise _Retryable(f"connection closed after {progress.done} of {total} bytes")
         log.info("%s (%.1fs)", progress.line(), progress.elapsed())

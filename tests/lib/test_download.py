@@ -340,3 +340,63 @@ def test_resume_of_a_file_that_changed_upstream_restarts_instead_of_splicing(
     assert request.range == "bytes=5000-" and request.if_range == old_etag
     assert result.resumed_from == 0
     assert Path(result.path).read_bytes() == aux_archive_bytes
+
+
+class _Trickle:
+    """An HTTP server on 127.0.0.1 that sends ``size`` bytes, 256 at a time every 0.1 s (~2.5 KiB/s)."""
+
+    def __init__(self, size: int) -> None:
+        import http.server
+        import threading
+        import time
+
+        body = bytes(size)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(0, len(body), 256):
+                        self.wfile.write(body[i : i + 256])
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{ARCHIVE}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_trickling_mirror_logs_progress_on_time_then_fails_over(
+    served_archive: str, aux_archive_bytes: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (issue 10 item 7): a download trickling at 1 KiB every 2 s logged nothing for minutes
+    # (each read waited for a whole 64 KiB chunk) and never gave up.
+    caplog.set_level(logging.INFO, logger="imagenet_ops.download")
+    trickle = _Trickle(1 << 20)
+    try:
+        result = download(
+            urls=[trickle.url, served_archive],
+            dest_dir=tmp_path,
+            accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
+            retry=RetryPolicy(attempts=3, backoff=0.01, min_rate=64 * 1024, min_rate_window=1.5),
+            progress_every=0.3,
+        )
+    finally:
+        trickle.close()
+    assert result.url == served_archive
+    trickling = [m for m in caplog.messages if m.startswith(f"download {ARCHIVE}: ") and "/1.0 MB" in m]
+    assert len(trickling) >= 3, caplog.messages  # progress on a timer while bytes trickle in
+    slow = [m for m in caplog.messages if "too slow" in m]
+    assert slow and trickle.url in slow[0] and "(the minimum is 65.5 KB/s)" in slow[0], caplog.messages
