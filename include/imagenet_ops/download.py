@@ -188,12 +188,29 @@ def _fetch_with_retries(
             log.info("retrying %s in %s (attempt %d/%d): %s", url, human_seconds(pause), attempt + 1, retry.attempts, last_error)
             time.sleep(pause)
         try:
+            if urlsplit(url).scheme == "file":
+                return _copy_local(url, part)
             return _fetch_once(http, url, part, marker, verify_ssl, retry.timeout, every, retry.min_rate, retry.min_rate_window)
         except _Retryable as exc:
             last_error = str(exc)
         except _RETRYABLE as exc:
             last_error = f"{type(exc).__name__}: {exc}"
+        except requests.RequestException as exc:  # a bad URL or port, a redirect loop: no retry helps
+            raise DownloadError(f"{type(exc).__name__}: {exc}") from exc
     raise DownloadError(f"gave up after {retry.attempts} attempts; last error: {last_error}")
+
+
+def _copy_local(url: str, part: Path) -> dict[str, object]:
+    """A ``file://`` URL (an artifact store mounted on the worker): copied like a download."""
+    import shutil
+    from urllib.request import url2pathname
+
+    source = Path(url2pathname(urlsplit(url).path))
+    try:
+        shutil.copyfile(source, part)
+    except OSError as exc:
+        raise DownloadError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    return {"resumed_from": 0}
 
 
 class _SlowGuard:

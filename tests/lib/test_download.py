@@ -400,3 +400,54 @@ def test_a_trickling_mirror_logs_progress_on_time_then_fails_over(
     assert len(trickling) >= 3, caplog.messages  # progress on a timer while bytes trickle in
     slow = [m for m in caplog.messages if "too slow" in m]
     assert slow and trickle.url in slow[0] and "(the minimum is 65.5 KB/s)" in slow[0], caplog.messages
+
+
+def test_a_file_url_is_copied_and_verified(aux_archive_bytes: bytes, tmp_path: Path) -> None:
+    # Regression (issue 10 item 6): file:// passed the option's pattern, then gave a raw traceback.
+    source = tmp_path / "store" / ARCHIVE
+    source.parent.mkdir()
+    source.write_bytes(aux_archive_bytes)
+    result = download(
+        urls=[source.as_uri()], dest_dir=tmp_path / "dl", accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)])
+    )
+    assert Path(result.path).read_bytes() == aux_archive_bytes and result.url == source.as_uri()
+    with pytest.raises(ChecksumMismatch):
+        download(urls=[source.as_uri()], dest_dir=tmp_path / "dl2", accepted=AcceptedChecksums.of(md5=[WRONG_MD5]))
+
+
+def test_bad_urls_and_redirect_loops_are_named_errors_and_the_next_mirror_is_tried(
+    served_archive: str, aux_archive_bytes: bytes, tmp_path: Path
+) -> None:
+    # Regression (issue 10 item 6): a bad port and a redirect loop ended in raw tracebacks, and the
+    # remaining mirrors were never tried.
+    import http.server
+    import threading
+
+    class Loop(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    loop = f"http://127.0.0.1:{server.server_address[1]}/{ARCHIVE}"
+    bad_port = f"http://127.0.0.1:99999/{ARCHIVE}"
+    try:
+        result = download(
+            urls=[bad_port, loop, served_archive],
+            dest_dir=tmp_path,
+            accepted=AcceptedChecksums.of(md5=[md5_of(aux_archive_bytes)]),
+            retry=FAST,
+        )
+        assert result.url == served_archive
+        with pytest.raises(DownloadError) as failed:
+            download(urls=[bad_port, loop], dest_dir=tmp_path / "x", accepted=AcceptedChecksums.of(md5=[WRONG_MD5]), retry=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"{bad_port}: InvalidURL" in str(failed.value)
+    assert f"{loop}: TooManyRedirects" in str(failed.value)
