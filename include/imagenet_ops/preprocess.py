@@ -616,7 +616,12 @@ def finalize_preprocessed(
     if not config.is_reference:
         extra[GENERIC_FOF] = "".join(f"{config.output_name(i.name)}\n" for i in refs if i.name not in reasons).encode()
     if config.dataset_type == "validation" and val_map is not None:
-        extra[VAL_MAP] = Path(val_map).read_bytes()
+        # Skipped images leave val_map.txt too: a reader must not look for an output that is not there.
+        extra[VAL_MAP] = b"".join(
+            line
+            for line in Path(val_map).read_bytes().splitlines(keepends=True)
+            if not line.split() or line.split()[0].decode("utf-8", "replace") not in reasons
+        )
     if config.dataset_type == "calibration" and calibration_list is not None:
         extra[config.calibration_filename] = Path(calibration_list).read_bytes()
     if reasons:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
+from math import isfinite
 from typing import Any
 
 from imagenet_ops.errors import ConfigError
@@ -658,6 +659,10 @@ def resolve_preprocess_config(
             )
         if values["convert_to_unsigned"] and not values["quantize"]:
             raise ConfigError(f"{ARTIFACT}: convert_to_unsigned needs quantize (it maps the int8 result to uint8)")
+        scale = float(values["quant_scale"])
+        if values["quantize"] and (not isfinite(scale) or scale <= 0):
+            # Regression: --quant-scale 0 wrote garbage int8 (a division by zero) and exited 0.
+            raise ConfigError(f"{ARTIFACT}: quant_scale must be a positive number to quantize, got {scale:g}")
     return PreprocessConfig(
         dataset_type=sel["dataset_type"],
         calibration_option=sel["calibration_option"],

@@ -121,6 +121,9 @@ def test_variations_resolve_like_cm(tags: str, expected: dict) -> None:
         ({}, "_for.resnet50,_int8", r"input data type int8 conflicts with subtract_means"),
         ({"given_channel_means": "1 2"}, "_generic-preprocessor", r"channel means needs 1 or 3 values"),
         ({"convert_to_unsigned": True}, "_generic-preprocessor", r"convert_to_unsigned needs quantize"),
+        # Regression (issue 10 item 4): --quant-scale 0 wrote garbage int8 with rc 0.
+        ({"quantize": True, "quant_scale": 0}, "_generic-preprocessor", r"quant_scale must be a positive number"),
+        ({"quantize": True, "quant_scale": -2}, "_generic-preprocessor", r"quant_scale must be a positive number"),
     ],
 )
 def test_conflicts_are_refused_before_any_work(given: dict, tags: str | None, message: str) -> None:

@@ -263,6 +263,10 @@ def test_skip_bad_images_reports_them(inputs, tmp_path: Path) -> None:
     assert (out / NAMES_LIST).read_text().split("\n") == [f"{val_name(i)[:-5]}.rgb32" for i in (1, 3, 6)]
     assert result.env["CM_DATASET_SIZE"] == "3"
     assert read_manifest(LocalSink(out))["outputs"]["bad"] == [val_name(2), val_name(4), val_name(5)]
+    # Regression (issue 10 item 4): the skipped images stayed listed in the published val_map.txt.
+    published = [line.split()[0] for line in (out / VAL_MAP).read_text().splitlines()]
+    listed = [line.split()[0] for line in inputs["val_map"].read_text().splitlines()]
+    assert published == [n for n in listed if n not in {val_name(2), val_name(4), val_name(5)}]
 
 
 def test_url_source_needs_a_download(inputs) -> None:
