@@ -107,7 +107,8 @@ def http_server(tmp_path: Path) -> Iterator:
 
 def _bucket_name(request: pytest.FixtureRequest) -> str:
     """A valid, per-test bucket name derived from the test's name."""
-    return "b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    # S3's rules: 3-63 characters, ending with a letter or digit (the sinks refuse other names).
+    return ("b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]).rstrip("-.")
 
 
 @pytest.fixture(scope="session")

@@ -41,3 +41,7 @@ class ModelCheckError(ValidationError):
 
 class ImageError(ImagenetOpsError):
     """An image file is neither JPEG nor PNG, or it cannot be read or decoded."""
+
+
+class SinkURIError(StorageError, ConfigError):
+    """A sink URI that names no valid bucket or prefix: bad input, so a retry cannot help."""

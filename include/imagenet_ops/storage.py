@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from imagenet_ops import VERSION
 from imagenet_ops.digests import file_digests
-from imagenet_ops.errors import StorageError
+from imagenet_ops.errors import SinkURIError, StorageError
 from imagenet_ops.progress import Progress, human_bytes
 
 log = logging.getLogger(__name__)
@@ -252,22 +252,22 @@ def split_uri(uri: str) -> tuple[str, str, str]:
     parts = urlsplit(uri)
     if parts.scheme in ("s3", "gs"):
         if not parts.netloc:
-            raise StorageError(f"sink {uri!r}: missing bucket name (expected {parts.scheme}://bucket/prefix)")
+            raise SinkURIError(f"sink {uri!r}: missing bucket name (expected {parts.scheme}://bucket/prefix)")
         if not _BUCKET_NAME.match(parts.netloc):
-            raise StorageError(
+            raise SinkURIError(
                 f"sink {uri!r}: invalid bucket name {parts.netloc!r} (3-63 lowercase letters, digits, '.', '-' or '_', "
                 "starting and ending with a letter or digit)"
             )
         if "?" in uri or "#" in uri:
-            raise StorageError(f"sink {uri!r}: '?' and '#' are not allowed in an object prefix (percent-encode them)")
+            raise SinkURIError(f"sink {uri!r}: '?' and '#' are not allowed in an object prefix (percent-encode them)")
         segments = parts.path.strip("/").split("/")
         if any(seg in (".", "..") for seg in segments):
-            raise StorageError(f"sink {uri!r}: '.' and '..' segments would write keys outside the prefix")
+            raise SinkURIError(f"sink {uri!r}: '.' and '..' segments would write keys outside the prefix")
         return parts.scheme, parts.netloc, parts.path.strip("/")
     if parts.scheme == "file":
         return "file", "", parts.path
     if parts.scheme and len(parts.scheme) > 1:
-        raise StorageError(f"sink {uri!r}: unsupported scheme {parts.scheme!r} (use a local path, s3:// or gs://)")
+        raise SinkURIError(f"sink {uri!r}: unsupported scheme {parts.scheme!r} (use a local path, s3:// or gs://)")
     return "file", "", uri
 
 

@@ -163,11 +163,18 @@ def work_dir(dag_id: str, run_id: str) -> str:
 
 
 def sink_uri(artifact: str, given: str | None) -> str:
-    """The given sink, or the default root + ``/artifact``."""
-    if given:
-        return given
-    root = _setting("imagenet_ops_sink_root", "IMAGENET_OPS_SINK_ROOT", str(Path("artifacts").resolve()))
-    return f"{root.rstrip('/')}/{artifact}"
+    """The given sink, or the default root + ``/artifact``; a malformed one fails here, before any work.
+
+    Raises:
+        SinkURIError: no or an invalid bucket, ``?``/``#``, or ``.``/``..`` segments.
+    """
+    from imagenet_ops.storage import split_uri
+
+    if not given:
+        root = _setting("imagenet_ops_sink_root", "IMAGENET_OPS_SINK_ROOT", str(Path("artifacts").resolve()))
+        given = f"{root.rstrip('/')}/{artifact}"
+    split_uri(given)
+    return given
 
 
 def sink_conn_id(uri: str, given: str | None) -> str | None:

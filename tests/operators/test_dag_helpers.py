@@ -41,3 +41,11 @@ def test_a_bad_refresh_variable_names_itself(raw):
         pytest.raises(ConfigError, match="Variable imagenet_ops_refresh_imagenet_aux"),
     ):
         run_params(PARAMS, SCHEDULED, "imagenet_aux")
+
+
+def test_a_malformed_sink_fails_when_the_run_resolves_not_after_the_download():
+    from imagenet_operators.dag_helpers import sink_uri
+
+    assert sink_uri("imagenet_aux", "s3://bucket/aux") == "s3://bucket/aux"
+    with pytest.raises(ConfigError, match=r"'\.' and '\.\.' segments"):
+        sink_uri("imagenet_aux", "s3://bucket/../../etc")
