@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,23 @@ def only_json(stdout: str) -> dict[str, str]:
     lines = stdout.splitlines()
     assert len(lines) == 1, stdout
     return json.loads(lines[0])
+
+
+def object_storage(request: pytest.FixtureRequest, scheme: str) -> tuple[str, dict[str, str], Any]:
+    """A fresh bucket on the S3 or GCS server: its name, the CLI's env for it, and a key lister."""
+    if scheme == "s3":
+        client, bucket = request.getfixturevalue("s3_bucket")
+
+        def listing(prefix: str) -> set[str]:
+            return {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
+
+        return bucket, {"AWS_ENDPOINT_URL": request.getfixturevalue("s3_endpoint")}, listing
+    client, bucket = request.getfixturevalue("gcs_bucket")
+
+    def gcs_listing(prefix: str) -> set[str]:
+        return {b.name for b in client.list_blobs(bucket, prefix=prefix)}
+
+    return bucket, {"STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_endpoint")}, gcs_listing
 
 
 def test_aux_to_a_folder_then_cache_hit(aux_source: tuple[str, str], tmp_path: Path) -> None:
@@ -78,24 +96,12 @@ def test_aux_to_object_storage_via_environment(
     aux_source: tuple[str, str], request: pytest.FixtureRequest, scheme: str, tmp_path: Path
 ) -> None:
     url, md5 = aux_source
-    if scheme == "s3":
-        client, bucket = request.getfixturevalue("s3_bucket")
-        env = {"AWS_ENDPOINT_URL": request.getfixturevalue("s3_endpoint")}
-
-        def keys() -> set[str]:
-            return {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="aux/2012/")["Contents"]}
-    else:
-        client, bucket = request.getfixturevalue("gcs_bucket")
-        env = {"STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_endpoint")}
-
-        def keys() -> set[str]:
-            return {b.name for b in client.list_blobs(bucket, prefix="aux/2012/")}
-
+    bucket, env, listing = object_storage(request, scheme)
     proc = run_cli("aux", "--url", url, "--md5", md5, "--output", f"{scheme}://{bucket}/aux/2012", env=env)
 
     assert proc.returncode == 0, proc.stderr
     assert only_json(proc.stdout) == {"CM_DATASET_AUX_PATH": f"{scheme}://{bucket}/aux/2012", "CM_DATASET_AUX_VER": "2012"}
-    assert keys() == {f"aux/2012/{name}" for name in (*AUX_FILES, "manifest.json")}
+    assert listing("aux/2012/") == {f"aux/2012/{name}" for name in (*AUX_FILES, "manifest.json")}
 
 
 def test_sample_command_writes_the_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,19 +145,7 @@ def test_training_data_to_object_storage_then_cache_hit(dag_inputs, request: pyt
     # Regression (issue 10 item 2): every unit was uploaded, then the run failed with "10 of 10
     # units are not complete" and re-runs re-uploaded everything: the CLI passed no object store
     # to the completeness check of remote units.
-    if scheme == "s3":
-        client, bucket = request.getfixturevalue("s3_bucket")
-        env = {"AWS_ENDPOINT_URL": request.getfixturevalue("s3_endpoint")}
-
-        def keys() -> set[str]:
-            return {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="td/")["Contents"]}
-    else:
-        client, bucket = request.getfixturevalue("gcs_bucket")
-        env = {"STORAGE_EMULATOR_HOST": request.getfixturevalue("gcs_endpoint")}
-
-        def keys() -> set[str]:
-            return {b.name for b in client.list_blobs(bucket, prefix="td/")}
-
+    bucket, env, listing = object_storage(request, scheme)
     inputs = dag_inputs.inputs["imagenet_training_data"]
     args = ["training-data", "--train", inputs["train"], "--validation", inputs["validation"], "--aux", inputs["aux_path"]]
     args += ["--train-shards", "4", "--validation-shards", "2", "--workers", "2", "--output", f"{scheme}://{bucket}/td"]
@@ -160,7 +154,7 @@ def test_training_data_to_object_storage_then_cache_hit(dag_inputs, request: pyt
     env_out = only_json(first.stdout)
     assert env_out["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == f"{scheme}://{bucket}/td"
     shards = {f"td/train-{i:05d}-of-00004" for i in range(4)} | {f"td/validation-{i:05d}-of-00002" for i in range(2)}
-    assert shards | {"td/manifest.json"} <= keys()
+    assert shards | {"td/manifest.json"} <= listing("td/")
 
     second = run_cli(*args, env=env)
     assert second.returncode == 0, second.stderr
