@@ -194,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Every line the CLI logs has the URL credentials in it masked (``user:***@``, ``X-Amz-Signature=***``)."""
+    from imagenet_ops.redact import redact_text
+
+    message = record.getMessage()
+    if "://" in message:
+        record.msg, record.args = redact_text(message), ()
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -201,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     try:
         env = args.func(args)
     except ImagenetOpsError as exc:

@@ -21,6 +21,7 @@ import urllib3
 from imagenet_ops.digests import AcceptedChecksums, file_digests
 from imagenet_ops.errors import ChecksumMismatch, DownloadError
 from imagenet_ops.progress import Progress, human_bytes, human_seconds
+from imagenet_ops.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def download(
         digests = file_digests(final)
         if not accepted.mismatch(digests):
             log.info("%s already present and verified (md5 %s); not downloading again", final, digests.md5)
-            return DownloadResult(path=str(final), url=urls[0], reused=True, **digests.as_dict())
+            return DownloadResult(path=str(final), url=redact_url(urls[0]), reused=True, **digests.as_dict())
         log.warning("%s exists but does not verify; downloading it again", final)
         final.unlink()
 
@@ -131,22 +132,22 @@ def download(
         try:
             meta = _fetch_with_retries(http, url, part, verify_ssl, retry, progress_every)
         except DownloadError as exc:
-            failures.append(f"{url}: {exc}")
-            log.warning("mirror failed: %s: %s", url, exc)
+            failures.append(f"{redact_url(url)}: {exc}")
+            log.warning("mirror failed: %s: %s", redact_url(url), exc)
             continue
         digests = file_digests(part)
         problem = accepted.mismatch(digests)
         if problem:
             mismatches += 1
-            failures.append(f"{url}: checksum mismatch: {problem}")
-            log.warning("mirror %s delivered bytes with the wrong checksum: %s", url, problem)
+            failures.append(f"{redact_url(url)}: checksum mismatch: {problem}")
+            log.warning("mirror %s delivered bytes with the wrong checksum: %s", redact_url(url), problem)
             _discard(part)
             _discard(_marker(part))
             continue
         os.replace(part, final)
         _discard(_marker(part))
-        log.info("downloaded %s from %s (%s, md5 %s)", final, url, human_bytes(digests.size), digests.md5)
-        return DownloadResult(path=str(final), url=url, **digests.as_dict(), **meta)
+        log.info("downloaded %s from %s (%s, md5 %s)", final, redact_url(url), human_bytes(digests.size), digests.md5)
+        return DownloadResult(path=str(final), url=redact_url(url), **digests.as_dict(), **meta)
 
     detail = "\n  ".join(failures)
     if mismatches == len(urls):
@@ -179,24 +180,25 @@ def _fetch_with_retries(
     ``If-Range`` with that ETag, so a server whose file changed answers with the whole new file.
     """
     marker = _marker(part)
-    if part.exists() and _read_marker(marker).get("url") != url:
+    if part.exists() and _read_marker(marker).get("url") != redact_url(url):
         _discard(part)  # a partial file from another mirror may be other bytes
     last_error = "no attempt made"
     for attempt in range(retry.attempts):
         if attempt:
             pause = retry.delay(attempt - 1)
-            log.info("retrying %s in %s (attempt %d/%d): %s", url, human_seconds(pause), attempt + 1, retry.attempts, last_error)
+            where, pause_text = redact_url(url), human_seconds(pause)
+            log.info("retrying %s in %s (attempt %d/%d): %s", where, pause_text, attempt + 1, retry.attempts, last_error)
             time.sleep(pause)
         try:
             if urlsplit(url).scheme == "file":
                 return _copy_local(url, part)
             return _fetch_once(http, url, part, marker, verify_ssl, retry.timeout, every, retry.min_rate, retry.min_rate_window)
         except _Retryable as exc:
-            last_error = str(exc)
+            last_error = redact_text(str(exc))
         except _RETRYABLE as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
+            last_error = redact_text(f"{type(exc).__name__}: {exc}")
         except requests.RequestException as exc:  # a bad URL or port, a redirect loop: no retry helps
-            raise DownloadError(f"{type(exc).__name__}: {exc}") from exc
+            raise DownloadError(redact_text(f"{type(exc).__name__}: {exc}")) from None
     raise DownloadError(f"gave up after {retry.attempts} attempts; last error: {last_error}")
 
 
@@ -259,7 +261,7 @@ def _fetch_once(
             headers["If-Range"] = etag
     with http.get(url, headers=headers, stream=True, timeout=timeout, verify=verify_ssl) as resp:
         if resp.status_code == 416 and offset:
-            log.info("%s: server says the %s already held are the whole file", url, human_bytes(offset))
+            log.info("%s: server says the %s already held are the whole file", redact_url(url), human_bytes(offset))
             return {**_validators(resp), "resumed_from": offset}
         if resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code} {resp.reason}")
@@ -271,12 +273,12 @@ def _fetch_once(
                 _discard(part)
                 raise _Retryable(f"server answered Range {offset}- with Content-Range {got!r}; restarting from 0")
             mode = "ab"
-            log.info("resuming %s at %s", url, human_bytes(offset))
+            log.info("resuming %s at %s", redact_url(url), human_bytes(offset))
         else:
             if offset:
-                log.info("%s sent the whole file (Range ignored or file changed); restarting from 0", url)
+                log.info("%s sent the whole file (Range ignored or file changed); restarting from 0", redact_url(url))
             offset, mode = 0, "wb"
-        marker.write_text(json.dumps({"url": url, "etag": resp.headers.get("ETag")}))
+        marker.write_text(json.dumps({"url": redact_url(url), "etag": resp.headers.get("ETag")}))
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         progress = Progress(f"download {part.name[:-5]}", total=total, unit="bytes", logger=log, every=every, initial=offset)

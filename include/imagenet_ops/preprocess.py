@@ -62,6 +62,7 @@ from imagenet_ops.preprocess_sources import (
     requested_names,
 )
 from imagenet_ops.progress import Progress, human_bytes, human_seconds
+from imagenet_ops.redact import redact_values
 from imagenet_ops.storage import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
@@ -636,9 +637,9 @@ def finalize_preprocessed(
         "artifact": ARTIFACT,
         "library_version": VERSION,
         "cache_key": cache_key_for(artifact=ARTIFACT, params=config.cache_params(), upstream=upstream),
-        "params": config.cache_params(),
-        "upstream": upstream,
-        "provenance": {"source": source, "tags": config.tags},
+        "params": redact_values(config.cache_params()),
+        "upstream": redact_values(upstream),
+        "provenance": redact_values({"source": source, "tags": config.tags}),
         "outputs": {"count": len(keys), "bad": sorted(reasons)},
         "files": sorted(entries, key=lambda e: e["path"]),
     }

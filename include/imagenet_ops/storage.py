@@ -29,6 +29,7 @@ from imagenet_ops import VERSION
 from imagenet_ops.digests import file_digests
 from imagenet_ops.errors import SinkURIError, StorageError
 from imagenet_ops.progress import Progress, human_bytes
+from imagenet_ops.redact import redact_values
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,13 @@ def asset_uri(sink: Sink) -> str:
 
 def cache_key_for(*, artifact: str, params: Mapping[str, Any], upstream: Mapping[str, Any] | None = None) -> str:
     """Stable key of what a publish would contain: artifact, library version, params, upstream sums."""
-    payload = {"artifact": artifact, "library_version": VERSION, "params": params, "upstream": upstream or {}}
+    # URL credentials never enter the key: a rotating presigned URL is the same artifact.
+    payload = {
+        "artifact": artifact,
+        "library_version": VERSION,
+        "params": redact_values(params),
+        "upstream": redact_values(upstream or {}),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -434,9 +441,9 @@ def write_manifest(
         "artifact": artifact,
         "library_version": VERSION,
         "cache_key": key,
-        "params": dict(params),
-        "upstream": dict(upstream or {}),
-        "provenance": dict(provenance or {}),
+        "params": redact_values(dict(params)),
+        "upstream": redact_values(dict(upstream or {})),
+        "provenance": redact_values(dict(provenance or {})),
         "files": sorted(files, key=lambda f: f["path"]),
     }
     total = sum(f["size"] for f in files)

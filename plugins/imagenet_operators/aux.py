@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.masking import MasksURLSecrets
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class AuxValidateOperator(BaseOperator):
+class AuxValidateOperator(MasksURLSecrets, BaseOperator):
     """Check an extracted aux folder: the 8 files, 1000 sorted wnids, 50,000 validation labels.
 
     :param path: extracted folder. (templated)
@@ -34,7 +35,7 @@ class AuxValidateOperator(BaseOperator):
         return result.as_dict()
 
 
-class AuxPublishOperator(BaseOperator):
+class AuxPublishOperator(MasksURLSecrets, BaseOperator):
     """Publish the aux files to a sink with a manifest; return the CM env dict.
 
     Re-publishes only when the archive's bytes (or the config) changed: otherwise it is a

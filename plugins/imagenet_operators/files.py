@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from imagenet_operators.masking import MasksURLSecrets
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class ArchiveDownloadOperator(BaseOperator):
+class ArchiveDownloadOperator(MasksURLSecrets, BaseOperator):
     """Download a file from the first mirror that delivers the accepted bytes.
 
     Resumes a partial download left by a failed try, retries connection errors and 5xx with
@@ -71,7 +73,7 @@ class ArchiveDownloadOperator(BaseOperator):
         return result.as_dict()
 
 
-class ChecksumVerifyOperator(BaseOperator):
+class ChecksumVerifyOperator(MasksURLSecrets, BaseOperator):
     """Verify a file handed over on the work volume against the accepted checksums.
 
     :param path: the file. (templated)
@@ -95,7 +97,7 @@ class ChecksumVerifyOperator(BaseOperator):
         return {"path": str(self.path), **digests.as_dict()}
 
 
-class ArchiveExtractOperator(BaseOperator):
+class ArchiveExtractOperator(MasksURLSecrets, BaseOperator):
     """Safely extract a .tar/.tar.gz/.gz into a folder renamed into place when complete.
 
     :param archive: the archive. (templated)

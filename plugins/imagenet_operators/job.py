@@ -11,8 +11,10 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from imagenet_operators.masking import MasksURLSecrets
 
-class JobOperator(BaseOperator):
+
+class JobOperator(MasksURLSecrets, BaseOperator):
     """A step of a job: ``job`` is templated; the sink and input store are built in ``execute``.
 
     :param job: the job dict from the resolve task. (templated)

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.masking import MasksURLSecrets
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _VariantOperator(BaseOperator):
+class _VariantOperator(MasksURLSecrets, BaseOperator):
     template_fields: Sequence[str] = ("variant",)
     template_fields_renderers = {"variant": "json"}
 

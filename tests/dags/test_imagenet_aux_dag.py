@@ -162,3 +162,18 @@ def test_unreachable_sink_is_retried_then_fails(aux_dag, served_archive, monkeyp
     assert run.state == "failed"
     assert run.task_states["publish"] == "failed"
     assert run.tries["publish"] == 2, "the unreachable sink must be retried once by Airflow"
+
+
+def test_url_credentials_stay_out_of_the_manifest_and_the_published_xcoms(aux_dag, served_archive, tmp_path):
+    # Issue 10 item 3, at the DAG level: the download result, the publish env and manifest.json
+    # record the mirror with its password and token masked. (The resolve task's XCom still holds
+    # the URL as given: the download needs it; see the README.)
+    from imagenet_operators.local_run import run_dag
+
+    url = served_archive["url"].replace("http://", "http://reader:pa55w0rd@", 1) + "?token=t0ken"
+    sink = tmp_path / "aux"
+    run = run_dag(aux_dag, {**served_archive, "url": url, "sink_uri": str(sink)})
+    assert run.state == "success", run.task_states
+    recorded = json.dumps([run.xcom("download"), run.xcom("publish")]) + (sink / "manifest.json").read_text()
+    assert "pa55w0rd" not in recorded and "t0ken" not in recorded
+    assert "reader:***@" in json.dumps(run.xcom("download"))
