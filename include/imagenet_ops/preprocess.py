@@ -274,15 +274,6 @@ def _pool_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
-def _started_pool(ctx: Any, workers: int, config: dict[str, Any], out_dir: str | None) -> Any:
-    """A pool whose workers start safely inside a task runner or Celery worker (see :mod:`process_pool`)."""
-    from imagenet_ops import preprocess_ops as ops
-    from imagenet_ops.process_pool import starting_workers
-
-    with starting_workers():
-        return ctx.Pool(workers, initializer=ops.worker_init, initargs=(config, out_dir))
-
-
 @contextlib.contextmanager
 def _cv2_quiet() -> Iterator[None]:
     """Stop OpenCV's worker threads in this process (if OpenCV is loaded) so that forking is safe."""
@@ -414,17 +405,12 @@ def preprocess_chunk(
                     collect(ops.run_batch(pre, reader, out_dir, batch))
         else:
             ctx = _pool_context()
-            with _cv2_quiet():
-                pool = _started_pool(ctx, workers, config.as_dict(), out_dir)
-                try:
-                    for results in pool.imap(ops.worker_run, loaded):
-                        collect(results)
-                    pool.close()  # done: let the workers exit on their own
-                except BaseException:
-                    pool.terminate()
-                    raise
-                finally:
-                    pool.join()
+            from imagenet_ops.process_pool import task_pool
+
+            initargs = (config.as_dict(), out_dir)
+            with _cv2_quiet(), task_pool(workers, mp_context=ctx, initializer=ops.worker_init, initargs=initargs) as pool:
+                for results in pool.imap(ops.worker_run, loaded):
+                    collect(results)
     except OSError as exc:
         raise StorageError(f"sink {sink.uri}: writing outputs failed: {exc}") from exc
     finally:

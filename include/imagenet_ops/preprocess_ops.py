@@ -437,13 +437,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def worker_init(config: dict[str, Any], out_dir: str | None) -> None:
-    """Pool initializer: die with the parent, one OpenCV thread per process (the pool is the parallelism)."""
+    """Pool initializer: one OpenCV thread per process (the pool is the parallelism)."""
     import cv2
 
     from imagenet_ops.imagenet_sources import ImageReader
-    from imagenet_ops.process_pool import die_with_parent
-
-    die_with_parent()
 
     if cv2.getNumThreads() != 1:  # a fresh import; after a fork the parent already made it 1
         cv2.setNumThreads(1)

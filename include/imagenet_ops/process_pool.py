@@ -1,6 +1,6 @@
 """Process pools that work inside any host process: the CLI, pytest, and Airflow's task runner.
 
-Two things break a plain ``ProcessPoolExecutor`` under a real scheduler:
+Three things break a plain process pool under a real scheduler:
 
 * A ``spawn`` child re-imports the parent's ``__main__``. In an Airflow task that is the
   ``airflow`` entry point, and the task runner has set the metadata DB URL to a sentinel
@@ -10,14 +10,13 @@ Two things break a plain ``ProcessPoolExecutor`` under a real scheduler:
 * A Celery (prefork) worker runs tasks in *daemonic* billiard processes: ``multiprocessing``
   refuses to start children there ("daemonic processes are not allowed to have children"), and
   billiard's authkey refuses to be pickled for a spawned child. The flag is lifted and the key
-  handed over as a plain stdlib key while workers start; what it guards against, children outliving their parent, is
-  handled by the next point instead.
+  handed over as a plain stdlib key while workers start; what the flag guards against, children
+  outliving their parent, is handled by the next point instead.
 * A child outlives a parent killed with SIGKILL and keeps writing. Every child asks the
   kernel (``PR_SET_PDEATHSIG``) to be killed when its parent dies.
 
-:func:`worker_pool` applies all of this to a ``ProcessPoolExecutor``; :func:`starting_workers`
-wraps the creation of any other pool (``multiprocessing.Pool``), whose initializer should call
-:func:`die_with_parent`.
+:func:`worker_pool` applies all of this to a ``ProcessPoolExecutor``, and :func:`task_pool` to a
+``multiprocessing.Pool`` (which it also closes, or terminates on an error, and joins).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -105,3 +104,35 @@ def worker_pool(workers: int, *, start_method: str = "spawn") -> ProcessPoolExec
         A ``ProcessPoolExecutor``; use it as a context manager.
     """
     return _Pool(max(1, workers), multiprocessing.get_context(start_method))
+
+
+def _start_worker(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    die_with_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextlib.contextmanager
+def task_pool(
+    workers: int,
+    *,
+    mp_context: Any,
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> Iterator[Any]:
+    """A ``multiprocessing.Pool`` with the same guarantees as :func:`worker_pool`.
+
+    On leaving the block the pool is closed and joined (its workers finish and exit); on an error
+    it is terminated first. ``Pool.__exit__`` always terminates, which is what hung under the task
+    runner before the workers reset SIGTERM.
+    """
+    with starting_workers():
+        pool = mp_context.Pool(max(1, workers), initializer=_start_worker, initargs=(initializer, initargs))
+    try:
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()

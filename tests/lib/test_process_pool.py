@@ -121,15 +121,13 @@ DAEMON_PARENT = textwrap.dedent(
     import multiprocessing as mp, sys
 
     def job(q, kind):
-        from imagenet_ops.process_pool import die_with_parent, starting_workers, worker_pool
+        from imagenet_ops.process_pool import task_pool, worker_pool
         try:
             if kind == "executor":
                 with worker_pool(2) as pool:
                     q.put(sum(pool.map(abs, [-1, -2, -3])))
             else:
-                with starting_workers():
-                    pool = mp.get_context("fork").Pool(2, initializer=die_with_parent)
-                with pool:
+                with task_pool(2, mp_context=mp.get_context("fork")) as pool:
                     q.put(sum(pool.map(abs, [-1, -2, -3])))
         except BaseException as exc:
             q.put(repr(exc))
