@@ -129,25 +129,26 @@ def download(
     mismatches = 0
     for url in urls:
         part = dest_dir / f"{name}.part"
+        shown = redact_url(url)  # what is logged and recorded; the request uses the URL as given
         try:
             meta = _fetch_with_retries(http, url, part, verify_ssl, retry, progress_every)
         except DownloadError as exc:
-            failures.append(f"{redact_url(url)}: {exc}")
-            log.warning("mirror failed: %s: %s", redact_url(url), exc)
+            failures.append(f"{shown}: {exc}")
+            log.warning("mirror failed: %s: %s", shown, exc)
             continue
         digests = file_digests(part)
         problem = accepted.mismatch(digests)
         if problem:
             mismatches += 1
-            failures.append(f"{redact_url(url)}: checksum mismatch: {problem}")
-            log.warning("mirror %s delivered bytes with the wrong checksum: %s", redact_url(url), problem)
+            failures.append(f"{shown}: checksum mismatch: {problem}")
+            log.warning("mirror %s delivered bytes with the wrong checksum: %s", shown, problem)
             _discard(part)
             _discard(_marker(part))
             continue
         os.replace(part, final)
         _discard(_marker(part))
-        log.info("downloaded %s from %s (%s, md5 %s)", final, redact_url(url), human_bytes(digests.size), digests.md5)
-        return DownloadResult(path=str(final), url=redact_url(url), **digests.as_dict(), **meta)
+        log.info("downloaded %s from %s (%s, md5 %s)", final, shown, human_bytes(digests.size), digests.md5)
+        return DownloadResult(path=str(final), url=shown, **digests.as_dict(), **meta)
 
     detail = "\n  ".join(failures)
     if mismatches == len(urls):
@@ -179,20 +180,20 @@ def _fetch_with_retries(
     The marker ``<part>.url`` records the URL and ETag the partial bytes came from; a resume sends
     ``If-Range`` with that ETag, so a server whose file changed answers with the whole new file.
     """
-    marker = _marker(part)
-    if part.exists() and _read_marker(marker).get("url") != redact_url(url):
+    if urlsplit(url).scheme == "file":
+        return _copy_local(url, part)
+    marker, shown = _marker(part), redact_url(url)
+    if part.exists() and _read_marker(marker).get("url") != shown:
         _discard(part)  # a partial file from another mirror may be other bytes
     last_error = "no attempt made"
     for attempt in range(retry.attempts):
         if attempt:
             pause = retry.delay(attempt - 1)
-            where, pause_text = redact_url(url), human_seconds(pause)
-            log.info("retrying %s in %s (attempt %d/%d): %s", where, pause_text, attempt + 1, retry.attempts, last_error)
+            wait = human_seconds(pause)
+            log.info("retrying %s in %s (attempt %d/%d): %s", shown, wait, attempt + 1, retry.attempts, last_error)
             time.sleep(pause)
         try:
-            if urlsplit(url).scheme == "file":
-                return _copy_local(url, part)
-            return _fetch_once(http, url, part, marker, verify_ssl, retry.timeout, every, retry.min_rate, retry.min_rate_window)
+            return _fetch_once(http, url, part, marker, verify_ssl, retry, every)
         except _Retryable as exc:
             last_error = redact_text(str(exc))
         except _RETRYABLE as exc:
@@ -222,8 +223,8 @@ class _SlowGuard:
     trickling mirror would cost another window per attempt.
     """
 
-    def __init__(self, url: str, min_rate: float, window: float) -> None:
-        self.url, self.min_rate, self.window = url, min_rate, window
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate, self.window = min_rate, window
         self.since, self.start_bytes = time.monotonic(), None
 
     def check(self, done: int) -> None:
@@ -247,11 +248,10 @@ def _fetch_once(
     part: Path,
     marker: Path,
     verify_ssl: bool,
-    timeout: float,
+    retry: RetryPolicy,
     every: float,
-    min_rate: float = 0.0,
-    window: float = float("inf"),
 ) -> dict[str, object]:
+    shown = redact_url(url)
     offset = part.stat().st_size if part.exists() else 0
     headers = {}
     if offset:
@@ -259,9 +259,9 @@ def _fetch_once(
         etag = _read_marker(marker).get("etag")
         if etag:
             headers["If-Range"] = etag
-    with http.get(url, headers=headers, stream=True, timeout=timeout, verify=verify_ssl) as resp:
+    with http.get(url, headers=headers, stream=True, timeout=retry.timeout, verify=verify_ssl) as resp:
         if resp.status_code == 416 and offset:
-            log.info("%s: server says the %s already held are the whole file", redact_url(url), human_bytes(offset))
+            log.info("%s: server says the %s already held are the whole file", shown, human_bytes(offset))
             return {**_validators(resp), "resumed_from": offset}
         if resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code} {resp.reason}")
@@ -273,16 +273,16 @@ def _fetch_once(
                 _discard(part)
                 raise _Retryable(f"server answered Range {offset}- with Content-Range {got!r}; restarting from 0")
             mode = "ab"
-            log.info("resuming %s at %s", redact_url(url), human_bytes(offset))
+            log.info("resuming %s at %s", shown, human_bytes(offset))
         else:
             if offset:
-                log.info("%s sent the whole file (Range ignored or file changed); restarting from 0", redact_url(url))
+                log.info("%s sent the whole file (Range ignored or file changed); restarting from 0", shown)
             offset, mode = 0, "wb"
-        marker.write_text(json.dumps({"url": redact_url(url), "etag": resp.headers.get("ETag")}))
+        marker.write_text(json.dumps({"url": shown, "etag": resp.headers.get("ETag")}))
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         progress = Progress(f"download {part.name[:-5]}", total=total, unit="bytes", logger=log, every=every, initial=offset)
-        slow = _SlowGuard(url, min_rate, window)
+        slow = _SlowGuard(retry.min_rate, retry.min_rate_window)
         with open(part, mode) as fh:
             # Raw bytes: never let a Content-Encoding header decompress a .tar.gz behind our back.
             # read1 returns what has arrived (up to a chunk), so a trickle still logs progress on time.
