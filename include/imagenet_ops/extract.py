@@ -38,9 +38,8 @@ class _Budget:
     """What an archive may still expand to; refuses the member or chunk that would go over."""
 
     def __init__(self, archive: Path, max_bytes: int, max_ratio: float) -> None:
-        self.archive, self.max_bytes = archive, max_bytes
-        self.ratio_cap = max(RATIO_FLOOR, int(archive.stat().st_size * max_ratio))
-        self.max_ratio, self.used = max_ratio, 0
+        self.archive, self.size, self.max_bytes, self.max_ratio = archive, archive.stat().st_size, max_bytes, max_ratio
+        self.ratio_cap, self.used = max(RATIO_FLOOR, int(self.size * max_ratio)), 0
 
     def take(self, n: int) -> None:
         self.used += n
@@ -49,9 +48,8 @@ class _Budget:
                 f"{self.archive}: expands to more than {human_bytes(self.max_bytes)}; refusing to extract (a decompression bomb?)"
             )
         if self.used > self.ratio_cap:
-            size = human_bytes(self.archive.stat().st_size)
             raise UnsafeArchiveError(
-                f"{self.archive}: expands to more than {self.max_ratio:g}x its size of {size} "
+                f"{self.archive}: expands to more than {self.max_ratio:g}x its size of {human_bytes(self.size)} "
                 f"(over {human_bytes(self.used)} so far); refusing to extract (a decompression bomb?)"
             )
 

@@ -27,7 +27,8 @@ def native_stderr_to_debug(what: str) -> Iterator[None]:
         fd = sys.stderr.fileno() if sys.stderr is not None else 2
     except (AttributeError, OSError, ValueError):  # a replaced sys.stderr without a descriptor
         fd = 2
-    sys.stderr.flush()
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sys.stderr.flush()
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), fd)
