@@ -187,7 +187,8 @@ class AuxValidation:
 
 
 _WNID = re.compile(r"^n\d{8}$")
-_VAL_LINE = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG (\d+)$")
+_VAL_NAME = re.compile(r"^ILSVRC2012_val_([0-9]{8})\.JPEG$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
 
 
 def _lines(path: Path) -> list[str]:
@@ -195,6 +196,50 @@ def _lines(path: Path) -> list[str]:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise ValidationError(f"{path}: not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def read_val_labels(path: Path, *, classes: int = NUM_CLASSES) -> list[tuple[str, int]]:
+    """Parse ``val.txt`` (or a ``val_map.txt``): one ``<image name> <label>`` per line, in file order.
+
+    The one parser for these files: the aux validation and every reader of the labels use it,
+    so a malformed line fails the same way everywhere.
+
+    Args:
+        path: the file.
+        classes: labels must be ``0..classes-1``.
+
+    Returns:
+        ``(name, label)`` per line.
+
+    Raises:
+        ValidationError: naming the file and the line: an empty line, a line without exactly two
+            fields (a missing label, extra fields), a label that is not an integer or is outside
+            ``0..classes-1``, or an image name that repeats an earlier line. Also an unreadable or
+            non-UTF-8 file.
+    """
+    path = Path(path)
+    out: list[tuple[str, int]] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(_lines(path), 1):
+        fields = line.split()
+        if not fields:
+            raise ValidationError(f"{path}: line {number} is empty (expected '<image name> <label>')")
+        if len(fields) != 2:
+            problem = "has no label" if len(fields) == 1 else f"has {len(fields)} fields"
+            raise ValidationError(f"{path}: line {number} {line!r} {problem}; expected '<image name> <label>'")
+        name, raw = fields
+        if not _INTEGER.match(raw):
+            raise ValidationError(f"{path}: line {number} label {raw!r} is not an integer")
+        label = int(raw)
+        if not 0 <= label < classes:
+            raise ValidationError(f"{path}: line {number} label {label} is outside 0..{classes - 1}")
+        if name in seen:
+            raise ValidationError(f"{path}: line {number}: {name} repeats line {seen[name]}")
+        seen[name] = number
+        out.append((name, label))
+    return out
 
 
 def validate_aux_dir(path: Path, *, classes: int = NUM_CLASSES, val_images: int = NUM_VAL_IMAGES) -> AuxValidation:
@@ -221,19 +266,19 @@ def validate_aux_dir(path: Path, *, classes: int = NUM_CLASSES, val_images: int 
     if synsets != sorted(set(synsets)):
         raise ValidationError(f"{path / 'synsets.txt'}: wnids are not sorted and unique (the line index is the class id)")
 
-    val = _lines(path / "val.txt")
-    if len(val) != val_images:
-        raise ValidationError(f"{path / 'val.txt'}: expected {val_images} lines, found {len(val)}")
-    for i, line in enumerate(val, 1):
-        m = _VAL_LINE.match(line)
+    # Every line is checked before the count, so a malformed line is named by its number.
+    val = read_val_labels(path / "val.txt", classes=classes)
+    for i, (name, _) in enumerate(val, 1):
+        m = _VAL_NAME.match(name)
         if not m:
-            raise ValidationError(f"{path / 'val.txt'}: line {i} {line!r} is not 'ILSVRC2012_val_%08d.JPEG <label>'")
+            raise ValidationError(f"{path / 'val.txt'}: line {i} image {name!r} is not named 'ILSVRC2012_val_%08d.JPEG'")
         if int(m.group(1)) != i:
             raise ValidationError(
                 f"{path / 'val.txt'}: line {i} names image {m.group(1)}; expected ascending order from 00000001"
             )
-        if not 0 <= int(m.group(2)) < classes:
-            raise ValidationError(f"{path / 'val.txt'}: line {i} label {m.group(2)} is outside 0..{classes - 1}")
+    if len(val) != val_images:
+        detail = f"line {val_images + 1} onwards is extra" if len(val) > val_images else f"it ends at line {len(val)}"
+        raise ValidationError(f"{path / 'val.txt'}: expected {val_images} lines, found {len(val)} ({detail})")
 
     worded = {line.split(" ", 1)[0] for line in _lines(path / "synset_words.txt")}
     uncovered = [w for w in synsets if w not in worded]

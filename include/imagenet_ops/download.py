@@ -19,6 +19,7 @@ import requests
 import urllib3
 
 from imagenet_ops.digests import AcceptedChecksums, file_digests
+from imagenet_ops.diskspace import disk_full_guard
 from imagenet_ops.errors import ChecksumMismatch, DownloadError
 from imagenet_ops.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.redact import redact_text, redact_url
@@ -108,12 +109,15 @@ def download(
     Raises:
         ChecksumMismatch: every mirror delivered bytes with the wrong sums (names both sums).
         DownloadError: no mirror delivered the file; names every URL and its failure.
+        DiskFullError: ``dest_dir``'s filesystem filled up (names the file and the space left);
+            no further mirror is tried, it would fill up too. The ``.part`` file is kept for a resume.
     """
     if not urls:
         raise DownloadError("no URL to download from")
     name = filename or filename_from_url(urls[0])
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    with disk_full_guard(dest_dir):
+        dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / name
 
     if final.exists():
@@ -210,7 +214,8 @@ def _copy_local(url: str, part: Path) -> dict[str, object]:
 
     source = Path(url2pathname(urlsplit(url).path))
     try:
-        shutil.copyfile(source, part)
+        with disk_full_guard(part):
+            shutil.copyfile(source, part)
     except OSError as exc:
         raise DownloadError(f"cannot read {source}: {exc.strerror or exc}") from exc
     return {"resumed_from": 0}
@@ -278,12 +283,13 @@ def _fetch_once(
             if offset:
                 log.info("%s sent the whole file (Range ignored or file changed); restarting from 0", shown)
             offset, mode = 0, "wb"
-        marker.write_text(json.dumps({"url": shown, "etag": resp.headers.get("ETag")}))
+        with disk_full_guard(marker):
+            marker.write_text(json.dumps({"url": shown, "etag": resp.headers.get("ETag")}))
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         progress = Progress(f"download {part.name[:-5]}", total=total, unit="bytes", logger=log, every=every, initial=offset)
         slow = _SlowGuard(retry.min_rate, retry.min_rate_window)
-        with open(part, mode) as fh:
+        with disk_full_guard(part), open(part, mode) as fh:
             # Raw bytes: never let a Content-Encoding header decompress a .tar.gz behind our back.
             # read1 returns what has arrived (up to a chunk), so a trickle still logs progress on time.
             while chunk := resp.raw.read1(_CHUNK, decode_content=False):

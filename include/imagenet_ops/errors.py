@@ -45,3 +45,21 @@ class ImageError(ImagenetOpsError):
 
 class SinkURIError(StorageError, ConfigError):
     """A sink URI that names no valid bucket or prefix: bad input, so a retry cannot help."""
+
+
+class DiskFullError(StorageError):
+    """A write failed because the filesystem is full (``ENOSPC``) or over quota (``EDQUOT``).
+
+    The message names the path being written and the space left on its filesystem.
+
+    Attributes:
+        path: the file or folder being written, if known.
+        free: bytes still free there, if they could be measured.
+    """
+
+    def __init__(self, message: str, path: str | None = None, free: int | None = None) -> None:
+        super().__init__(message)
+        self.path, self.free = path, free
+
+    def __reduce__(self) -> tuple[type, tuple[str, str | None, int | None]]:  # crosses process pools intact
+        return type(self), (str(self), self.path, self.free)

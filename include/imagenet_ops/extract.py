@@ -21,7 +21,8 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from imagenet_ops.errors import ArchiveError, UnsafeArchiveError
+from imagenet_ops.diskspace import disk_full_guard
+from imagenet_ops.errors import ArchiveError, DiskFullError, UnsafeArchiveError
 from imagenet_ops.progress import Progress, human_bytes
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,17 @@ def extract_archive(
             escapes ``dest`` or is a device/special file (names the archive and the member), or
             the archive expands past ``max_bytes`` or ``max_ratio``.
         ArchiveError: the archive is unreadable or of an unknown kind.
+        DiskFullError: the destination's filesystem filled up (names the file being written and
+            the space left); nothing is left at ``dest``.
     """
     archive, dest = Path(archive), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with disk_full_guard(dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
     budget = _Budget(archive, max_bytes, max_ratio)
     if archive_kind(archive) == "gz":
         return _gunzip(archive, dest, budget)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    with disk_full_guard(dest.parent):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         files, size = _untar(archive, tmp, progress_every, budget)
         _replace_dir(tmp, dest)
@@ -139,7 +144,8 @@ def _untar(archive: Path, tmp: Path, every: float, budget: _Budget) -> tuple[int
                 _check_member(archive, member)
                 budget.take(member.size)  # the header's size, before a byte of it is written
                 try:
-                    tar.extract(member, tmp, filter="data")
+                    with disk_full_guard(tmp / member.name):
+                        tar.extract(member, tmp, filter="data")
                 except tarfile.FilterError as exc:
                     raise UnsafeArchiveError(f"{archive}: member {member.name!r} refused: {exc}") from exc
                 if member.isfile():
@@ -183,12 +189,12 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 def _gunzip(archive: Path, dest: Path, budget: _Budget) -> ExtractResult:
     tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        with gzip.open(archive, "rb") as src, open(tmp, "wb") as out:
+        with gzip.open(archive, "rb") as src, disk_full_guard(tmp), open(tmp, "wb") as out:
             while chunk := src.read(1 << 20):
                 budget.take(len(chunk))
                 out.write(chunk)
         os.replace(tmp, dest)
-    except UnsafeArchiveError:
+    except (UnsafeArchiveError, DiskFullError):
         tmp.unlink(missing_ok=True)
         raise
     except (OSError, EOFError) as exc:

@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from imagenet_ops.diskspace import disk_full_guard, is_disk_full
 from imagenet_ops.errors import ArchiveError, StorageError
+from imagenet_ops.gcs_requests import call_options, endpoint_of, transient_errors
 from imagenet_ops.progress import human_bytes
 from imagenet_ops.storage import RetrySettings, _retrying, default_gcs_client
 
@@ -182,26 +184,23 @@ class _S3:
 
 
 class _GCS:
-    """The GCS calls the store needs, with google.api_core's errors turned into StorageError."""
+    """The GCS calls the store needs, with google.api_core's errors turned into StorageError.
+
+    Every request has a bounded timeout and no library retry of its own; :meth:`call` retries
+    and logs (see :mod:`imagenet_ops.gcs_requests` for the bounds).
+    """
 
     def __init__(self, client: Any, retry: RetrySettings) -> None:
-        import requests
         from google.api_core import exceptions as gexc
-        from google.auth.exceptions import TransportError
 
         self.client, self.retry, self.gexc = client, retry, gexc
-        self.transient = (
-            requests.ConnectionError,
-            requests.Timeout,
-            TransportError,
-            gexc.ServerError,
-            gexc.TooManyRequests,
-            ConnectionError,
-        )
+        self.transient = transient_errors()
+        self.opts = call_options(retry.gcs_timeout)
+        self.endpoint = endpoint_of(client)
 
     def call(self, uri: str, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return _retrying(uri, what, fn, self.retry, self.transient)
+        try:  # a connection failure names the endpoint; an answer from it names the object
+            return _retrying(uri, f"{what} via GCS endpoint {self.endpoint}", fn, self.retry, self.transient)
         except self.gexc.GoogleAPICallError as exc:
             raise StorageError(f"{uri}: {what} failed: {self.reason(exc)}") from exc
 
@@ -215,18 +214,18 @@ class _GCS:
         return f"{type(exc).__name__}: {exc}"
 
     def list(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
-        return [(b.name, b.size) for b in self.client.list_blobs(bucket, prefix=prefix)]
+        return [(b.name, b.size) for b in self.client.list_blobs(bucket, prefix=prefix, **self.opts)]
 
     def stat(self, bucket: str, key: str) -> tuple[int, int] | None:
-        blob = self.client.bucket(bucket).get_blob(key)
+        blob = self.client.bucket(bucket).get_blob(key, **self.opts)
         return None if blob is None else (blob.size, blob.generation)
 
     def get(self, bucket: str, key: str, start: int, end: int | None, version: int | None) -> bytes:
         blob = self.client.bucket(bucket).blob(key, generation=version)
         try:
             if end is None:
-                return blob.download_as_bytes()
-            return blob.download_as_bytes(start=start, end=end)  # end is inclusive
+                return blob.download_as_bytes(**self.opts)
+            return blob.download_as_bytes(start=start, end=end, **self.opts)  # end is inclusive
         except self.gexc.RequestRangeNotSatisfiable:  # the range starts at or past the end
             return b""
         except self.gexc.NotFound as exc:
@@ -236,7 +235,7 @@ class _GCS:
 
     def stream(self, bucket: str, key: str, out: BinaryIO, start: int, version: int) -> None:
         try:
-            self.client.bucket(bucket).blob(key, generation=version).download_to_file(out, start=start or None)
+            self.client.bucket(bucket).blob(key, generation=version).download_to_file(out, start=start or None, **self.opts)
         except self.gexc.NotFound as exc:
             raise self.gexc.PreconditionFailed(f"generation {version} is gone (replaced or deleted)") from exc
 
@@ -456,23 +455,31 @@ class ObjectStore:
 
         Remote objects are streamed; after a transient failure the download resumes where it
         stopped, pinned to the version seen at the start. Returns ``local_path``.
+
+        Raises:
+            DiskFullError: ``local_path``'s filesystem filled up (names it and the space left).
+            StorageError: the object cannot be read.
         """
         loc = _parse_object(uri)
         local_path = Path(local_path)
         if loc.scheme == "file" and _same_file(loc.path, local_path):
             return local_path
-        _local(uri, "download", lambda: local_path.parent.mkdir(parents=True, exist_ok=True))
         tmp = local_path.with_name(f".{local_path.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            if loc.scheme == "file":
-                _local(uri, f"download to {local_path}", lambda: shutil.copyfile(loc.path, tmp))
-            else:
-                self._download_remote(uri, loc, tmp)
-                log.info("downloaded %s (%s) to %s", uri, human_bytes(tmp.stat().st_size), local_path)
-            _local(uri, f"download to {local_path}", lambda: os.replace(tmp, local_path))
+            with disk_full_guard(local_path):
+                self._download_to(uri, loc, local_path, tmp)
         finally:
             tmp.unlink(missing_ok=True)
         return local_path
+
+    def _download_to(self, uri: str, loc: _Location, local_path: Path, tmp: Path) -> None:
+        _local(uri, "download", lambda: local_path.parent.mkdir(parents=True, exist_ok=True))
+        if loc.scheme == "file":
+            _local(uri, f"download to {local_path}", lambda: shutil.copyfile(loc.path, tmp))
+        else:
+            self._download_remote(uri, loc, tmp)
+            log.info("downloaded %s (%s) to %s", uri, human_bytes(tmp.stat().st_size), local_path)
+        _local(uri, f"download to {local_path}", lambda: os.replace(tmp, local_path))
 
     def _download_remote(self, uri: str, loc: _Location, tmp: Path) -> None:
         size, version = self._stat(uri, loc)
@@ -496,6 +503,8 @@ def _local(uri: str, what: str, fn: Callable[[], T]) -> T:
     except FileNotFoundError as exc:
         raise StorageError(f"{uri}: {what} failed: no such file ({exc.filename})") from exc
     except OSError as exc:
+        if is_disk_full(exc):
+            raise  # the writer's disk_full_guard names the path and the space left
         raise StorageError(f"{uri}: {what} failed: {exc}") from exc
 
 

@@ -14,6 +14,7 @@ from imagenet_ops.aux_files import (
     ARCHIVE_NAME,
     AUX_FILES,
     build_aux,
+    read_val_labels,
     resolve_aux_config,
     validate_aux_dir,
     verify_aux_archive,
@@ -39,6 +40,10 @@ def swap_first_two(lines: list[str]) -> list[str]:
 
 def set_line(i: int, text: str) -> Callable[[list[str]], list[str]]:
     return lambda lines: [*lines[:i], text, *lines[i + 1 :]]
+
+
+def insert_line(i: int, text: str) -> Callable[[list[str]], list[str]]:
+    return lambda lines: [*lines[:i], text, *lines[i:]]
 
 
 def test_sample_passes_validation(aux_dir: Path) -> None:
@@ -80,22 +85,62 @@ def test_sample_archive_round_trip(tmp_path: Path) -> None:
             r"val\.txt: line 1 label 1000 is outside 0\.\.999",
             id="val-label-out-of-range",
         ),
+        # Regression (issue 10 item 6): malformed val.txt lines must be named by file and line, never a traceback.
         pytest.param(
             "val.txt",
             set_line(2, "ILSVRC2012_val_00000003.JPEG"),
-            r"val\.txt: line 3 'ILSVRC2012_val_00000003\.JPEG' is not 'ILSVRC2012_val_%08d\.JPEG <label>'",
-            id="val-line-malformed",
+            r"val\.txt: line 3 'ILSVRC2012_val_00000003\.JPEG' has no label; expected '<image name> <label>'",
+            id="val-missing-label",
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(4, "ILSVRC2012_val_00000005.JPEG 3 7"),
+            r"val\.txt: line 5 'ILSVRC2012_val_00000005\.JPEG 3 7' has 3 fields; expected '<image name> <label>'",
+            id="val-extra-field",
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(5, "ILSVRC2012_val_00000006.JPEG abc"),
+            r"val\.txt: line 6 label 'abc' is not an integer",
+            id="val-label-abc",
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(5, "ILSVRC2012_val_00000006.JPEG 3.0"),
+            r"val\.txt: line 6 label '3\.0' is not an integer",
+            id="val-label-float",
         ),
         pytest.param(
             "val.txt",
             set_line(9, "ILSVRC2012_val_00000010.JPEG -1"),
-            r"val\.txt: line 10 .* is not 'ILSVRC2012_val_",
+            r"val\.txt: line 10 label -1 is outside 0\.\.999",
             id="val-negative-label",
+        ),
+        pytest.param("val.txt", insert_line(100, ""), r"val\.txt: line 101 is empty", id="val-empty-line-in-the-middle"),
+        pytest.param(
+            "val.txt", set_line(6, "val_7.jpg 3"), r"val\.txt: line 7 image 'val_7\.jpg' is not named", id="val-bad-image-name"
+        ),
+        pytest.param(
+            "val.txt",
+            set_line(1, "ILSVRC2012_val_00000001.JPEG 5"),
+            r"val\.txt: line 2: ILSVRC2012_val_00000001\.JPEG repeats line 1",
+            id="val-duplicate-image",
         ),
         pytest.param(
             "val.txt", swap_first_two, r"val\.txt: line 1 names image 00000002; expected ascending order", id="val-order"
         ),
-        pytest.param("val.txt", lambda lines: lines[:-1], r"val\.txt: expected 50000 lines, found 49999", id="val-too-short"),
+        pytest.param(
+            "val.txt",
+            lambda lines: lines[:-1],
+            r"val\.txt: expected 50000 lines, found 49999 \(it ends at line 49999\)",
+            id="val-too-short",
+        ),
+        pytest.param(
+            "val.txt",
+            lambda lines: [*lines, "ILSVRC2012_val_00050001.JPEG 3"],
+            r"val\.txt: expected 50000 lines, found 50001 \(line 50001 onwards is extra\)",
+            id="val-too-long",
+        ),
         pytest.param(
             "synset_words.txt",
             lambda lines: lines[:7] + lines[8:],
@@ -187,3 +232,31 @@ def test_unexpected_archive_members_are_dropped_with_a_warning(
     assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
     assert {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]} == set(AUX_FILES)
     assert "dropping 2 unexpected member(s) of the archive, not published: README.evil, extra/notes.txt" in caplog.text
+
+
+def test_read_val_labels_parses_any_names_in_file_order(tmp_path: Path) -> None:
+    labels = tmp_path / "val_map.txt"
+    labels.write_text("b.JPEG 3\na.JPEG 0\n")
+
+    assert read_val_labels(labels, classes=4) == [("b.JPEG", 3), ("a.JPEG", 0)]
+    with pytest.raises(ValidationError, match=rf"{re.escape(str(labels))}: line 1 label 3 is outside 0\.\.2"):
+        read_val_labels(labels, classes=3)
+
+
+def test_read_val_labels_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=rf"{re.escape(str(tmp_path / 'val.txt'))}: cannot read: No such file"):
+        read_val_labels(tmp_path / "val.txt")
+
+
+def test_build_aux_with_a_malformed_val_txt_names_the_line(http_server, tmp_path: Path) -> None:
+    # Regression (issue 10 item 6): a malformed aux val.txt gave a traceback instead of a named error.
+    lines = aux_file_contents()["val.txt"].decode().splitlines()
+    lines[41] = "ILSVRC2012_val_00000042.JPEG"
+    archive = make_aux_archive(http_server.root / ARCHIVE_NAME, overrides={"val.txt": "\n".join(lines).encode() + b"\n"})
+    config = resolve_aux_config({"url": http_server.url(ARCHIVE_NAME), "md5": md5_of(archive.read_bytes())})
+    out = tmp_path / "published"
+
+    with pytest.raises(ValidationError, match=r"extracted/val\.txt: line 42 'ILSVRC2012_val_00000042\.JPEG' has no label"):
+        build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work")
+
+    assert not (out / "manifest.json").exists()

@@ -160,3 +160,45 @@ def test_training_data_to_object_storage_then_cache_hit(dag_inputs, request: pyt
     assert second.returncode == 0, second.stderr
     assert only_json(second.stdout) == env_out
     assert "cache hit" in second.stderr.lower() or "already complete" in second.stderr, second.stderr[-2000:]
+
+
+def test_unreachable_gcs_input_is_one_error_line_after_logged_retries(closed_port_url: str, tmp_path: Path) -> None:
+    # Regression (issue 10 item 6): an unreachable GCS endpoint failed only after 85-119 s, logging nothing.
+    from imagenet_ops.preprocess_samples import val_map_text
+
+    labels = tmp_path / "val_map.txt"
+    labels.write_text(val_map_text([f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 11)]))
+    args = ["preprocessed", "--subset", "1", "--images", "gs://imagenet-in/val", "--labels", str(labels)]
+    proc = run_cli(*args, "--output", str(tmp_path / "out"), env={"STORAGE_EMULATOR_HOST": closed_port_url})
+
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    retries = [line for line in proc.stderr.splitlines() if " WARNING " in line and "retrying in" in line]
+    assert [line.rpartition("(")[2] for line in retries] == ["attempt 2 of 4)", "attempt 3 of 4)", "attempt 4 of 4)"]
+    assert all(f"list via GCS endpoint {closed_port_url} failed (" in line for line in retries), retries
+    [error] = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    expected = f"ERROR imagenet_ops: sink gs://imagenet-in/val/: list via GCS endpoint {closed_port_url} failed after 4 attempts"
+    assert expected in error, error
+
+
+def test_malformed_aux_val_txt_is_one_error_line_naming_file_and_line(http_server, tmp_path: Path) -> None:
+    # Regression (issue 10 item 6): a malformed aux val.txt gave a traceback.
+    from imagenet_ops.samples import aux_file_contents
+
+    lines = aux_file_contents()["val.txt"].decode().splitlines()
+    lines[6] = "ILSVRC2012_val_00000007.JPEG 12 extra"
+    archive = make_aux_archive(http_server.root / ARCHIVE_NAME, overrides={"val.txt": "\n".join(lines).encode() + b"\n"})
+    md5 = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
+    work = tmp_path / "work"
+
+    proc = run_cli(
+        "aux", "--url", http_server.url(ARCHIVE_NAME), "--md5", md5, "--output", str(tmp_path / "aux"), "--work-dir", str(work)
+    )
+
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert error.endswith(
+        f"ERROR imagenet_ops: {work}/extracted/val.txt: line 7 'ILSVRC2012_val_00000007.JPEG 12 extra' has 3 fields; "
+        "expected '<image name> <label>'"
+    ), error
