@@ -220,7 +220,15 @@ def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
     from imagenet_ops.preprocess_config import PREPROCESS_TABLE, SUBSET_SIZES
     from imagenet_ops.preprocess_samples import plain_images, write_images_tar
     from imagenet_ops.resnet50 import MODEL_TABLE
-    from imagenet_ops.samples import aux_file_contents, make_aux_archive, make_class_tars, make_val_tar, sample_wnids, write_tar
+    from imagenet_ops.samples import (
+        aux_file_contents,
+        make_aux_archive,
+        make_class_tars,
+        make_val_tar,
+        sample_wnids,
+        training_subset,
+        write_tar,
+    )
 
     www = server.root
     archive = make_aux_archive(www / "caffe_ilsvrc12.tar.gz")
@@ -237,13 +245,12 @@ def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
     for name, data in files.items():
         (aux / name).write_bytes(data)
 
-    # Training data: a train tar of class tars whose classes are those of the first validation labels.
-    wnids = sample_wnids(NUM_CLASSES)
-    val_count = 24
-    val_labels = [wnids[int(line.split()[1])] for line in files["val.txt"].decode().splitlines()[:val_count]]
-    class_tars = make_class_tars(root / "class_tars", wnids=sorted(set(val_labels))[:6], per_class=3, width=160, height=120)
+    # Training data: 6 train classes and 24 validation images of those classes (a validation wnid
+    # that is not a train class is refused).
+    classes, val_images = training_subset(files["val.txt"].decode(), sample_wnids(NUM_CLASSES), classes=6, images=24)
+    class_tars = make_class_tars(root / "class_tars", wnids=classes, per_class=3, width=160, height=120)
     train = write_tar(root / "ILSVRC2012_img_train.tar", {p.name: p.read_bytes() for p in class_tars}, gz=False)
-    val = make_val_tar(root / "ILSVRC2012_img_val.tar", count=val_count, width=160, height=120)
+    val = make_val_tar(root / "ILSVRC2012_img_val.tar", indices=val_images, width=160, height=120)
 
     # Preprocessed set: as many images as the default size needs (the first N of the list).
     size = SUBSET_SIZES[PREPROCESS_TABLE.group("subset").default]

@@ -6,14 +6,19 @@ module reads from the bytes already in memory in a few microseconds. Only files 
 cannot be read that way (DNL height 0, malformed or truncated data) are decoded, with Pillow.
 
 Of all ImageNet files only the 23 named in :data:`CMYK_TRAIN_IMAGES` and :data:`PNG_TRAIN_IMAGES`
-get pixel work: :func:`to_rgb_jpeg` turns them into RGB JPEGs with TF/libjpeg's CMYK -> RGB
-arithmetic. Pillow and numpy are imported only there and in the decode fallback.
+get pixel work: :func:`to_rgb_jpeg` turns them into RGB JPEGs byte for byte as the reference
+does. The 22 CMYK JPEGs go through TensorFlow itself (imported there only), because the
+reference's ``decode_jpeg`` uses libjpeg's fast integer IDCT, which Pillow cannot select; the
+PNG goes through Pillow, whose decode is lossless and whose libjpeg-turbo encoder writes the
+same bytes as TF's ``encode_jpeg``. Pillow and numpy are imported only there and in the decode
+fallback.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -208,7 +213,7 @@ def _png_has_trns(data: bytes) -> bool:
 
 
 def _decoded_info(data: bytes, *, fmt: str, name: str, reason: str) -> ImageInfo:
-    im, _ = _pillow_decode(data, fmt=fmt, name=name, why=f"{reason}, and Pillow cannot decode the {fmt} either")
+    im = _pillow_decode(data, fmt=fmt, name=name, why=f"{reason}, and Pillow cannot decode the {fmt} either")
     width, height = im.size
     components = _PIL_COMPONENTS.get(im.mode, len(im.getbands()))
     if im.mode == "P":
@@ -216,28 +221,31 @@ def _decoded_info(data: bytes, *, fmt: str, name: str, reason: str) -> ImageInfo
     return ImageInfo(format=fmt, height=height, width=width, components=components, adobe="adobe" in im.info, source="decode")
 
 
-def _pillow_decode(data: bytes, *, fmt: str, name: str, why: str) -> tuple[Any, str | None]:
-    """Fully decode ``data`` with Pillow; returns the loaded image and the raw mode it was read in."""
+def _pillow_decode(data: bytes, *, fmt: str, name: str, why: str) -> Any:
+    """Fully decode ``data`` with Pillow; returns the loaded image."""
     from PIL import Image
 
     try:
         im = Image.open(io.BytesIO(data), formats=(fmt,))
-        rawmode = im.tile[0].args[0] if im.tile and im.tile[0].args else None
         im.load()
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error ... on corrupt data
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ImageError(f"{name}: {why} ({detail})") from exc
-    return im, rawmode
+    return im
 
 
 def to_rgb_jpeg(data: bytes, *, name: str, quality: int = 100) -> bytes:
-    """Re-encode a PNG, CMYK or grey image as a baseline 3-channel (RGB) JPEG, as the reference does.
+    """Re-encode a CMYK (or any) JPEG or a PNG as a baseline RGB JPEG, byte for byte as the reference does.
 
-    PNG: decoded to 3 channels (alpha dropped, 16-bit samples cut to their high byte, like TF's
-    ``decode_png(channels=3)``). CMYK/YCCK JPEG: converted the way TF/libjpeg does it, with integer
-    arithmetic on libjpeg's raw CMYK output: with an Adobe APP14 marker R = C*K/255 (likewise G, B),
-    without it R = (255-C)(255-K)/255. Grey: replicated to RGB. The result is encoded by Pillow at
-    ``quality``, 4:2:0 chroma subsampling, 300 dpi like TF's ``encode_jpeg`` (bytes differ from TF's).
+    The reference (``imagenet_to_gcs.py`` ``ImageCoder``) runs ``tf.image.decode_jpeg`` /
+    ``decode_png(channels=3)`` then ``tf.image.encode_jpeg(format='rgb', quality=100)``.
+
+    JPEG: done by TensorFlow, ``decode_jpeg(channels=3)`` with its default IDCT (libjpeg's fast
+    integer one, ``JDCT_IFAST``; Pillow always uses the accurate one, off by up to 3 levels) and
+    TF's CMYK/YCCK -> RGB conversion, then ``encode_jpeg``. A grey JPEG becomes grey RGB (the
+    reference's ``channels=0`` decode would fail on it). PNG: decoded by Pillow (alpha dropped,
+    16-bit samples cut to their high byte, like ``decode_png(channels=3)``) and encoded by Pillow
+    with TF's settings (4:2:0, 300 dpi), which gives TF's bytes: both are libjpeg-turbo.
 
     Args:
         data: the file's bytes (JPEG or PNG, whatever the name says).
@@ -254,32 +262,38 @@ def to_rgb_jpeg(data: bytes, *, name: str, quality: int = 100) -> bytes:
     if not 0 <= quality <= 100:
         raise ConfigError(f"JPEG quality must be 0-100, got {quality}")
     info = image_info(data, name=name)
-    im, rawmode = _pillow_decode(data, fmt=info.format, name=name, why=f"Pillow cannot decode the {info.format}")
-    rgb = _to_rgb(im, rawmode=rawmode, adobe=info.adobe, name=name)
+    if info.format == JPEG:
+        return _tf_rgb_jpeg(data, name=name, quality=quality)
+    im = _pillow_decode(data, fmt=info.format, name=name, why=f"Pillow cannot decode the {info.format}")
+    rgb = _to_rgb(im, name=name)
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=quality, subsampling="4:2:0", progressive=False, optimize=False, dpi=(300, 300))
     return out.getvalue()
 
 
-def _to_rgb(im: Any, *, rawmode: str | None, adobe: bool, name: str) -> Any:
+def _tf_rgb_jpeg(data: bytes, *, name: str, quality: int) -> bytes:
+    """The reference's ``cmyk_to_rgb``: TF ``decode_jpeg`` (default, fast IDCT) then ``encode_jpeg``."""
+    from imagenet_ops.native_logs import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        pixels = tf.io.decode_jpeg(data, channels=3)  # dct_method "" is JDCT_IFAST, as in the reference
+        return bytes(tf.io.encode_jpeg(pixels, format="rgb", quality=quality).numpy())
+    except tf.errors.OpError as exc:
+        detail = " ".join(re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", exc.message).split())[:200] or type(exc).__name__
+        raise ImageError(f"{name}: TensorFlow cannot decode the JPEG to re-encode it ({detail})") from exc
+
+
+def _to_rgb(im: Any, *, name: str) -> Any:
     import numpy as np
     from PIL import Image
 
     if im.mode == "RGB":
         return im
-    if im.mode == "CMYK":
-        # Pillow (checked with 13.0) loads every CMYK JPEG with raw mode "CMYK;I", i.e. it
-        # inverts the samples whatever the APP14 marker says; undo that to get libjpeg's output.
-        raw = np.asarray(im, dtype=np.uint16)
-        if rawmode == "CMYK;I":
-            raw = 255 - raw
-        cmy, k = raw[..., :3], raw[..., 3:]
-        rgb = cmy * k // 255 if adobe else (255 - cmy) * (255 - k) // 255
-        return Image.fromarray(rgb.astype(np.uint8), "RGB")
     if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey PNG: keep the high byte
         grey = (np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
         return Image.fromarray(np.repeat(grey[..., None], 3, axis=2), "RGB")
-    if im.mode in ("1", "L", "LA", "P", "PA", "RGBA", "YCbCr"):
+    if im.mode in ("1", "L", "LA", "P", "PA", "RGBA"):
         return im.convert("RGB")  # alpha and transparency are dropped, not composited
     raise ImageError(f"{name}: cannot convert Pillow mode {im.mode} to RGB")
 

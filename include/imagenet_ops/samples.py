@@ -128,13 +128,58 @@ def make_train_tar(path: Path, **kwargs: Any) -> Path:
         return write_tar(path, {p.name: p.read_bytes() for p in inner}, gz=False)
 
 
-def make_val_tar(path: Path, *, count: int, seed: int = 1, width: int = 500, height: int = 375) -> Path:
-    """Write an ``ILSVRC2012_img_val.tar``-shaped flat tar of ``ILSVRC2012_val_%08d.JPEG``."""
-    members = {
-        f"ILSVRC2012_val_{i:08d}.JPEG": imagenet_like_jpeg(seed * 7919 + i, width=width, height=height)
-        for i in range(1, count + 1)
-    }
+def make_val_tar(
+    path: Path,
+    *,
+    count: int | None = None,
+    indices: Iterable[int] | None = None,
+    seed: int = 1,
+    width: int = 500,
+    height: int = 375,
+) -> Path:
+    """Write an ``ILSVRC2012_img_val.tar``-shaped flat tar of ``ILSVRC2012_val_%08d.JPEG``.
+
+    The images are numbered 1..``count``, or ``indices`` (a subset picked by :func:`training_subset`);
+    image i has the same bytes either way.
+    """
+    if (count is None) == (indices is None):
+        raise ValueError("give count or indices")
+    numbers = range(1, count + 1) if count is not None else sorted(indices or ())
+    members = {f"ILSVRC2012_val_{i:08d}.JPEG": imagenet_like_jpeg(seed * 7919 + i, width=width, height=height) for i in numbers}
     return write_tar(Path(path), members, gz=False)
+
+
+def training_subset(val_txt: str, synsets: list[str], *, classes: int, images: int) -> tuple[list[str], list[int]]:
+    """A small train + validation subset in which every validation class is a train class.
+
+    The converters refuse a validation image whose wnid is not a train class, so a subset cannot
+    simply take the first N validation images and a few classes. This takes the classes of the
+    first validation images until there are ``classes`` of them, then the first ``images``
+    validation images labelled with one of those classes.
+
+    Args:
+        val_txt: the aux ``val.txt`` text (``ILSVRC2012_val_%08d.JPEG <label>`` lines, in order).
+        synsets: ``synsets.txt`` as a list (label k names ``synsets[k]``).
+        classes: how many train classes.
+        images: how many validation images.
+
+    Returns:
+        The sorted train class wnids and the validation image numbers (for :func:`make_val_tar`).
+
+    Raises:
+        ValueError: ``val_txt`` has fewer distinct labels or fewer images of those classes.
+    """
+    labels = [synsets[int(line.split()[1])] for line in val_txt.splitlines() if line.strip()]
+    chosen: list[str] = []
+    for wnid in labels:
+        if len(chosen) == classes:
+            break
+        if wnid not in chosen:
+            chosen.append(wnid)
+    picked = [i for i, wnid in enumerate(labels, 1) if wnid in chosen][:images]
+    if len(chosen) < classes or len(picked) < images:
+        raise ValueError(f"val.txt has {len(chosen)} classes and {len(picked)} images of them; {classes} and {images} wanted")
+    return sorted(chosen), picked
 
 
 def val_synset_labels(count: int, wnids: list[str], seed: int = 2) -> str:

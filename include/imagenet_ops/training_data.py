@@ -388,29 +388,36 @@ def resolve_val_labels(
     Order: an explicit labels file, else the aux artifact's ``val.txt`` + ``synsets.txt``, else a
     download of ``config.labels_url`` (unchecked: the file has no published md5; each line is
     validated instead). The file and the aux folder may be s3:// or gs:// URIs (read with ``store``).
+    The returned list is a :class:`~imagenet_ops.training_plan.ValLabels`: its ``source`` is the
+    file (or URI) whose line i labels image i, which later errors name.
 
     Raises:
         ValidationError: a missing or malformed labels file (named).
     """
+    remote_labels = remote_val_txt = None
     if store is not None and labels and is_remote(str(labels)):
-        labels = store.download(str(labels), Path(work_dir) / "labels" / VAL_LABELS_NAME)
+        remote_labels = str(labels)
+        labels = store.download(remote_labels, Path(work_dir) / "labels" / VAL_LABELS_NAME)
     if store is not None and aux_path and is_remote(str(aux_path)):
         local_aux = Path(work_dir) / "aux"
         for name in ("val.txt", "synsets.txt"):
             store.download(f"{str(aux_path).rstrip('/')}/{name}", local_aux / name)
+        remote_val_txt = f"{str(aux_path).rstrip('/')}/val.txt"
         aux_path = local_aux
     if labels:
         path = Path(labels)
         if not path.is_file():
             raise ValidationError(f"{path}: validation labels file not found (expected {VAL_LABELS_NAME}, one wnid per line)")
-        return read_val_labels(path), str(path)
+        return read_val_labels(path, source=remote_labels), str(path)
     if aux_path:
         aux = Path(aux_path)
         val_txt, synsets = aux / "val.txt", aux / "synsets.txt"
         for f in (val_txt, synsets):
             if not f.is_file():
                 raise ValidationError(f"{f}: not found in the aux artifact {aux} (expected val.txt and synsets.txt)")
-        return val_labels_from_aux(val_txt, synsets), f"{aux} (val.txt + synsets.txt)"
+        from_aux = val_labels_from_aux(val_txt, synsets)
+        from_aux.source = remote_val_txt or from_aux.source
+        return from_aux, f"{aux} (val.txt + synsets.txt)"
     fetched = download(
         urls=(config.labels_url,),
         dest_dir=Path(work_dir) / "labels",
@@ -437,28 +444,39 @@ def _input_digest(units: Sequence[Unit]) -> str:
 def _nvidia_units(
     *, train: Sequence[ImageRef], validation: Sequence[ImageRef], val_labels: Sequence[str], config: TrainingConfig
 ) -> list[Shard]:
-    """One unit per split in im2rec order: label = class index 0..999 over sorted wnids, seed-100 shuffle.
+    """One unit per split in im2rec order: label = folder index 0..N-1 over sorted wnids, seed-100 shuffle.
 
-    Validation images get ``<wnid>/<name>`` paths, as after ``valprep.sh``. Labels come from the
-    union of train wnids and validation label wnids (on the full set: im2rec's 0..999 in both).
+    Validation images get ``<wnid>/<name>`` paths, as after ``valprep.sh``. im2rec numbers the
+    folders that hold an image under the root it lists, so each split is numbered on its own:
+    the train classes for train, the validation images' wnids for val (the same 0..999 on the
+    full set). With train images, every validation wnid must be a train class (refused, naming
+    the labels file and line).
     """
     import random
 
-    ranks = {w: i - 1 for w, i in label_map({r.wnid for r in train} | set(val_labels)).items()}
-    out = []
-    if train and config.train_shards:
-        items = [PlanItem(r, ranks[r.wnid], r.wnid) for r in sorted(train)]
+    def rank(wnids: set[str]) -> dict[str, int]:
+        return {w: i - 1 for w, i in label_map(wnids).items()}  # 0-based, like im2rec
+
+    def im2rec(items: list[PlanItem]) -> list[PlanItem]:
+        items.sort(key=lambda i: i.ref.relpath)  # the sorted walk
         random.Random(IM2REC_SEED).shuffle(items)
-        out.append(Shard("train", 0, 1, tuple(items)))
+        return items
+
+    written_train = train if config.train_shards else []
+    out = []
+    if written_train:
+        ranks = rank({r.wnid for r in written_train})
+        out.append(Shard("train", 0, 1, tuple(im2rec([PlanItem(r, ranks[r.wnid], r.wnid) for r in written_train]))))
     if validation and config.validation_shards:
-        labelled = val_items(validation, val_labels, ranks)  # ranks: 0-based here
+        classes = {r.wnid for r in written_train} or set(val_labels)
+        labelled = val_items(validation, val_labels, rank(classes))  # refuses a wnid that is not a train class
+        # Regression (issue 10 item 11): val labels followed the union of train and label-file wnids, not val's own folders.
+        ranks = rank({i.synset for i in labelled})
         moved = [
-            PlanItem(ImageRef(f"{i.synset}/{i.ref.name}", i.ref.container, i.ref.offset, i.ref.size), i.label, i.synset)
+            PlanItem(ImageRef(f"{i.synset}/{i.ref.name}", i.ref.container, i.ref.offset, i.ref.size), ranks[i.synset], i.synset)
             for i in labelled
         ]
-        moved.sort(key=lambda i: i.ref.relpath)
-        random.Random(IM2REC_SEED).shuffle(moved)
-        out.append(Shard("validation", 0, 1, tuple(moved)))
+        out.append(Shard("validation", 0, 1, tuple(im2rec(moved))))
     return out
 
 

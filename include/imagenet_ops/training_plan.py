@@ -10,6 +10,13 @@ filesystem (not reproducible); here the list is sorted by ``<wnid>/<name>`` firs
 input always gives the same shards. Validation labels are paired by the 8-digit index in the
 file name (line i labels ``ILSVRC2012_val_%08d`` i), which equals the reference's zip of sorted
 names on the full set and cannot shift on a partial one.
+
+Labels come from the train classes whenever train images are written (the reference numbers the
+union of train wnids and every wnid of the labels file, so on a subset one validation wnid that
+is not a train class shifted every later train label); a validation image whose wnid is not a
+train class is refused, naming the labels file and line. Without train images the labels
+number every wnid of the labels file (the 1000 classes of the full file: the same labels as a
+full run). im2rec numbers the folders it lists, each split on its own (:func:`im2rec_order`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,18 +75,39 @@ class Shard:
         return cls(d["split"], int(d["index"]), int(d["count"]), tuple(PlanItem.from_list(r) for r in d["items"]))
 
 
-def read_val_labels(path: Path) -> list[str]:
-    """Read ``imagenet_2012_validation_synset_labels.txt`` (one wnid per line, line i = image i)."""
-    lines = Path(path).read_text().split()
-    bad = next((i for i, w in enumerate(lines, 1) if not _WNID.match(w)), None)
-    if bad is not None:
-        raise ValidationError(f"{path}: line {bad} {lines[bad - 1]!r} is not a wnid like n01440764")
+class ValLabels(list[str]):
+    """The validation wnids, item i - 1 naming ``ILSVRC2012_val_%08d`` i, and ``source``: the
+    file whose line i says so (the synset-labels file, or the aux ``val.txt``), for error messages."""
+
+    def __init__(self, wnids: Iterable[str], *, source: str) -> None:
+        super().__init__(wnids)
+        self.source = source
+
+
+def read_val_labels(path: Path, *, source: str | None = None) -> ValLabels:
+    """Read ``imagenet_2012_validation_synset_labels.txt`` (one wnid per line, line i = image i).
+
+    Args:
+        path: the local file.
+        source: how errors name the file (the URI it was fetched from); ``path`` by default.
+
+    Raises:
+        ValidationError: a line that is not exactly one wnid (a blank or doubled line would
+            shift every later label), or an empty file; the message names the file and line.
+    """
+    name = source or str(path)
+    lines = Path(path).read_text().splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
     if not lines:
-        raise ValidationError(f"{path}: empty validation labels file")
-    return lines
+        raise ValidationError(f"{name}: empty validation labels file")
+    for number, line in enumerate(lines, 1):
+        if not _WNID.match(line.strip()):
+            raise ValidationError(f"{name}: line {number} {line!r} is not a wnid like n01440764")
+    return ValLabels((line.strip() for line in lines), source=name)
 
 
-def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> list[str]:
+def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> ValLabels:
     """The same mapping from the aux artifact: ``val.txt`` label k names ``synsets.txt`` line k."""
     synsets = Path(synsets_txt).read_text().split()
     out = []
@@ -96,12 +124,18 @@ def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> list[str]:
             raise ValidationError(f"{val_txt}: line {number}: {tokens[0]} repeats line {seen[tokens[0]]}")
         seen[tokens[0]] = number
         out.append(synsets[int(tokens[1])])
-    return out
+    return ValLabels(out, source=str(val_txt))
 
 
 def label_map(wnids: set[str]) -> dict[str, int]:
     """``{wnid: 1 + rank}`` over the sorted wnids (labels 1..1000, 0 unused)."""
     return {w: i + 1 for i, w in enumerate(sorted(wnids))}
+
+
+def reference_label_map(*, train: Sequence[ImageRef], val_labels: Sequence[str]) -> dict[str, int]:
+    """The reference's ``{wnid: 1..N}``: over the train classes when train images are given, else
+    over every wnid of the labels file (on the full file: the 1000 classes, as in a full run)."""
+    return label_map({r.wnid for r in train} or set(val_labels))
 
 
 def chunk(items: Sequence[PlanItem], split: str, shards: int) -> list[Shard]:
@@ -110,8 +144,19 @@ def chunk(items: Sequence[PlanItem], split: str, shards: int) -> list[Shard]:
     return [Shard(split, k, shards, tuple(items[k * size : (k + 1) * size])) for k in range(shards)]
 
 
-def val_items(refs: Sequence[ImageRef], labels: Sequence[str], mapping: dict[str, int]) -> list[PlanItem]:
-    """Label each validation image by the index in its name; errors name the image and the file length."""
+def val_synsets(refs: Sequence[ImageRef], labels: Sequence[str], *, classes: Collection[str] | None = None) -> list[str]:
+    """The wnid of each validation image (in ``refs`` order), by the index in its name.
+
+    Args:
+        refs: ``ILSVRC2012_val_%08d.JPEG`` images.
+        labels: line i - 1 names image i (a :class:`ValLabels` names its file in errors).
+        classes: the train classes, when train images are written; every image's wnid must be one.
+
+    Raises:
+        ValidationError: an image with another name, labels shorter than an image's index, or a
+            wnid that is not in ``classes``; the message names the image, the file and the line.
+    """
+    source = getattr(labels, "source", "validation labels")
     out = []
     for ref in refs:
         m = _VAL_INDEX.search(ref.name)
@@ -119,9 +164,26 @@ def val_items(refs: Sequence[ImageRef], labels: Sequence[str], mapping: dict[str
             raise ValidationError(f"{ref.container}: {ref.name} is not named ILSVRC2012_val_%08d.JPEG; cannot find its label")
         i = int(m.group(1))
         if i > len(labels):
-            raise ValidationError(f"validation labels hold {len(labels)} lines but image {ref.name} needs line {i}")
-        out.append(PlanItem(ref, mapping[labels[i - 1]], labels[i - 1]))
+            raise ValidationError(f"{source}: validation labels hold {len(labels)} lines but image {ref.name} needs line {i}")
+        wnid = labels[i - 1]
+        if classes is not None and wnid not in classes:
+            # Regression (issue 10 item 4): a validation wnid that is not a train class shifted every later train label.
+            raise ValidationError(
+                f"{source}: line {i} gives {ref.name} the wnid {wnid}, which is not one of the {len(classes)} train classes "
+                f"({_span(classes)}); give the train images of that class, or leave that validation image out"
+            )
+        out.append(wnid)
     return out
+
+
+def _span(wnids: Collection[str]) -> str:
+    ordered = sorted(wnids)
+    return ", ".join(ordered) if len(ordered) <= 3 else f"{ordered[0]} .. {ordered[-1]}"
+
+
+def val_items(refs: Sequence[ImageRef], labels: Sequence[str], mapping: dict[str, int]) -> list[PlanItem]:
+    """Label each validation image by the index in its name with ``mapping`` (wnids outside it are refused)."""
+    return [PlanItem(ref, mapping[w], w) for ref, w in zip(refs, val_synsets(refs, labels, classes=mapping), strict=True)]
 
 
 def plan_reference(
@@ -132,8 +194,15 @@ def plan_reference(
     train_shards: int,
     validation_shards: int,
 ) -> list[Shard]:
-    """The reference converter's shards (train first, then validation). A split with no images or 0 shards is left out."""
-    mapping = label_map({r.wnid for r in train} | set(val_labels))
+    """The reference converter's shards (train first, then validation). A split with no images or 0 shards is left out.
+
+    Labels are :func:`reference_label_map`'s: the train classes when train shards are written.
+
+    Raises:
+        ValidationError: a validation image not labelled by ``val_labels``, or labelled with a wnid
+            that is not a train class (naming the labels file and line).
+    """
+    mapping = reference_label_map(train=train if train_shards else (), val_labels=val_labels)
     shards: list[Shard] = []
     if train and train_shards:
         ordered = sorted(train)
@@ -147,6 +216,9 @@ def plan_reference(
 
 def im2rec_order(refs: Sequence[ImageRef], *, seed: int = IM2REC_SEED) -> list[tuple[int, ImageRef, int]]:
     """im2rec ``--list --recursive``: sorted walk, label = class index 0..999, idx in walk order, ``seed`` shuffle.
+
+    The labels number the folders of ``refs`` (``<wnid>/<name>``) that hold an image, as
+    im2rec's ``list_image`` numbers the folders under the root it lists: each split on its own.
 
     Returns ``(idx, ref, label)`` in the order records are written.
     """

@@ -19,8 +19,6 @@ from imagenet_ops.image_header import (
     CMYK_TRAIN_IMAGES,
     PNG_TRAIN_IMAGES,
     ImageInfo,
-    _pillow_decode,
-    _to_rgb,
     image_info,
     needs_conversion,
     to_rgb_jpeg,
@@ -249,15 +247,26 @@ def test_to_rgb_jpeg_matches_tensorflow_pixels(images, tf, name):
     assert diff < 3, f"{name}: mean abs diff {diff:.2f} against TF's decode"
 
 
-@pytest.mark.parametrize("name", ["cmyk-adobe.JPEG", "cmyk-plain.JPEG"])
-def test_cmyk_conversion_is_libjpeg_arithmetic_exactly(images, tf, name):
-    # Pillow hands back inverted CMYK whatever the APP14 marker says; undone, the integer formula
-    # equals TF's output bit for bit (with the same, accurate IDCT).
+@pytest.mark.parametrize("name", ["rgb.JPEG", "cmyk-adobe.JPEG", "cmyk-plain.JPEG"])
+def test_jpeg_pixels_are_tf_default_decode_not_the_accurate_idct(images, tf, name):
+    # Regression (issue 10 item 11): CMYK files were re-encoded after Pillow's accurate-IDCT decode;
+    # the reference decodes with TF's default, the fast integer IDCT, so pixels were off by up to 3.
     data = images[name]
-    im, rawmode = _pillow_decode(data, fmt="JPEG", name=name, why="test")
-    assert rawmode == "CMYK;I"
-    rgb = np.asarray(_to_rgb(im, rawmode=rawmode, adobe=image_info(data, name=name).adobe, name=name))
-    assert np.array_equal(rgb, tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy())
+    out = tf.io.decode_jpeg(to_rgb_jpeg(data, name=name), channels=3).numpy()
+    fast = tf.io.decode_jpeg(data, channels=3).numpy()
+    accurate = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+    assert not np.array_equal(fast, accurate)  # the two IDCTs differ on these images
+    assert np.array_equal(fast, tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST").numpy())
+    assert to_rgb_jpeg(data, name=name) == tf.io.encode_jpeg(fast, format="rgb", quality=100).numpy()
+    assert out.shape == fast.shape
+
+
+def test_pillow_decodes_with_the_accurate_idct(images, tf):
+    # Why JPEGs are re-encoded by TF: Pillow offers no IDCT choice and always matches INTEGER_ACCURATE.
+    data = images["rgb.JPEG"]
+    pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(pillow, tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy())
+    assert not np.array_equal(pillow, tf.io.decode_jpeg(data, channels=3).numpy())
 
 
 def test_pillow_convert_is_wrong_for_cmyk_without_adobe_marker(images, tf):
@@ -280,6 +289,10 @@ def test_to_rgb_jpeg_errors_name_the_file(images):
         to_rgb_jpeg(b"garbage", name="n03_9.JPEG")
     with pytest.raises(ImageError, match=r"^n03_9\.JPEG: no EOI marker"):
         to_rgb_jpeg(images["cmyk-adobe.JPEG"][:-100], name="n03_9.JPEG")
+    broken = bytearray(images["cmyk-adobe.JPEG"])
+    broken[broken.index(b"\xff\xc0") + 12] = 3  # component 1 names quantisation table 3, which is not defined
+    with pytest.raises(ImageError, match=r"^n03_9\.JPEG: TensorFlow cannot decode the JPEG to re-encode it \(jpeg::Uncompress"):
+        to_rgb_jpeg(bytes(broken), name="n03_9.JPEG")
 
 
 # -- the reference's name lists ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -11,11 +12,13 @@ from imagenet_ops.imagenet_sources import ImageRef
 from imagenet_ops.training_plan import (
     PlanItem,
     Shard,
+    ValLabels,
     chunk,
     im2rec_order,
     label_map,
     plan_reference,
     read_val_labels,
+    reference_label_map,
     val_labels_from_aux,
 )
 
@@ -135,3 +138,75 @@ def test_bad_aux_val_lines_are_refused_naming_file_and_line(tmp_path, line, mess
     val.write_text(f"ILSVRC2012_val_00000001.JPEG 0\n{line}\n")
     with pytest.raises(ValidationError, match=rf"val.txt: line 2.*{message}"):
         val_labels_from_aux(val, synsets)
+
+
+# -- labels come from the train classes (issue 10 item 4) ---------------------------------------
+
+
+def _labels_file(tmp_path, wnids: list[str]) -> ValLabels:
+    path = tmp_path / "imagenet_2012_validation_synset_labels.txt"
+    path.write_text("".join(w + "\n" for w in wnids))
+    return read_val_labels(path)
+
+
+def test_train_labels_ignore_wnids_of_the_labels_file_that_label_no_given_image(tmp_path):
+    # Regression (issue 10 item 4): labels were numbered over train + every labels-file wnid.
+    labels = _labels_file(tmp_path, [WNIDS[1], WNIDS[3], "n01000000", "n09999999"])  # images 3, 4 are not given
+    shards = plan_reference(train=_train_refs(1), validation=_val_refs(2), val_labels=labels, train_shards=1, validation_shards=1)
+    items = [i for s in shards for i in s.items]
+    assert {i.synset: i.label for i in items} == label_map(set(WNIDS))
+
+
+def test_a_validation_wnid_that_is_not_a_train_class_names_the_labels_file_and_line(tmp_path):
+    # Regression (issue 10 item 4): a validation wnid that is not a train class shifted every later train label.
+    labels = _labels_file(tmp_path, [WNIDS[0], "n01443000", WNIDS[2]])
+    with pytest.raises(
+        ValidationError,
+        match=rf"^{re.escape(str(tmp_path))}/imagenet_2012_validation_synset_labels\.txt: "
+        r"line 2 gives ILSVRC2012_val_00000002\.JPEG the wnid n01443000, "
+        r"which is not one of the 4 train classes \(n01440764 \.\. n15075141\)",
+    ):
+        plan_reference(train=_train_refs(1), validation=_val_refs(3), val_labels=labels, train_shards=2, validation_shards=1)
+
+
+def test_a_validation_wnid_that_is_not_a_train_class_names_the_aux_val_txt_line(tmp_path):
+    (tmp_path / "synsets.txt").write_text("\n".join([*WNIDS, "n16000000"]) + "\n")
+    (tmp_path / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\nILSVRC2012_val_00000002.JPEG 4\n")
+    labels = val_labels_from_aux(tmp_path / "val.txt", tmp_path / "synsets.txt")
+    with pytest.raises(
+        ValidationError,
+        match=rf"^{re.escape(str(tmp_path))}/val\.txt: line 2 gives ILSVRC2012_val_00000002\.JPEG the wnid n16000000",
+    ):
+        plan_reference(train=_train_refs(1), validation=_val_refs(2), val_labels=labels, train_shards=1, validation_shards=1)
+
+
+def test_without_train_images_every_wnid_of_the_labels_file_is_numbered(tmp_path):
+    # Documented: validation alone keeps the labels a full run gives (the 1000 classes of the full file).
+    labels = _labels_file(tmp_path, [WNIDS[3], WNIDS[0], WNIDS[2], WNIDS[1]])
+    for train in ([], _train_refs(1)):  # train given but not written (0 shards) is the same
+        shards = plan_reference(train=train, validation=_val_refs(2), val_labels=labels, train_shards=0, validation_shards=1)
+        assert [(i.synset, i.label) for s in shards for i in s.items] == [(WNIDS[3], 4), (WNIDS[0], 1)]
+    assert reference_label_map(train=[], val_labels=labels) == label_map(set(WNIDS))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("n01440764\n\nn01443537\n", r"line 2 '' is not a wnid"),
+        ("n01440764\nn01443537 n02105855\n", r"line 2 'n01443537 n02105855' is not a wnid"),
+        ("\n\n", "empty validation labels file"),
+    ],
+)
+def test_labels_file_lines_are_one_wnid_each(tmp_path, text, message):
+    # Regression: the file was split on any whitespace, so a blank or doubled line shifted every later label.
+    path = tmp_path / "labels.txt"
+    path.write_text(text)
+    with pytest.raises(ValidationError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_val_labels(path)
+
+
+def test_labels_file_tolerates_crlf_and_trailing_blank_lines(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_bytes(b"n01440764\r\nn01443537\r\n\r\n")
+    labels = read_val_labels(path, source="s3://bucket/labels.txt")
+    assert labels == ["n01440764", "n01443537"] and labels.source == "s3://bucket/labels.txt"
