@@ -3,7 +3,10 @@
 Every reference function gives the bytes MLPerf inference ``dataset.py`` + ``np.save`` give for
 the same file, by doing the same arithmetic in a cheaper order:
 
-* decode with ``cv2.imdecode`` from bytes already in memory (the decoder ``cv2.imread`` uses);
+* decode with ``cv2.imdecode`` from bytes already in memory (the decoder ``cv2.imread`` uses),
+  after :func:`imagenet_ops.image_verify.verify_image` has decoded the file fully: OpenCV returns
+  the rows it got even when libjpeg gave up with an error, so a JPEG corrupted mid-scan gave a
+  garbage output instead of a bad image;
 * resize in BGR order and swap channels while copying the crop (``cvtColor`` and both resizes
   work per channel, so the order of the channels cannot change a value);
 * cast and subtract on the 224x224 crop only, straight into the output layout (C-contiguous);
@@ -84,12 +87,20 @@ def check_complete(data: bytes, name: str) -> None:
 def decode_bgr(data: bytes, name: str) -> np.ndarray:
     """Decode like ``cv2.imread(path)``: 3-channel BGR uint8 (grayscale, CMYK and PNG content included).
 
+    The bytes are verified by a full decode first (what TensorFlow's ``decode_jpeg`` refuses is
+    refused here, see :mod:`imagenet_ops.image_verify`).
+
     Raises:
-        ImageError: empty, truncated or undecodable data (the message names the image).
+        ImageError: empty, truncated, corrupt or undecodable data (the message names the image).
     """
     import cv2
 
+    from imagenet_ops.image_verify import verify_image
+
     check_complete(data, name)
+    if data.startswith((_JPEG_SOI, _PNG_SIGNATURE)):  # anything else: OpenCV names what it cannot read
+        # Regression (issue 10 item 4): a JPEG corrupted mid-scan became a garbage .npy, "0 bad".
+        verify_image(data, name=name)
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -423,7 +434,8 @@ def run_batch(pre: Preprocessor, reader: Any, out_dir: str | None, batch: Batch)
                 data = reader.read(ImageRef(name, container, offset, size))
             enc = pre.encode(data, name)
         except ImageError as exc:
-            results.append(ImageResult(name, error=str(exc)))
+            member = container and not container.endswith(name)  # a tar member: name the tar too
+            results.append(ImageResult(name, error=f"{container}: {exc}" if member else str(exc)))
             continue
         if out_dir is not None:
             write_atomic(out_dir, enc)

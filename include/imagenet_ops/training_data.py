@@ -240,11 +240,16 @@ def resolve_training_config(
 
 @dataclass(frozen=True)
 class Unit:
-    """One output of the plan: a TFRecord shard, or a RecordIO split (``.lst``/``.rec``/``.idx``)."""
+    """One output of the plan: a TFRecord shard, or a RecordIO split (``.lst``/``.rec``/``.idx``).
+
+    ``md5_verified``: every image comes from a tar whose md5 matched the published ImageNet md5,
+    so the writer packs it after a header check only; otherwise each image is fully decoded first.
+    """
 
     shard: Shard
     implementation: str
     layout: str
+    md5_verified: bool = False
 
     @property
     def name(self) -> str:
@@ -313,6 +318,7 @@ class TrainingPlan:
             "labels_source": self.labels_source,
             "upstream": self.upstream,
             "units": [u.shard.as_dict() for u in self.units],
+            "md5_verified": [i for i, u in enumerate(self.units) if u.md5_verified],
         }
         return gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), compresslevel=3, mtime=0)
 
@@ -320,7 +326,8 @@ class TrainingPlan:
     def from_bytes(cls, raw: bytes) -> TrainingPlan:
         d = json.loads(gzip.decompress(raw))
         config = TrainingConfig.from_params(d["config"])
-        units = [Unit(Shard.from_dict(s), config.implementation, config.layout) for s in d["units"]]
+        verified = set(d.get("md5_verified", ()))
+        units = [Unit(Shard.from_dict(s), config.implementation, config.layout, i in verified) for i, s in enumerate(d["units"])]
         return cls(config, units, d["counts"], d["classes"], d["labels_source"], d["upstream"])
 
 
@@ -537,7 +544,27 @@ def plan_training(
             train_shards=config.train_shards if want_train else 0,
             validation_shards=config.validation_shards if want_val else 0,
         )
-    units = [Unit(s, config.implementation, config.layout) for s in shards]
+    # Only bytes whose tar matched the *published* md5 are known to decode; a user-given md5 proves
+    # the bytes are the user's, not that they are good. Units of those tars skip the full decode.
+    published = {TRAIN_TAR_MD5, VAL_TAR_MD5}
+    trusted = {
+        str(path) if is_remote(str(path)) else str(Path(path))
+        for path, md5 in (checked or {}).items()
+        if str(md5).lower() in published
+    }
+    units = [
+        Unit(s, config.implementation, config.layout, bool(s.items) and all(i.ref.container in trusted for i in s.items))
+        for s in shards
+    ]
+    if checked:
+        fast = [u for u in units if u.md5_verified]
+        log.info(
+            "plan: %d of %d units come only from tars whose md5 matched the published ImageNet md5 (%s): "
+            "header check only; the other units' images are fully decoded",
+            len(fast),
+            sum(1 for u in units if u.shard.items),
+            ", ".join(sorted(trusted)) or "none",
+        )
     counts = {"train": len(train_refs), "validation": len(val_refs)}
     classes = len({item.synset for u in units for item in u.shard.items})
     upstream = {"input_digest": _input_digest(units), "counts": counts, **({"md5": dict(checked)} if checked else {})}
@@ -604,7 +631,16 @@ def load_plan(sink: Sink) -> TrainingPlan:
 
 
 def _write_recordio(unit: Unit, out_dir: Path, reader: ImageReader) -> UnitResult:
-    """Write ``<split>.rec/.idx/.lst`` the way im2rec ``--pass-through`` does (raw bytes, list order)."""
+    """Write ``<split>.rec/.idx/.lst`` the way im2rec ``--pass-through`` does (raw bytes, list order).
+
+    Each image is fully decoded first unless ``unit.md5_verified`` (:func:`imagenet_ops.image_verify.verify_image`).
+
+    Raises:
+        ImageError: an image TensorFlow could not decode (names the tar and the member); no file is left.
+    """
+    from imagenet_ops.image_verify import verify_image
+    from imagenet_ops.training_shards import image_name
+
     items = unit.shard.items
     idx_of = {r: i for i, r in enumerate(sorted(i.ref.relpath for i in items))}
     tag = uuid.uuid4().hex[:8]
@@ -614,6 +650,8 @@ def _write_recordio(unit: Unit, out_dir: Path, reader: ImageReader) -> UnitResul
     try:
         with RecordIOWriter(rec, idx) as writer, open(lst, "w", encoding="utf-8", newline="\n") as lst_fh:
             for item, (_, data) in zip(items, reader.read_many(i.ref for i in items), strict=True):
+                if not unit.md5_verified:
+                    verify_image(data, name=image_name(item.ref))
                 key = idx_of[item.ref.relpath]
                 writer.write(key, pack_irheader(float(item.label), key) + data)
                 lst_fh.write(lst_line(key, float(item.label), item.ref.relpath))
@@ -625,17 +663,24 @@ def _write_recordio(unit: Unit, out_dir: Path, reader: ImageReader) -> UnitResul
     finally:
         for t in tmp.values():
             t.unlink(missing_ok=True)
-    log.info("%s", progress.line())
+    log.info("%s; %s", progress.line(), "header check only (md5 matched)" if unit.md5_verified else "fully decoded")
     return UnitResult(unit.name, unit.shard.split, len(items), tuple(files), 0, False, plan_digest(unit.shard))
 
 
 def _write_local(unit: Unit, out_dir: Path, store: Any = None) -> UnitResult:
-    """Write one unit's files into ``out_dir`` (temp names, renamed when complete)."""
+    """Write one unit's files into ``out_dir`` (temp names, renamed when complete).
+
+    The images are verified here, inside the unit, so the verification runs in the pool workers.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    if unit.md5_verified and unit.shard.items:
+        log.info("%s: fast path: its tars' md5 matched the published ImageNet md5; header check only, no full decode", unit.name)
     with ImageReader(store=store) as reader:
         if unit.implementation == "nvidia":
             return _write_recordio(unit, out_dir, reader)
-        r: ShardResult = write_tfrecord_shard(shard=unit.shard, out_dir=out_dir, reader=reader, done_record=False)
+        r: ShardResult = write_tfrecord_shard(
+            shard=unit.shard, out_dir=out_dir, reader=reader, done_record=False, verify=not unit.md5_verified
+        )
     return UnitResult(
         unit.name,
         unit.shard.split,
@@ -689,9 +734,15 @@ def _checksum(path: Path, kind_and_value: str) -> str | None:
     return None
 
 
-def _write_unit_job(unit_dict: dict[str, Any], implementation: str, layout: str, out_dir: str) -> dict[str, Any]:
-    """Process-pool entry point (local files only; uploads stay in the parent)."""
-    unit = Unit(Shard.from_dict(unit_dict), implementation, layout)
+def _write_unit_job(
+    unit_dict: dict[str, Any], implementation: str, layout: str, out_dir: str, md5_verified: bool = False
+) -> dict[str, Any]:
+    """Process-pool entry point (local files only; uploads stay in the parent).
+
+    ``md5_verified`` is :attr:`Unit.md5_verified` (the shard dict does not carry it); without it
+    the worker decodes every image fully, which is always safe.
+    """
+    unit = Unit(Shard.from_dict(unit_dict), implementation, layout, md5_verified)
     return _write_local(unit, Path(out_dir)).as_dict()
 
 

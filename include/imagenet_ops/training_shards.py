@@ -1,7 +1,9 @@
 """Write the planned shards: TFRecords for the reference converter, without TensorFlow.
 
 Each shard is read straight from the source tars, written under a temporary name and renamed
-when complete, so a killed or retried writer never leaves a partial shard. A sidecar
+when complete, so a killed or retried writer never leaves a partial shard. Every image is fully
+decoded first (:func:`imagenet_ops.image_verify.verify_image`), unless its tar's md5 matched the
+published ImageNet md5 (then the header is enough: those bytes are known to decode). A sidecar
 ``.<shard>.done.json`` records the shard's plan digest, record count, size and checksum; a re-run
 skips a shard whose file still matches it.
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.image_header import image_info, needs_conversion, to_rgb_jpeg
-from imagenet_ops.imagenet_sources import ImageReader
+from imagenet_ops.image_verify import verify_image
+from imagenet_ops.imagenet_sources import ImageReader, ImageRef
 from imagenet_ops.progress import Progress
 from imagenet_ops.tfrecord_format import CorruptRecordError, TFRecordWriter, imagenet_example_parts, tfrecord_checksum
 from imagenet_ops.training_plan import Shard
@@ -39,6 +42,11 @@ class ShardResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def image_name(ref: ImageRef) -> str:
+    """How errors name an image: ``<tar>: <wnid>/<name>`` for a tar member, the path for a file of its own."""
+    return ref.container if ref.container.endswith(ref.name) else f"{ref.container}: {ref.relpath}"
 
 
 def plan_digest(shard: Shard) -> str:
@@ -68,7 +76,7 @@ def completed_shard(shard: Shard, out_dir: Path) -> ShardResult | None:
 
 
 def write_tfrecord_shard(
-    *, shard: Shard, out_dir: Path, reader: ImageReader | None = None, done_record: bool = True
+    *, shard: Shard, out_dir: Path, reader: ImageReader | None = None, done_record: bool = True, verify: bool = True
 ) -> ShardResult:
     """Write one reference-format TFRecord shard into ``out_dir`` (skipped if already complete).
 
@@ -76,9 +84,12 @@ def write_tfrecord_shard(
     re-encoded as RGB JPEG quality 100. Height and width come from the image header.
     ``done_record=False`` leaves skipping and the done-record to the caller (the sink-level
     writer in :mod:`imagenet_ops.training_data` keeps them next to the shard in any sink).
+    ``verify`` decodes every image fully first; ``False`` only for bytes known to be good (a tar
+    whose md5 matched the published one).
 
     Raises:
-        ImageError: a file that is neither JPEG nor PNG (named).
+        ImageError: a file that is neither JPEG nor PNG, or (``verify``) one TensorFlow could not
+            decode; the message names the tar and the member. No shard file is left then.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,10 +105,13 @@ def write_tfrecord_shard(
     try:
         with TFRecordWriter(tmp) as writer:
             for item, (_, data) in zip(shard.items, reader.read_many(i.ref for i in shard.items), strict=True):
+                name = image_name(item.ref)
+                if verify:
+                    verify_image(data, name=name)
                 if needs_conversion(item.ref.name, split=shard.split):
-                    data = to_rgb_jpeg(data, name=item.ref.relpath)
+                    data = to_rgb_jpeg(data, name=name)
                     converted += 1
-                info = image_info(data, name=item.ref.relpath)
+                info = image_info(data, name=name)
                 writer.write_parts(
                     imagenet_example_parts(
                         encoded=data,
@@ -118,5 +132,6 @@ def write_tfrecord_shard(
     result = ShardResult(shard.name, len(shard.items), size, crc, converted)
     if done_record:
         _done_path(out_dir, shard).write_text(json.dumps({**result.as_dict(), "plan_digest": plan_digest(shard)}))
-    log.info("%s; wrote %s (%d records, %d converted)", progress.line(), shard.name, result.records, converted)
+    checked = "fully decoded" if verify else "header check only (md5 matched)"
+    log.info("%s; wrote %s (%d records, %d converted; %s)", progress.line(), shard.name, result.records, converted, checked)
     return result

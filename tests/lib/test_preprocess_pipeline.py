@@ -487,3 +487,39 @@ def test_a_cache_hit_verifies_the_outputs_and_rebuilds_damage(inputs, tmp_path: 
     assert not second.publish.cache_hit
     assert target.read_bytes() == good
     assert second.publish.cache_key == first.publish.cache_key and second.env == first.env
+
+
+# -- corrupt JPEGs (issue 10 item 4) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["folder", "tar"])
+def test_a_jpeg_corrupted_mid_scan_fails_with_its_name(inputs, tmp_path: Path, source: str) -> None:
+    # Regression (issue 10 item 4): OpenCV decoded the rows above the damage, a garbage .npy was published, "0 bad".
+    from jpeg_damage import stray_marker
+
+    images = {n: (inputs["folder"] / n).read_bytes() for n in sorted(p.name for p in inputs["folder"].iterdir())}
+    images[val_name(2)] = stray_marker(images[val_name(2)])
+    inputs = {**inputs, "folder": write_folder(tmp_path / "damaged", images)}
+    inputs["tar"] = write_images_tar(tmp_path / "damaged.tar", images)
+    where = rf"{re.escape(str(inputs['tar']))}: " if source == "tar" else ""
+    with pytest.raises(ImageError, match=rf"{where}{val_name(2)}: corrupt JPEG: a full decode fails"):
+        _build(resolve_preprocess_config({"size": 4}), inputs, source, tmp_path / "o", workers=2)
+    assert not (tmp_path / "o" / MANIFEST_NAME).exists()
+
+
+def test_skip_bad_images_lists_a_corrupt_jpeg(inputs, tmp_path: Path) -> None:
+    # Regression (issue 10 item 4): the corrupt file became a .npy and the run reported "0 bad".
+    from jpeg_damage import stray_marker, truncated_then_eoi
+
+    path = inputs["folder"] / val_name(3)
+    path.write_bytes(stray_marker(path.read_bytes()))
+    repaired = inputs["folder"] / val_name(4)  # damage libjpeg repairs with a warning: kept, as TF would decode it
+    repaired.write_bytes(truncated_then_eoi(repaired.read_bytes()))
+    out = tmp_path / "out"
+    result = _build(resolve_preprocess_config({"size": 5, "skip_bad_images": True}), inputs, "folder", out)
+    report = (out / BAD_IMAGES).read_text().splitlines()
+    assert [line.split("\t")[0] for line in report] == [val_name(3)]
+    assert "corrupt JPEG: a full decode fails" in report[0]
+    assert not (out / f"{val_name(3)}.npy").exists() and (out / f"{val_name(4)}.npy").exists()
+    assert read_manifest(LocalSink(out))["outputs"] == {"count": 4, "bad": [val_name(3)]}
+    assert result.env["CM_DATASET_SIZE"] == "4"

@@ -552,3 +552,74 @@ def test_a_cache_hit_verifies_the_shards_and_repairs_the_damaged_one(data, tmp_p
     assert kept == mtimes, "only the damaged shard is rewritten"
     assert again.publish.cache_key == first.publish.cache_key and again.env == first.env
     assert json.loads((out / "manifest.json").read_text())["cache_key"] == first.publish.cache_key
+
+
+# -- corrupt JPEGs and the md5 fast path (issue 10 item 4) ------------------------------------------
+
+
+def _train_with_a_corrupt_jpeg(root: Path) -> tuple[Path, str]:
+    """A 2-class ILSVRC2012_img_train.tar whose n01739381_9.JPEG is corrupted mid-scan (header intact)."""
+    from jpeg_damage import stray_marker
+
+    name = f"{WNIDS[1]}_9.JPEG"
+    bad = stray_marker(imagenet_like_jpeg(9, width=64, height=48))
+    train = make_train_tar(
+        root / "ILSVRC2012_img_train.tar", wnids=WNIDS[:2], per_class=3, width=64, height=48, files={name: bad}
+    )
+    return train, f"{WNIDS[1]}/{name}"
+
+
+@pytest.mark.parametrize(("variations", "workers"), [(None, 1), (None, 2), ("_nvidia", 1)])
+def test_a_jpeg_corrupted_mid_scan_is_named_and_nothing_is_published(tmp_path, variations, workers):
+    # Regression (issue 10 item 4): the header check passed it, it was packed, and decode_jpeg failed in training.
+    import re
+
+    train, member = _train_with_a_corrupt_jpeg(tmp_path)
+    out = tmp_path / "o"
+    config = resolve_training_config({"train_shards": 2, "validation_shards": 0}, variations=variations)
+    with pytest.raises(ImageError, match=rf"{re.escape(str(train))}: {member}: corrupt JPEG: a full decode fails"):
+        build_training_data(config=config, sink=LocalSink(out), train=train, validation=None, work_dir=tmp_path, workers=workers)
+    assert not (out / "manifest.json").exists()
+    holder = next(u for u in load_plan(LocalSink(out)).units if member in {i.ref.relpath for i in u.shard.items})
+    assert not any((out / f).exists() for f in holder.files), "the unit holding the corrupt image is not written"
+    assert not [p.name for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from imagenet_ops import training_data
+    from imagenet_ops.digests import file_digests
+
+    verified = _build(data, tmp_path / "full", tmp_path / "w0")
+    # The published ImageNet md5s pointed at the fixture tars (the real ones are 146 GB).
+    monkeypatch.setattr(training_data, "TRAIN_TAR_MD5", file_digests(data["train"]).md5)
+    monkeypatch.setattr(training_data, "VAL_TAR_MD5", file_digests(data["val"]).md5)
+    caplog.set_level(logging.INFO, logger="imagenet_ops")
+    fast = _build(data, tmp_path / "fast", tmp_path / "w1", check_md5=True)
+
+    assert "plan: 5 of 5 units come only from tars whose md5 matched the published ImageNet md5" in caplog.text
+    lines = [r.getMessage() for r in caplog.records if "fast path" in r.getMessage()]
+    assert sorted(line.split(":")[0] for line in lines) == sorted(f["path"] for f in fast.publish.manifest["files"])
+    written = [r.getMessage() for r in caplog.records if r.name == "imagenet_ops.training_shards"]
+    assert len(written) == 5 and all(line.endswith("header check only (md5 matched))") for line in written), written
+    assert all(u.md5_verified for u in load_plan(LocalSink(tmp_path / "fast")).units), "kept in the stored plan"
+    assert [(f["path"], f["checksum"]) for f in fast.publish.manifest["files"]] == [
+        (f["path"], f["checksum"]) for f in verified.publish.manifest["files"]
+    ], "the same bytes either way"
+
+
+def test_a_user_given_md5_that_matches_still_gets_the_full_decode(tmp_path, caplog):
+    import logging
+
+    from imagenet_ops.digests import file_digests
+
+    train, member = _train_with_a_corrupt_jpeg(tmp_path)
+    config = resolve_training_config(
+        {"train_shards": 2, "validation_shards": 0, "check_md5": True, "train_md5": file_digests(train).md5}
+    )
+    caplog.set_level(logging.INFO, logger="imagenet_ops")
+    with pytest.raises(ImageError, match=rf"{member}: corrupt JPEG"):
+        build_training_data(config=config, sink=LocalSink(tmp_path / "o"), train=train, validation=None, work_dir=tmp_path)
+    assert "md5 " in caplog.text and "OK" in caplog.text
+    assert "plan: 0 of 2 units come only from tars whose md5 matched the published ImageNet md5" in caplog.text
