@@ -17,7 +17,8 @@ overridable). Labels: ``val_map`` (the aux ``val.txt``) or the aux artifact fold
 Flow: resolve -> inputs (downloads) -> select (first N of the list, cache check, chunks stored
 in the sink) -> preprocess (mapped over ``chunks``; each task reads its images and writes its
 outputs to the sink with ``workers`` processes) -> finalize (list files, ``val_map.txt``,
-manifest) -> cleanup. Output (XCom of ``finalize``): the ``CM_DATASET_*`` env dict.
+manifest) -> cleanup, release of the output's lease
+(README "One run per output"). Output (XCom of ``finalize``): the ``CM_DATASET_*`` env dict.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from imagenet_operators import (
     PreprocessFinalizeOperator,
     PreprocessInputsOperator,
     PreprocessSelectOperator,
+    ReleaseOutputLeaseOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
 from imagenet_ops.preprocess_config import ARTIFACT, PREPROCESS_TABLE
@@ -94,9 +96,8 @@ with DAG(
             "chunks": params["chunks"],
         }
 
-    inputs = PreprocessInputsOperator(
-        task_id="inputs", task_display_name="Fetch inputs", job=resolve(), pool="imagenet_downloads"
-    )
+    job = resolve()
+    inputs = PreprocessInputsOperator(task_id="inputs", task_display_name="Fetch inputs", job=job, pool="imagenet_downloads")
     selection = PreprocessSelectOperator(task_id="select", task_display_name="Select images, check cache", job=inputs.output)
 
     @task(task_display_name="Chunk list")
@@ -126,6 +127,8 @@ with DAG(
         shutil.rmtree(job["work_dir"], ignore_errors=True)
 
     processed >> finalize >> cleanup(inputs.output)
+    # whatever happened upstream, the output is free again for the next run (its lease would expire otherwise)
+    finalize >> ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ download from ``labels_url``.
 Flow: resolve -> md5 check (optional) -> plan (global order, stored in the sink) -> write shards
 (mapped over ``parallel_tasks`` groups; each task uses ``workers`` processes, writes every
 shard under a temporary name and skips complete ones on retries) -> finalize (record counts per
-shard, manifest) -> cleanup. Output (XCom of ``finalize``): the ``CM_MLPERF_TRAINING_*`` env dict.
+shard, manifest) -> cleanup, release of the output's lease
+(README "One run per output"). Output (XCom of ``finalize``): the ``CM_MLPERF_TRAINING_*`` env dict.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, AssetAlias, task
 
-from imagenet_operators import TrainingChecksumOperator, TrainingFinalizeOperator, TrainingPlanOperator, TrainingShardsOperator
+from imagenet_operators import (
+    ReleaseOutputLeaseOperator,
+    TrainingChecksumOperator,
+    TrainingFinalizeOperator,
+    TrainingPlanOperator,
+    TrainingShardsOperator,
+)
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
 from imagenet_ops.training_data import ARTIFACT, TRAINING_TABLE
 
@@ -121,6 +128,8 @@ with DAG(
         shutil.rmtree(job["work_dir"], ignore_errors=True)
 
     written >> finalize >> cleanup(job)
+    # whatever happened upstream, the output is free again for the next run (its lease would expire otherwise)
+    finalize >> ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
 
 
 if __name__ == "__main__":

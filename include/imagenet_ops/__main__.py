@@ -7,6 +7,7 @@ Logs go to stderr. Object-storage outputs use the environment's credentials (``A
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -19,27 +20,38 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops import VERSION, aux_files, resnet50, samples, training_data
+from imagenet_ops.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.errors import ConfigError, ImagenetOpsError
 from imagenet_ops.storage import open_sink
 
 log = logging.getLogger("imagenet_ops")
 
 
-def _work_dir(args: argparse.Namespace) -> tuple[Path, bool]:
+def _work_dir(args: argparse.Namespace, sink: Any) -> tuple[Path, bool]:
+    """The given work dir, or one named after the output: what a killed run left there is removed first."""
     if args.work_dir:
         return Path(args.work_dir), False
-    return Path(tempfile.mkdtemp(prefix="imagenet_ops-")), True
+    digest = hashlib.sha256(sink.uri.encode()).hexdigest()[:16]
+    work = Path(tempfile.gettempdir()) / f"imagenet_ops-work-{digest}"
+    if work.exists():  # only this output's lease holder uses it: a killed run's staging and temporaries
+        log.info("removing %s, left by an interrupted run on %s", work, sink.uri)
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return work, True
 
 
-def _build_and_report(args: argparse.Namespace, label: str, build: Callable[[Path], Any]) -> dict[str, str]:
-    """Run ``build(work_dir)`` in the given or a temporary work dir and log the one-line summary."""
-    work, temporary = _work_dir(args)
+def _build_and_report(args: argparse.Namespace, label: str, sink: Any, build: Callable[[Path], Any]) -> dict[str, str]:
+    """Under ``sink``'s lease, run ``build(work_dir)`` in the given or a temporary work dir and log a summary."""
+    from imagenet_ops.lease import CLI_TTL, cli_owner, default_ttl, held
+
     started = time.monotonic()
-    try:
-        done = build(work)
-    finally:
-        if temporary:
-            shutil.rmtree(work, ignore_errors=True)
+    with held(sink, owner=cli_owner(), ttl=default_ttl(CLI_TTL), process_bound=True, wait=args.wait_for_lease):
+        work, temporary = _work_dir(args, sink)
+        try:
+            done = build(work)
+        finally:
+            if temporary:
+                shutil.rmtree(work, ignore_errors=True)
     pub = done.publish
     log.info(
         "%s: %s, %d files at %s (cache key %s, %.1fs)",
@@ -57,7 +69,7 @@ def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
     config = aux_files.resolve_aux_config(aux_files.AUX_TABLE.selections_from_args(args))
     sink = open_sink(args.output)
     return _build_and_report(
-        args, f"aux {config.version}", lambda work: aux_files.build_aux(config=config, sink=sink, work_dir=work)
+        args, f"aux {config.version}", sink, lambda work: aux_files.build_aux(config=config, sink=sink, work_dir=work)
     )
 
 
@@ -69,7 +81,7 @@ def _cmd_model(args: argparse.Namespace) -> Any:
     config = resnet50.resolve_model_config(resnet50.MODEL_TABLE.selections_from_args(args))
     sink = open_sink(f"{args.output.rstrip('/')}/{config.variant_id}" if args.per_variant_folder else args.output)
     return _build_and_report(
-        args, f"model {config.variant_id}", lambda work: resnet50.build_model(config=config, sink=sink, work_dir=work)
+        args, f"model {config.variant_id}", sink, lambda work: resnet50.build_model(config=config, sink=sink, work_dir=work)
     )
 
 
@@ -80,6 +92,7 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
     return _build_and_report(
         args,
         f"training data ({config.implementation})",
+        sink,
         lambda work: training_data.build_training_data(
             config=config,
             sink=sink,
@@ -97,9 +110,11 @@ def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
     from imagenet_ops import preprocess
 
     config = preprocess.resolve_preprocess_config(preprocess.PREPROCESS_TABLE.selections_from_args(args))
+    sink = open_sink(args.output)
     return _build_and_report(
         args,
         f"preprocessed {config.tags}",
+        sink,
         lambda work: preprocess.build_preprocessed(
             config=config,
             source=args.images,
@@ -109,6 +124,7 @@ def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
             workers=args.workers or None,
             chunks=args.chunks,
             work_dir=work,
+            sink=sink,
         ),
     )
 
@@ -128,6 +144,16 @@ def _count(minimum: int, maximum: int = 256) -> Any:
     return parse
 
 
+def _add_lease_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-for-lease",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run is writing the same output, wait up to SECONDS for it (default 0: fail at once)",
+    )
+
+
 def _add_preprocessed_parser(sub: Any) -> None:
     from imagenet_ops.preprocess_config import PREPROCESS_TABLE
 
@@ -144,6 +170,7 @@ def _add_preprocessed_parser(sub: Any) -> None:
     pre.add_argument("--workers", type=_count(0), default=0, help="processes, 0 to 256 (default 0: all cores)")
     pre.add_argument("--chunks", type=_count(1, 1024), default=1, help="chunks, run one after the other (1 to 1024)")
     pre.add_argument("--work-dir", help="scratch folder for downloads (default: a temporary folder, removed after)")
+    _add_lease_argument(pre)
     pre.set_defaults(func=_cmd_preprocessed)
 
 
@@ -162,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     aux_files.AUX_TABLE.add_cli_arguments(aux)
     aux.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     aux.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
+    _add_lease_argument(aux)
     aux.set_defaults(func=_cmd_aux)
 
     model = sub.add_parser("model", help="ResNet-50 model variants (get-ml-model-resnet50)")
@@ -170,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--output", help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     model.add_argument("--per-variant-folder", action="store_true", help="publish into <output>/<variant id>")
     model.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
+    _add_lease_argument(model)
     model.set_defaults(func=_cmd_model)
 
     tdata = sub.add_parser("training-data", help="ResNet-50 training TFRecords or RecordIO (prepare-training-data-resnet)")
@@ -183,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_count(0), default=0, help="processes writing shards at once, 0 to 256 (default 0: all cores)"
     )
     tdata.add_argument("--work-dir", help="scratch folder (default: a temporary folder, removed after)")
+    _add_lease_argument(tdata)
     tdata.set_defaults(func=_cmd_training_data)
 
     _add_preprocessed_parser(sub)
@@ -217,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         env = args.func(args)
     except ImagenetOpsError as exc:
         log.error("%s", exc)
+        return 1
+    except OSError as exc:  # a full disk at a write no guard names: still one line, not a traceback
+        if not is_disk_full(exc):
+            raise
+        log.error("%s", disk_full_error(exc))
         return 1
     print(json.dumps(env, indent=None, sort_keys=True))
     return 0

@@ -43,6 +43,7 @@ from typing import Any
 from imagenet_ops import VERSION
 from imagenet_ops.errors import ConfigError, ImageError, StorageError, ValidationError
 from imagenet_ops.imagenet_sources import ImageRef
+from imagenet_ops.output_location import begin_output, finish_output, settle_output
 from imagenet_ops.preprocess_config import (
     ARTIFACT,
     PREPROCESS_RELEASE_NOTES,
@@ -531,9 +532,17 @@ def check_cache(
             len(damaged),
             ", ".join(damaged[:5]) + (" …" if len(damaged) > 5 else ""),
         )
-    if existing is not None:
-        sink.delete(MANIFEST_NAME)
+    # the old manifest first, then what an earlier set or a killed run left that this set will not overwrite
+    begin_output(sink, files=_possible_outputs(config, items))
     return CacheCheck(key, False)
+
+
+def _possible_outputs(config: PreprocessConfig, items: Sequence[ItemLike]) -> list[str]:
+    """Every key :func:`finalize_preprocessed` may publish for ``items`` (bad images drop some later)."""
+    lists = [FILES_LIST, NAMES_LIST, VAL_MAP, BAD_IMAGES, GENERIC_FOF]
+    if config.dataset_type == "calibration":
+        lists.append(config.calibration_filename)
+    return [config.output_name(SourceImage.of(i).name) for i in items] + lists
 
 
 def _damaged_local_files(sink: Sink, files: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -629,7 +638,9 @@ def finalize_preprocessed(
         "outputs": {"count": len(keys), "bad": sorted(reasons)},
         "files": sorted(entries, key=lambda e: e["path"]),
     }
+    settle_output(sink, files=[e["path"] for e in entries])  # announced lists this set did not write go
     sink.put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n", MANIFEST_NAME)
+    finish_output(sink)
     publish = _publish_result(sink, manifest, hit=False)
     log.info(
         "published %d preprocessed images (%s) and %d list files to %s; %d bad",

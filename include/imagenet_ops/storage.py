@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 
 from imagenet_ops import VERSION
 from imagenet_ops.digests import file_digests
+from imagenet_ops.diskspace import disk_full_guard
 from imagenet_ops.errors import SinkURIError, StorageError
+from imagenet_ops.gcs_requests import CONNECT_TIMEOUT, READ_TIMEOUT, call_options, endpoint_of, transient_errors
 from imagenet_ops.progress import Progress, human_bytes
 from imagenet_ops.redact import redact_values
 
@@ -56,10 +58,16 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """Attempts and exponential backoff for transient sink errors."""
+    """Attempts and exponential backoff for transient sink errors, and the GCS request timeouts.
+
+    ``gcs_timeout`` is ``(connect, read)`` seconds for each GCS request; with the defaults an
+    unreachable GCS endpoint fails within the bounds listed in :mod:`imagenet_ops.gcs_requests`.
+    (S3 clients carry their own timeouts in botocore's ``Config``.)
+    """
 
     attempts: int = 4
     backoff: float = 1.0
+    gcs_timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)
 
 
 def _retrying(
@@ -75,7 +83,15 @@ def _retrying(
                     f"(is the endpoint reachable and are the credentials right?): {type(exc).__name__}: {exc}"
                 ) from exc
             pause = retry.backoff * 2**attempt
-            log.warning("sink %s: %s failed (%s); retrying in %.1fs", sink_uri, what, exc, pause)
+            log.warning(
+                "sink %s: %s failed (%s); retrying in %.1fs (attempt %d of %d)",
+                sink_uri,
+                what,
+                exc,
+                pause,
+                attempt + 2,
+                retry.attempts,
+            )
             time.sleep(pause)
     raise AssertionError("unreachable")
 
@@ -93,10 +109,12 @@ class LocalSink:
     def _atomic_write(self, key: str, write: Callable[[Path], None]) -> None:
         target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            with disk_full_guard(target.parent):  # ENOSPC: a DiskFullError naming the path and the space left
+                target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
             try:
-                write(tmp)
+                with disk_full_guard(target):  # inside the cleanup, so the space left is measured before it
+                    write(tmp)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -188,37 +206,38 @@ class GCSSink:
     """A Google Cloud Storage bucket prefix, written through a ``google.cloud.storage.Client``."""
 
     def __init__(self, *, client: Any, bucket: str, prefix: str = "", retry: RetrySettings = RetrySettings()) -> None:
-        import requests
         from google.api_core import exceptions as gexc
-        from google.auth.exceptions import TransportError
 
         self.client, self.prefix, self.retry = client, prefix.strip("/"), retry
         self.bucket_name = bucket
         self.bucket = client.bucket(bucket)
         self.uri = f"gs://{bucket}/{self.prefix}".rstrip("/")
-        self._transient = (requests.ConnectionError, requests.Timeout, TransportError, gexc.ServerError, ConnectionError)
+        self._transient = transient_errors()
         self._gexc = gexc
+        # Every request: bounded timeouts and no hidden library retries (see imagenet_ops.gcs_requests).
+        self._opts = call_options(retry.gcs_timeout)
+        self._endpoint = endpoint_of(client)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return _retrying(self.uri, what, fn, self.retry, self._transient)
+        try:  # a connection failure names the endpoint; an answer from it names the object
+            return _retrying(self.uri, f"{what} via GCS endpoint {self._endpoint}", fn, self.retry, self._transient)
         except self._gexc.GoogleAPICallError as exc:
             raise StorageError(f"sink {self.uri}: {what} failed: {exc}") from exc
 
     def put_file(self, local: Path, key: str) -> None:
         k = _join(self.prefix, key)
-        self._call(f"upload {k}", lambda: self.bucket.blob(k).upload_from_filename(str(local)))
+        self._call(f"upload {k}", lambda: self.bucket.blob(k).upload_from_filename(str(local), **self._opts))
 
     def put_bytes(self, data: bytes, key: str) -> None:
         k = _join(self.prefix, key)
-        self._call(f"put {k}", lambda: self.bucket.blob(k).upload_from_string(data))
+        self._call(f"put {k}", lambda: self.bucket.blob(k).upload_from_string(data, **self._opts))
 
     def get_bytes(self, key: str) -> bytes | None:
         k = _join(self.prefix, key)
 
         def get() -> bytes | None:
             try:
-                return self.bucket.blob(k).download_as_bytes()
+                return self.bucket.blob(k).download_as_bytes(**self._opts)
             except self._gexc.NotFound:
                 return None
 
@@ -229,7 +248,7 @@ class GCSSink:
 
         def delete() -> None:
             try:
-                self.bucket.blob(k).delete()
+                self.bucket.blob(k).delete(**self._opts)
             except self._gexc.NotFound:
                 pass
 
@@ -273,7 +292,11 @@ def split_uri(uri: str) -> tuple[str, str, str]:
 
 
 def default_gcs_client(*, project: str | None = None, endpoint: str | None = None, credentials: Any = None) -> Any:
-    """A storage client; anonymous against an emulator (``endpoint`` or ``STORAGE_EMULATOR_HOST``)."""
+    """A storage client; anonymous against an emulator (``endpoint`` or ``STORAGE_EMULATOR_HOST``).
+
+    It makes no request of its own; the sinks and the object store bound and log each of theirs
+    (:mod:`imagenet_ops.gcs_requests`).
+    """
     from google.cloud import storage
 
     endpoint = endpoint or os.environ.get("STORAGE_EMULATOR_HOST")
@@ -283,7 +306,12 @@ def default_gcs_client(*, project: str | None = None, endpoint: str | None = Non
         credentials = AnonymousCredentials()
         project = project or "emulator"
     options = {"api_endpoint": endpoint} if endpoint else None
-    return storage.Client(project=project, credentials=credentials, client_options=options)
+    client = storage.Client(project=project, credentials=credentials, client_options=options)
+    # google-cloud-storage 3.x also fetches each bucket's metadata, for tracing only, in a background
+    # thread with its own silent retries; without it every request is one the callers bound and log.
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        client._bucket_metadata_cache = None
+    return client
 
 
 def open_sink(uri: str, *, s3_client: Any = None, gcs_client: Any = None, retry: RetrySettings = RetrySettings()) -> Sink:
@@ -394,8 +422,9 @@ def publish_dir(
         entries.append({"path": p.relative_to(local_dir).as_posix(), "size": d.size, "sha256": d.sha256})
     total = sum(e["size"] for e in entries)
 
-    if existing is not None:
-        sink.delete(MANIFEST_NAME)  # readers must not trust the old manifest while files change
+    from imagenet_ops.output_location import begin_output  # it builds on this module
+
+    begin_output(sink, files=[e["path"] for e in entries])  # the old manifest first, then an earlier artifact's files
     progress = Progress(f"publish to {sink.uri}", total=total, unit="bytes", logger=log, every=progress_every)
 
     def upload(entry: dict[str, Any]) -> None:
@@ -435,6 +464,8 @@ def write_manifest(
         files: ``{"path", "size", "sha256", ...}`` per file, paths relative to the sink.
         previous: the manifest this one replaces, if any (its upstream is reported back).
     """
+    from imagenet_ops.output_location import finish_output, settle_output  # it builds on this module
+
     key = cache_key_for(artifact=artifact, params=params, upstream=upstream)
     manifest = {
         "schema": MANIFEST_SCHEMA,
@@ -447,7 +478,9 @@ def write_manifest(
         "files": sorted(files, key=lambda f: f["path"]),
     }
     total = sum(f["size"] for f in files)
+    settle_output(sink, files=[f["path"] for f in files])
     sink.put_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n", MANIFEST_NAME)
+    finish_output(sink)
     log.info("published %d files (%s) to %s", len(files), human_bytes(total), sink.uri)
     return PublishResult(
         uri=sink.location(),

@@ -45,6 +45,7 @@ from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
 from imagenet_ops.object_store import is_remote
+from imagenet_ops.output_location import begin_output
 from imagenet_ops.process_pool import worker_pool
 from imagenet_ops.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.recordio import RecordIOWriter, lst_line, pack_irheader
@@ -583,8 +584,8 @@ def plan_training(
             len(damaged),
             ", ".join(damaged[:5]) + (" …" if len(damaged) > 5 else ""),
         )
-    if existing is not None:
-        sink.delete("manifest.json")  # readers must not trust the old manifest while shards change
+    # the old manifest first, then the files of an earlier artifact or a killed run that this plan will not rewrite
+    begin_output(sink, files=[u.key(f) for u in units for f in u.files])
     sink.put_bytes(plan.to_bytes(), PLAN_KEY)
     groups = group_units(units, tasks)
     log.info(

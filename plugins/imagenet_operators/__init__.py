@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from imagenet_operators.aux import AuxPublishOperator, AuxValidateOperator
 from imagenet_operators.files import ArchiveDownloadOperator, ArchiveExtractOperator, ChecksumVerifyOperator
+from imagenet_operators.leases import ReleaseOutputLeaseOperator
 from imagenet_operators.model import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 from imagenet_operators.preprocess import (
     PreprocessChunkOperator,
@@ -32,6 +33,7 @@ __all__ = [
     "PreprocessFinalizeOperator",
     "PreprocessInputsOperator",
     "PreprocessSelectOperator",
+    "ReleaseOutputLeaseOperator",
     "TrainingChecksumOperator",
     "TrainingFinalizeOperator",
     "TrainingPlanOperator",

@@ -72,14 +72,13 @@ class AuxPublishOperator(MasksURLSecrets, BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict[str, str]:
+        from imagenet_operators.leases import publishing
         from imagenet_operators.sinks import sink_from_connection
         from imagenet_ops.aux_files import AuxConfig, publish_aux
 
-        done = publish_aux(
-            extracted_dir=Path(self.extracted_dir),
-            sink=sink_from_connection(self.sink_uri, self.conn_id),
-            config=AuxConfig.from_params(self.config),
-            archive=self.archive,
-        )
+        with publishing(sink_from_connection(self.sink_uri, self.conn_id), context) as sink:
+            done = publish_aux(
+                extracted_dir=Path(self.extracted_dir), sink=sink, config=AuxConfig.from_params(self.config), archive=self.archive
+            )
         emit_artifact_event(self, context, done.publish)
         return done.env

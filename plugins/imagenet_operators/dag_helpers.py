@@ -22,6 +22,7 @@ from typing import Any
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, Variable
 
 from imagenet_ops import errors
+from imagenet_ops.lease import LeaseHeldError, LeaseLostError
 from imagenet_ops.variations import VariationTable
 
 # Bad input cannot get better by waiting: fail at once. Network and storage errors retry with backoff.
@@ -38,7 +39,12 @@ BAD_INPUT_FAILS_FAST = ExceptionRetryPolicy(
             ],
             action=RetryAction.FAIL,
             reason="bad input: a retry would read the same bytes",
-        )
+        ),
+        RetryRule(
+            exception=[LeaseHeldError, LeaseLostError],
+            action=RetryAction.FAIL,
+            reason="another run is writing this output",
+        ),
     ]
 )
 DEFAULT_ARGS: dict[str, Any] = {

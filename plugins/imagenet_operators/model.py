@@ -96,14 +96,13 @@ class ModelPublishOperator(_VariantOperator):
     ui_color = "#d5f5e3"
 
     def execute(self, context: Context) -> dict[str, str]:
+        from imagenet_operators.leases import publishing
         from imagenet_operators.sinks import sink_from_connection
         from imagenet_ops.resnet50 import publish_model
 
-        done = publish_model(
-            config=self._config(),
-            prepared=self.variant["prepared"],
-            fetched=self.variant["fetched"],
-            sink=sink_from_connection(self.variant["sink_uri"], self.variant["conn_id"]),
-        )
+        with publishing(sink_from_connection(self.variant["sink_uri"], self.variant["conn_id"]), context) as sink:
+            done = publish_model(
+                config=self._config(), prepared=self.variant["prepared"], fetched=self.variant["fetched"], sink=sink
+            )
         emit_artifact_event(self, context, done.publish)
         return done.env

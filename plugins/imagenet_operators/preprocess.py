@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
-from imagenet_operators.job import JobOperator
+from imagenet_operators.leases import LeasedJobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class _PreprocessJobOperator(JobOperator):
+class _PreprocessJobOperator(LeasedJobOperator):
     input_keys = ("images", "aux_path")
 
     def _config(self) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
-from imagenet_operators.job import JobOperator
+from imagenet_operators.leases import LeasedJobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,7 +26,7 @@ def group_label(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]} ({len(names)})"
 
 
-class _TrainingJobOperator(JobOperator):
+class _TrainingJobOperator(LeasedJobOperator):
     input_keys = ("train", "validation", "validation_labels", "aux_path")
 
     def _config(self) -> Any:
