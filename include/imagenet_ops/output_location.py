@@ -21,6 +21,7 @@ Only files this project wrote or announced are ever removed: other files under t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -107,3 +108,6 @@ def settle_output(sink: Any, *, files: Iterable[str]) -> list[str]:
 def finish_output(sink: Any) -> None:
     """After the manifest is written: it lists the artifact's files, so the intent record goes."""
     sink.delete(INTENT_KEY)
+    if isinstance(sink, LocalSink):
+        with contextlib.suppress(OSError):  # not empty: a lease's lock files or a job's state stay
+            (sink.root / INTENT_KEY).parent.rmdir()

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.digests import AcceptedChecksums, Digests, file_crc32c, file_digests, stream_digests
+from imagenet_ops.diskspace import disk_full_guard
 from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
@@ -673,10 +674,11 @@ def _write_local(unit: Unit, out_dir: Path, store: Any = None) -> UnitResult:
 
     The images are verified here, inside the unit, so the verification runs in the pool workers.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     if unit.md5_verified and unit.shard.items:
         log.info("%s: fast path: its tars' md5 matched the published ImageNet md5; header check only, no full decode", unit.name)
-    with ImageReader(store=store) as reader:
+    # a full disk names the unit's folder and the space left (DiskFullError), from any of its writes
+    with disk_full_guard(out_dir), ImageReader(store=store) as reader:
+        out_dir.mkdir(parents=True, exist_ok=True)
         if unit.implementation == "nvidia":
             return _write_recordio(unit, out_dir, reader)
         r: ShardResult = write_tfrecord_shard(
@@ -814,7 +816,9 @@ def write_units(
                 futures = {}
                 for i, unit in todo:
                     staged = out_dir_for(unit)
-                    fut = pool.submit(_write_unit_job, unit.shard.as_dict(), unit.implementation, unit.layout, str(staged))
+                    fut = pool.submit(
+                        _write_unit_job, unit.shard.as_dict(), unit.implementation, unit.layout, str(staged), unit.md5_verified
+                    )
                     futures[fut] = (i, unit, staged)
                 for fut in as_completed(futures):
                     i, unit, staged = futures[fut]

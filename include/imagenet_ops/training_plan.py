@@ -109,21 +109,11 @@ def read_val_labels(path: Path, *, source: str | None = None) -> ValLabels:
 
 def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> ValLabels:
     """The same mapping from the aux artifact: ``val.txt`` label k names ``synsets.txt`` line k."""
+    from imagenet_ops.aux_files import read_val_labels as read_aux_val_labels
+
     synsets = Path(synsets_txt).read_text().split()
-    out = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(Path(val_txt).read_text().splitlines(), 1):
-        tokens = line.split()
-        if len(tokens) != 2 or not tokens[1].isdigit() or int(tokens[1]) >= len(synsets):
-            # Regression: a label of -1 named the last synset, and malformed lines gave tracebacks.
-            raise ValidationError(
-                f"{val_txt}: line {number} {line!r} is not 'name label' with a label 0..{len(synsets) - 1} "
-                f"(the lines of {synsets_txt})"
-            )
-        if tokens[0] in seen:
-            raise ValidationError(f"{val_txt}: line {number}: {tokens[0]} repeats line {seen[tokens[0]]}")
-        seen[tokens[0]] = number
-        out.append(synsets[int(tokens[1])])
+    # Regression: a label of -1 named the last synset, and malformed lines gave tracebacks.
+    out = [synsets[label] for _, label in read_aux_val_labels(Path(val_txt), classes=len(synsets))]
     return ValLabels(out, source=str(val_txt))
 
 

@@ -70,7 +70,9 @@ def test_aux_to_a_folder_then_cache_hit(aux_source: tuple[str, str], tmp_path: P
     assert first.returncode == 0, first.stderr
     assert only_json(first.stdout) == {"CM_DATASET_AUX_PATH": str(out.resolve()), "CM_DATASET_AUX_VER": "2012"}
     assert "INFO imagenet_ops" in first.stderr and "published" in first.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json", ".imagenet_ops"])
+    # what stays of the output's lease: its two lock files (unlinking them would race), no record
+    assert sorted(p.name for p in (out / ".imagenet_ops").iterdir()) == ["lease.live", "lease.lock"]
     assert json.loads((out / "manifest.json").read_text())["provenance"]["url"] == url
 
     assert second.returncode == 0, second.stderr

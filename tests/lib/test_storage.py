@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.errors import ConfigError, StorageError
+from imagenet_ops.output_location import INTENT_KEY
 from imagenet_ops.storage import (
     MANIFEST_NAME,
     GCSSink,
@@ -125,6 +126,14 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     )
 
 
+MANIFEST_THEN_INTENT_GONE = (
+    ("start", "put_bytes", MANIFEST_NAME),
+    ("end", "put_bytes", MANIFEST_NAME),
+    ("start", "delete", INTENT_KEY),
+    ("end", "delete", INTENT_KEY),
+)
+
+
 def publish(sink: Sink, folder: Path, upstream: dict = UPSTREAM, **kwargs):
     return publish_dir(local_dir=folder, sink=sink, artifact="imagenet_aux", params=PARAMS, upstream=upstream, **kwargs)
 
@@ -147,10 +156,11 @@ def test_publish_round_trip(target: Target, local_dir: Path) -> None:
     assert (manifest["artifact"], manifest["params"], manifest["upstream"]) == ("imagenet_aux", PARAMS, UPSTREAM)
     assert manifest["provenance"] == {"url": "http://mirror/x.tar.gz", "etag": '"e"'}
     assert manifest["cache_key"] == result.cache_key == cache_key_for(artifact="imagenet_aux", params=PARAMS, upstream=UPSTREAM)
-    # The manifest is written last: every data upload has finished before it starts.
+    # The manifest is written last: every data upload has finished before it starts. Only the
+    # intent record (what a killed run would have to clean) goes after it.
     writes = sink.writes()
-    assert writes[-2:] == [("start", "put_bytes", MANIFEST_NAME), ("end", "put_bytes", MANIFEST_NAME)]
-    assert sorted(key for _, op, key in writes[:-2] if op == "put_file") == sorted([*FILES, *FILES])
+    assert writes[-4:] == [*MANIFEST_THEN_INTENT_GONE]
+    assert sorted(key for _, op, key in writes[:-4] if op == "put_file") == sorted([*FILES, *FILES])
 
 
 def test_second_publish_is_a_cache_hit_and_uploads_nothing(target: Target, local_dir: Path) -> None:
@@ -180,7 +190,7 @@ def test_changed_upstream_republishes_after_deleting_the_old_manifest(target: Ta
     assert result.previous_upstream == UPSTREAM
     writes = sink.writes()
     assert writes[:2] == [("start", "delete", MANIFEST_NAME), ("end", "delete", MANIFEST_NAME)]
-    assert writes[-2:] == [("start", "put_bytes", MANIFEST_NAME), ("end", "put_bytes", MANIFEST_NAME)]
+    assert writes[-4:] == [*MANIFEST_THEN_INTENT_GONE]
     assert target.read("val.txt") == b"ILSVRC2012_val_00000001.JPEG 7\n"
     manifest = read_manifest(target.open())
     assert manifest is not None and manifest["upstream"] == new_upstream

@@ -596,6 +596,7 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
     monkeypatch.setattr(training_data, "TRAIN_TAR_MD5", file_digests(data["train"]).md5)
     monkeypatch.setattr(training_data, "VAL_TAR_MD5", file_digests(data["val"]).md5)
     caplog.set_level(logging.INFO, logger="imagenet_ops")
+    caplog.clear()  # only the second build's lines (an earlier test may have left INFO on)
     fast = _build(data, tmp_path / "fast", tmp_path / "w1", check_md5=True)
 
     assert "plan: 5 of 5 units come only from tars whose md5 matched the published ImageNet md5" in caplog.text

@@ -123,10 +123,10 @@ def test_im2rec_order_is_sorted_walk_labels_then_seed_100_shuffle():
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("ILSVRC2012_val_00000002.JPEG -1", "is not 'name label' with a label 0..3"),
-        ("ILSVRC2012_val_00000002.JPEG 4", "is not 'name label' with a label 0..3"),
-        ("ILSVRC2012_val_00000002.JPEG", "is not 'name label'"),
-        ("ILSVRC2012_val_00000002.JPEG 1 2", "is not 'name label'"),
+        ("ILSVRC2012_val_00000002.JPEG -1", "label -1 is outside 0..3"),
+        ("ILSVRC2012_val_00000002.JPEG 4", "label 4 is outside 0..3"),
+        ("ILSVRC2012_val_00000002.JPEG", "has no label; expected '<image name> <label>'"),
+        ("ILSVRC2012_val_00000002.JPEG 1 2", "has 3 fields; expected '<image name> <label>'"),
         ("ILSVRC2012_val_00000001.JPEG 1", "ILSVRC2012_val_00000001.JPEG repeats line 1"),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -9,6 +11,13 @@ import pytest
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 from imagenet_ops.resnet50 import resolve_model_config
+
+
+@contextlib.contextmanager
+def lease_passthrough(sink: object, context: object) -> Iterator[object]:
+    """Stands in for the run's lease (tested for real in test_operator_leases.py)."""
+    yield sink
+
 
 CONFIG = resolve_model_config(variations="_tflite,_no-argmax")
 VARIANT = {"config": CONFIG.as_params(), "work_dir": "/w/run/tflite", "sink_uri": "s3://b/m/tflite", "conn_id": "aws"}
@@ -59,13 +68,16 @@ def test_publish_builds_the_sink_from_the_connection_and_returns_the_env():
         manifest={"upstream": {}},
     )
     sink = object()
+    context: dict = {"outlet_events": {}}
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
+        mock.patch("imagenet_operators.leases.publishing", side_effect=lease_passthrough) as lease,
         mock.patch(
             "imagenet_ops.resnet50.publish_model", return_value=ModelPublished(result, {"CM_ML_MODEL": "RESNET50"})
         ) as publish,
     ):
-        out = ModelPublishOperator(task_id="publish", variant=variant).execute(context={"outlet_events": {}})
+        out = ModelPublishOperator(task_id="publish", variant=variant).execute(context=context)
     make_sink.assert_called_once_with("s3://b/m/tflite", "aws")
+    lease.assert_called_once_with(sink, context)  # the publish runs under the run's lease
     publish.assert_called_once_with(config=CONFIG, prepared=variant["prepared"], fetched=variant["fetched"], sink=sink)
     assert out == {"CM_ML_MODEL": "RESNET50"}

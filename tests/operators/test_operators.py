@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -19,6 +21,13 @@ from imagenet_ops.digests import AcceptedChecksums, Digests
 from imagenet_ops.download import DownloadResult
 from imagenet_ops.extract import ExtractResult
 from imagenet_ops.storage import PublishResult
+
+
+@contextlib.contextmanager
+def lease_passthrough(sink: object, context: object) -> Iterator[object]:
+    """Stands in for the run's lease (tested for real in test_operator_leases.py)."""
+    yield sink
+
 
 OPERATORS = [
     ArchiveDownloadOperator(task_id="d", urls=["http://x/a.tar.gz"], dest_dir="/w"),
@@ -144,12 +153,15 @@ class TestAuxPublishOperator:
 
         sink = object()
         events = _Events()
+        context = {"outlet_events": events}
         with (
             mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
+            mock.patch("imagenet_operators.leases.publishing", side_effect=lease_passthrough) as lease,
             mock.patch("imagenet_ops.aux_files.publish_aux", return_value=self._published(cache_hit)) as publish,
         ):
-            out = self._op().execute(context={"outlet_events": events})
+            out = self._op().execute(context=context)
         make_sink.assert_called_once_with("s3://bucket/aux", "my_s3")
+        lease.assert_called_once_with(sink, context)  # the publish runs under the run's lease
         publish.assert_called_once_with(
             extracted_dir=Path("/w/out"), sink=sink, config=AuxConfig.from_params(self.CONFIG), archive=self.ARCHIVE
         )
