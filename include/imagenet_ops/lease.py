@@ -181,9 +181,17 @@ class _LocalBackend:
         return False
 
     def bind_to_process(self) -> None:
+        """Hold the live lock for this process's life (kernel-released on any death)."""
         if self._live_fd is None:
             fd = os.open(self.dir / "lease.live", os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # The expired holder we took over from is frozen, not dead, and still has it: this
+                # lease then frees by expiry only (the frozen run stops when it wakes up).
+                os.close(fd)
+                log.info("lease %s: the previous holder's process still runs; this lease frees by expiry", self.where)
+                return
             self._live_fd = fd
 
     def unbind(self) -> None:
@@ -345,6 +353,8 @@ class Lease:
         self.where = self._backend.where
         self._held: tuple[LeaseRecord, Any] | None = None
         self._lock = threading.Lock()
+        self._renewed_at = 0.0  # monotonic time of the last successful take or renewal
+        self.lost: LeaseLostError | None = None
 
     def _record(self, since: float | None = None) -> LeaseRecord:
         now = time.time()
@@ -403,6 +413,7 @@ class Lease:
         return found[0]
 
     def _taken(self, record: LeaseRecord) -> None:
+        self._renewed_at, self.lost = time.monotonic(), None
         found = self._read()
         self._held = (record, found[1] if found else None)
         if self.process_bound and isinstance(self._backend, _LocalBackend):
@@ -447,6 +458,7 @@ class Lease:
                 raise LeaseLostError(f"lease {self.where}: changed while {self.owner!r} renewed it")
             after = self._read()
             self._held = (record, after[1] if after else None)
+            self._renewed_at = time.monotonic()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` unless this owner still holds the lease (a cheap read)."""
@@ -454,6 +466,14 @@ class Lease:
         if found is None or found[0] is None or found[0].owner != self.owner:
             who = found[0].describe() if found and found[0] else "nobody"
             raise LeaseLostError(f"lease {self.where}: {self.owner!r} no longer holds it; now {who}")
+
+    def guard(self) -> None:
+        """A cheap check between writes: raise if the lease is known lost, and read it when the
+        last renewal is older than half the ttl (the process was frozen, or renewals failed)."""
+        if self.lost is not None:
+            raise self.lost
+        if time.monotonic() - self._renewed_at > self.ttl / 2:
+            self.check()
 
     def release(self) -> None:
         """Give the lease up (a no-op when another run holds it by now)."""
@@ -479,6 +499,7 @@ class Lease:
                     self.renew()
                 except LeaseLostError as exc:
                     log.error("%s", exc)
+                    self.lost = exc
                     lost.append(exc)
                     return
                 except StorageError as exc:  # transient: the next beat tries again, expiry is far off
@@ -486,13 +507,36 @@ class Lease:
 
         thread = threading.Thread(target=beat, name="imagenet-ops-lease", daemon=True)
         thread.start()
+        _ACTIVE.append(self)
         try:
             yield self
         finally:
+            _ACTIVE.remove(self)
             stop.set()
             thread.join()
         if lost:
             raise lost[0]
+
+
+_ACTIVE: list[Lease] = []
+"""The leases this process is renewing (inside :meth:`Lease.keep_alive`)."""
+
+
+def ensure_still_held() -> None:
+    """Raise :class:`LeaseLostError` unless this process still holds every lease it renews.
+
+    Called before the steps that change what readers see (clearing a location, writing a
+    manifest), so a run that was frozen past its expiry and lost its lease to another run
+    stops there instead of writing over that run's artifact.
+    """
+    for lease in list(_ACTIVE):
+        lease.check()
+
+
+def guard_writes() -> None:
+    """Between the writes of a run: :meth:`Lease.guard` for every lease this process renews."""
+    for lease in list(_ACTIVE):
+        lease.guard()
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from imagenet_ops.lease import ensure_still_held
 from imagenet_ops.storage import MANIFEST_NAME, LocalSink
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def begin_output(sink: Any, *, files: Iterable[str]) -> list[str]:
     Returns:
         The keys and temporary paths removed (logged too).
     """
+    ensure_still_held()
     new = set(files)
     old = _read_names(sink, MANIFEST_NAME, "files") | _read_names(sink, INTENT_KEY, "files")
     sink.delete(MANIFEST_NAME)  # readers must not trust the old manifest while files change
@@ -95,6 +97,7 @@ def begin_output(sink: Any, *, files: Iterable[str]) -> list[str]:
 
 def settle_output(sink: Any, *, files: Iterable[str]) -> list[str]:
     """Remove announced files that are not among ``files``, the artifact's final list (before its manifest)."""
+    ensure_still_held()  # the manifest comes next: only the lease holder may write it
     final = set(files)
     announced = _read_names(sink, INTENT_KEY, "files")
     extra = sorted(announced - final - {MANIFEST_NAME, INTENT_KEY})

@@ -43,6 +43,7 @@ from typing import Any
 from imagenet_ops import VERSION
 from imagenet_ops.errors import ConfigError, ImageError, StorageError, ValidationError
 from imagenet_ops.imagenet_sources import ImageRef
+from imagenet_ops.lease import guard_writes
 from imagenet_ops.output_location import begin_output, finish_output, settle_output
 from imagenet_ops.preprocess_config import (
     ARTIFACT,
@@ -383,6 +384,7 @@ def preprocess_chunk(
     uploader = _Uploader(sink) if out_dir is None else None
 
     def collect(results: list[ops.ImageResult]) -> None:
+        guard_writes()  # a run that lost its output's lease stops before its next batch
         for res in results:
             if res.error is not None:
                 if not config.skip_bad_images:

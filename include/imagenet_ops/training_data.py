@@ -45,6 +45,7 @@ from imagenet_ops.diskspace import disk_full_guard
 from imagenet_ops.download import download
 from imagenet_ops.errors import ChecksumMismatch, ConfigError, ValidationError
 from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
+from imagenet_ops.lease import guard_writes
 from imagenet_ops.object_store import is_remote
 from imagenet_ops.output_location import begin_output
 from imagenet_ops.process_pool import worker_pool
@@ -793,6 +794,7 @@ def write_units(
         return Path(work_dir) / "staging" / uuid.uuid4().hex[:8]
 
     def finish(i: int, unit: Unit, result: UnitResult, staged: Path) -> None:
+        guard_writes()  # a run that lost its output's lease stops before its next upload
         if not local:
             for f in result.files:
                 name = f["path"].rsplit("/", 1)[-1]

@@ -218,3 +218,31 @@ def test_wait_for_lease_lets_the_second_run_follow_the_first(dag_inputs, tmp_pat
     listed = {f["path"] for f in manifest["files"]}
     on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".imagenet_ops" not in p.parts}
     assert on_disk == listed | {"manifest.json"}  # whichever ran last, its artifact alone
+
+
+def test_a_run_frozen_past_its_lease_stops_instead_of_writing_over_the_next_run(dag_inputs, output: Output) -> None:
+    # A holder frozen (SIGSTOP, a stalled VM) longer than its ttl loses the lease to the next run;
+    # when it wakes up it must fail, not publish over that run's artifact.
+    inputs = dag_inputs.inputs["imagenet_training_data"]
+    env = {**output.env, "IMAGENET_OPS_LEASE_TTL": "5"}
+    first = _cli(_training_args(inputs, output.uri, 4), env)
+    assert _wait_for_lease(output, first), "the first run ended before it could be frozen"
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6)  # past its lease's expiry
+        second = subprocess.run(
+            [sys.executable, "-m", "imagenet_ops", *_training_args(inputs, output.uri, 2)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "taking over from run 'cli:" in second.stderr and "(expired)" in second.stderr
+    assert first.returncode == 1, err
+    assert "no longer holds it" in err and "Traceback" not in err
+    assert_exactly_its_manifest(output)
+    assert sorted(k for k in _data_keys(output) if k.startswith("train-")) == [f"train-{i:05d}-of-00002" for i in range(2)]
