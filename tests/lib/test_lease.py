@@ -231,3 +231,25 @@ def test_the_record_says_who_when_and_until_when() -> None:
     )
     assert LeaseRecord.from_bytes(record.to_bytes()) == record
     assert json.loads(record.to_bytes())["process_bound"] is False
+
+
+def test_sibling_tasks_of_one_run_renew_at_once_without_losing_it(target: Target) -> None:
+    # Mapped tasks of one DAG run share its lease and renew it concurrently; a lost race between
+    # two siblings is not a lost lease.
+    siblings = [Lease(target.sink(), owner="dag/run", ttl=60).acquire() for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def renew_often(lease: Lease) -> None:
+        try:
+            for _ in range(8):
+                lease.renew()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=renew_often, args=(s,)) for s in siblings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    siblings[0].release()

@@ -76,6 +76,12 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _cli_to_end(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagenet_ops", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+
+
 def _training_args(inputs: dict[str, str], uri: str, train_shards: int) -> list[str]:
     return [
         "training-data",
@@ -127,13 +133,7 @@ def _second_run_while_first_holds(output: Output, first_args: list[str], second_
         os.kill(first.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
-            second = subprocess.run(
-                [sys.executable, "-m", "imagenet_ops", *second_args],
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            second = _cli_to_end(second_args, env)
             second_seconds = time.monotonic() - started
         finally:
             os.kill(first.pid, signal.SIGCONT)
@@ -160,13 +160,7 @@ def test_training_data_second_run_fails_fast_and_nothing_mixes(dag_inputs, outpu
     assert manifest["provenance"]["config"]["train_shards"] == 4
 
     # Then the 2-shard run, now alone: the 4-shard set goes, a train-* glob sees each image once.
-    again = subprocess.run(
-        [sys.executable, "-m", "imagenet_ops", *_training_args(inputs, output.uri, 2)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = _cli_to_end(_training_args(inputs, output.uri, 2), env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == output.uri
     assert_exactly_its_manifest(output)
@@ -199,9 +193,7 @@ def test_preprocessed_layouts_never_mix_in_one_folder(dag_inputs, tmp_path: Path
     assert "NCHW" in json.dumps(assert_exactly_its_manifest(output)["params"])
 
     # NHWC after NCHW, alone: every .npy is rewritten, the manifest's checksums all hold.
-    after = subprocess.run(
-        [sys.executable, "-m", "imagenet_ops", *args("NHWC")], capture_output=True, text=True, timeout=300, env=os.environ
-    )
+    after = _cli_to_end(args("NHWC"), {})
     assert after.returncode == 0, after.stderr
     assert "NHWC" in json.dumps(assert_exactly_its_manifest(output)["params"])
 
@@ -230,13 +222,7 @@ def test_a_run_frozen_past_its_lease_stops_instead_of_writing_over_the_next_run(
     os.kill(first.pid, signal.SIGSTOP)
     try:
         time.sleep(6)  # past its lease's expiry
-        second = subprocess.run(
-            [sys.executable, "-m", "imagenet_ops", *_training_args(inputs, output.uri, 2)],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        second = _cli_to_end(_training_args(inputs, output.uri, 2), env)
     finally:
         os.kill(first.pid, signal.SIGCONT)
     _, err = first.communicate(timeout=300)
