@@ -455,7 +455,9 @@ class Lease:
             current, version = found
             record = replace(current, host=socket.gethostname(), pid=os.getpid(), renewed=time.time(), ttl=self.ttl)
             if not self._backend.replace(record.to_bytes(), version):
-                raise LeaseLostError(f"lease {self.where}: changed while {self.owner!r} renewed it")
+                after = self._read()  # changed in between: a sibling task of this run renewed it, or a thief
+                if after is None or after[0] is None or after[0].owner != self.owner:
+                    raise LeaseLostError(f"lease {self.where}: taken from {self.owner!r} while it renewed it")
             after = self._read()
             self._held = (record, after[1] if after else None)
             self._renewed_at = time.monotonic()
