@@ -7,45 +7,80 @@ Logs go to stderr. Object-storage outputs use the environment's credentials (``A
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from imagenet_ops import VERSION, aux_files, resnet50, samples, training_data
 from imagenet_ops.diskspace import disk_full_error, is_disk_full
-from imagenet_ops.errors import ConfigError, ImagenetOpsError
+from imagenet_ops.errors import ConfigError, ImagenetOpsError, StorageError
 from imagenet_ops.storage import open_sink
 
 log = logging.getLogger("imagenet_ops")
+
+
+def _private_tmp() -> Path:
+    """``$TMPDIR/imagenet_ops-<uid>``: this user's own folder (0700), never a link someone planted."""
+    parent = Path(tempfile.gettempdir()) / f"imagenet_ops-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        parent.mkdir(mode=0o700)
+    st = os.lstat(parent)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise StorageError(f"{parent}: not a private folder of this user (mode 0700); remove it or pass --work-dir")
+    return parent
 
 
 def _work_dir(args: argparse.Namespace, sink: Any) -> tuple[Path, bool]:
     """The given work dir, or one named after the output: what a killed run left there is removed first."""
     if args.work_dir:
         return Path(args.work_dir), False
-    digest = hashlib.sha256(sink.uri.encode()).hexdigest()[:16]
-    work = Path(tempfile.gettempdir()) / f"imagenet_ops-work-{digest}"
-    if work.exists():  # only this output's lease holder uses it: a killed run's staging and temporaries
+    # one output, one name: the endpoint too, since s3://b/p on two S3 services are two outputs
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "") if sink.uri.startswith("s3://") else ""
+    endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "") if sink.uri.startswith("gs://") else endpoint
+    digest = hashlib.sha256(f"{endpoint}|{sink.uri}".encode()).hexdigest()[:16]
+    work = _private_tmp() / f"work-{digest}"
+    if work.is_symlink():
+        work.unlink()
+    elif work.exists():  # only this output's lease holder uses it: a killed run's staging and temporaries
         log.info("removing %s, left by an interrupted run on %s", work, sink.uri)
         shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(mode=0o700)
     return work, True
+
+
+@contextlib.contextmanager
+def _output_lease(args: argparse.Namespace, sink: Any) -> Iterator[None]:
+    """Hold ``sink``'s lease while the block runs; a read-only folder can only be a cache hit, without one."""
+    from imagenet_ops.lease import CLI_TTL, Lease, OutputReadOnlyError, cli_owner, default_ttl
+
+    try:
+        lease = Lease(sink, owner=cli_owner(), ttl=default_ttl(CLI_TTL), process_bound=True).acquire(wait=args.wait_for_lease)
+    except OutputReadOnlyError as exc:
+        log.warning("%s; going on without the lease (only a cache hit can succeed on a read-only output)", exc)
+        yield
+        return
+    try:
+        with lease.keep_alive():
+            yield
+    finally:
+        lease.release()
 
 
 def _build_and_report(args: argparse.Namespace, label: str, sink: Any, build: Callable[[Path], Any]) -> dict[str, str]:
     """Under ``sink``'s lease, run ``build(work_dir)`` in the given or a temporary work dir and log a summary."""
-    from imagenet_ops.lease import CLI_TTL, cli_owner, default_ttl, held
-
     started = time.monotonic()
-    with held(sink, owner=cli_owner(), ttl=default_ttl(CLI_TTL), process_bound=True, wait=args.wait_for_lease):
+    with _output_lease(args, sink):
         work, temporary = _work_dir(args, sink)
         try:
             done = build(work)
@@ -144,10 +179,21 @@ def _count(minimum: int, maximum: int = 256) -> Any:
     return parse
 
 
+def _seconds(raw: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{raw} is not a finite number of seconds, 0 or more")
+    return value
+
+
 def _add_lease_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait-for-lease",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="when another run is writing the same output, wait up to SECONDS for it (default 0: fail at once)",

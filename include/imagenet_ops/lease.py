@@ -25,6 +25,7 @@ every task of one DAG run holds the same lease, and a retry of a task takes it b
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -49,6 +50,8 @@ CLI_TTL = 120.0
 RUN_TTL = 900.0
 """Seconds a DAG run's lease outlives its last renewal: it must span the gaps between its tasks."""
 TTL_ENV = "IMAGENET_OPS_LEASE_TTL"
+_LATEST = 32503680000.0  # 3000-01-01: later times in a record are corrupt
+_LONGEST_TTL = 7 * 86400.0
 
 
 class LeaseHeldError(StorageError):
@@ -57,6 +60,10 @@ class LeaseHeldError(StorageError):
     def __init__(self, message: str, holder: LeaseRecord) -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class OutputReadOnlyError(StorageError):
+    """The output folder cannot be written, so no lease can be kept there (only a cache hit can succeed)."""
 
 
 class LeaseLostError(StorageError):
@@ -106,12 +113,29 @@ class LeaseRecord:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> LeaseRecord | None:
+        # Unreadable or implausible (a torn write, a hand edit, NaN, a year-33658 time): treated as
+        # expired, so it never blocks the output nor breaks a run with a traceback.
         try:
             d = json.loads(raw)
-            fields = {k: d[k] for k in ("owner", "host", "pid", "since", "renewed", "ttl")}
-            return cls(**fields, process_bound=bool(d.get("process_bound")))
-        except (ValueError, KeyError, TypeError):
-            return None  # unreadable: treated as expired (a torn write of a dead run)
+            record = cls(
+                owner=d["owner"],
+                host=d["host"],
+                pid=d["pid"],
+                since=float(d["since"]),
+                renewed=float(d["renewed"]),
+                ttl=float(d["ttl"]),
+                process_bound=d.get("process_bound") is True,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return None
+        plausible = (
+            isinstance(record.owner, str)
+            and isinstance(record.host, str)
+            and isinstance(record.pid, int)
+            and all(0.0 <= t <= _LATEST for t in (record.since, record.renewed))
+            and 0.0 < record.ttl <= _LONGEST_TTL
+        )
+        return record if plausible else None
 
 
 # -- conditional writes per sink kind ---------------------------------------------------------------
@@ -126,13 +150,19 @@ class _LocalBackend:
         self.where = str(self.path)
         self._live_fd: int | None = None
 
-    @contextlib.contextmanager
-    def _mutex(self) -> Iterator[None]:
+    def _open(self, name: str) -> int:
+        """Open (create) one of the lease's lock files."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / "lease.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            return os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StorageError(f"lease {self.where}: cannot open its lock file: {exc}") from exc
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise OutputReadOnlyError(f"lease {self.where}: the output cannot be written: {exc}") from exc
+            raise StorageError(f"lease {self.where}: cannot open its lock file {name}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _mutex(self) -> Iterator[None]:
+        fd = self._open("lease.lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -170,8 +200,7 @@ class _LocalBackend:
 
     def holder_alive(self) -> bool:
         """Whether some process still holds the live lock (a process-bound holder is running)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "lease.live", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open("lease.live")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -180,19 +209,17 @@ class _LocalBackend:
         os.close(fd)
         return False
 
-    def bind_to_process(self) -> None:
-        """Hold the live lock for this process's life (kernel-released on any death)."""
+    def bind_to_process(self) -> bool:
+        """Hold the live lock for this process's life (kernel-released on any death); False if another has it."""
         if self._live_fd is None:
-            fd = os.open(self.dir / "lease.live", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open("lease.live")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                # The expired holder we took over from is frozen, not dead, and still has it: this
-                # lease then frees by expiry only (the frozen run stops when it wakes up).
                 os.close(fd)
-                log.info("lease %s: the previous holder's process still runs; this lease frees by expiry", self.where)
-                return
+                return False
             self._live_fd = fd
+        return True
 
     def unbind(self) -> None:
         if self._live_fd is not None:
@@ -387,10 +414,11 @@ class Lease:
         """Take the lease if free; return the foreign holder otherwise."""
         found = self._read()
         if found is None:
-            record = self._record()
+            record = self._bound_record(None)
             if self._backend.create(record.to_bytes()):
                 self._taken(record)
                 return None
+            self._unbind()
             return self._try_take_existing()
         current, version = found
         if not self._free(current):
@@ -400,11 +428,27 @@ class Lease:
             why = "expired" if current.expired() else "its process is gone"
             log.warning("lease %s: taking over from %s (%s)", self.where, current.describe(), why)
         since = current.since if current is not None and current.owner == self.owner else None
-        record = self._record(since)
+        record = self._bound_record(since)
         if self._backend.replace(record.to_bytes(), version):
             self._taken(record)
             return None
+        self._unbind()
         return self._try_take_existing()
+
+    def _bound_record(self, since: float | None) -> LeaseRecord:
+        """The record to write; a process-bound lease on a folder takes the live lock *before* it is
+        written, so no reader ever sees a process-bound record without its live lock."""
+        record = self._record(since)
+        if record.process_bound and isinstance(self._backend, _LocalBackend) and not self._backend.bind_to_process():
+            # A frozen (not dead) holder we take over from still has the live lock: this lease is
+            # then freed by its expiry only, and says so, so that nobody takes it for a dead process's.
+            log.info("lease %s: the previous holder's process still runs; this lease frees by expiry", self.where)
+            record = replace(record, process_bound=False)
+        return record
+
+    def _unbind(self) -> None:
+        if isinstance(self._backend, _LocalBackend):
+            self._backend.unbind()
 
     def _try_take_existing(self) -> LeaseRecord | None:
         found = self._read()  # lost a race: someone wrote between our read and write
@@ -416,8 +460,6 @@ class Lease:
         self._renewed_at, self.lost = time.monotonic(), None
         found = self._read()
         self._held = (record, found[1] if found else None)
-        if self.process_bound and isinstance(self._backend, _LocalBackend):
-            self._backend.bind_to_process()
 
     def acquire(self, *, wait: float = 0.0, poll: float = 2.0) -> Lease:
         """Take the lease, or fail at once (``wait=0``) or after ``wait`` seconds.
@@ -438,7 +480,8 @@ class Lease:
                 raise LeaseHeldError(
                     f"output {self.sink.location()} is being written by another run: {holder.describe()}. "
                     f"Two runs on one output would mix their files; {hint}, or write to another output "
-                    "(the CLI's --wait-for-lease SECONDS waits for it).",
+                    "(the CLI's --wait-for-lease SECONDS waits for it). If that run is gone and its lease is "
+                    f"wrong (e.g. a host clock far ahead), delete {self.where} to free the output.",
                     holder,
                 )
             log.info("lease %s: waiting for %s", self.where, holder.describe())
@@ -524,20 +567,24 @@ _ACTIVE: list[Lease] = []
 """The leases this process is renewing (inside :meth:`Lease.keep_alive`)."""
 
 
-def ensure_still_held() -> None:
-    """Raise :class:`LeaseLostError` unless this process still holds every lease it renews.
+def _of(sink: Any) -> list[Lease]:
+    return [lease for lease in list(_ACTIVE) if lease.sink.location() == sink.location()]
+
+
+def ensure_still_held(sink: Any) -> None:
+    """Raise :class:`LeaseLostError` unless this process still holds the lease it renews on ``sink``.
 
     Called before the steps that change what readers see (clearing a location, writing a
     manifest), so a run that was frozen past its expiry and lost its lease to another run
     stops there instead of writing over that run's artifact.
     """
-    for lease in list(_ACTIVE):
+    for lease in _of(sink):
         lease.check()
 
 
-def guard_writes() -> None:
-    """Between the writes of a run: :meth:`Lease.guard` for every lease this process renews."""
-    for lease in list(_ACTIVE):
+def guard_writes(sink: Any) -> None:
+    """Between the writes of a run: :meth:`Lease.guard` for every lease this process renews on ``sink``."""
+    for lease in _of(sink):
         lease.guard()
 
 

@@ -384,7 +384,7 @@ def preprocess_chunk(
     uploader = _Uploader(sink) if out_dir is None else None
 
     def collect(results: list[ops.ImageResult]) -> None:
-        guard_writes()  # a run that lost its output's lease stops before its next batch
+        guard_writes(sink)  # a run that lost its output's lease stops before its next batch
         for res in results:
             if res.error is not None:
                 if not config.skip_bad_images:

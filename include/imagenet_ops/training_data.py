@@ -794,7 +794,7 @@ def write_units(
         return Path(work_dir) / "staging" / uuid.uuid4().hex[:8]
 
     def finish(i: int, unit: Unit, result: UnitResult, staged: Path) -> None:
-        guard_writes()  # a run that lost its output's lease stops before its next upload
+        guard_writes(sink)  # a run that lost its output's lease stops before its next upload
         if not local:
             for f in result.files:
                 name = f["path"].rsplit("/", 1)[-1]

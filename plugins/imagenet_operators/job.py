@@ -30,9 +30,14 @@ class JobOperator(MasksURLSecrets, BaseOperator):
         self.job = job
 
     def _sink(self) -> Any:
+        """The job's sink, built once per task (the lease and the step share it)."""
         from imagenet_operators.sinks import sink_from_connection
 
-        return sink_from_connection(self.job["sink_uri"], self.job["conn_id"])
+        key = (self.job["sink_uri"], self.job["conn_id"])
+        built = getattr(self, "_built_sink", None)
+        if built is None or built[0] != key:  # one operator object may run several times (dag.test)
+            built = self._built_sink = (key, sink_from_connection(*key))
+        return built[1]
 
     def _store(self) -> Any:
         from imagenet_operators.sinks import store_from_connection

@@ -4,8 +4,8 @@ The owner of a DAG run's lease is ``<dag_id>/<run_id>``, so every task of the ru
 included, on any worker) holds the same lease, a retried task takes it back, and a task of any
 other run, or a CLI run, fails at once naming the holder.
 
-* Multi-task jobs (training data, preprocessed): every job step takes or renews the lease in
-  ``pre_execute`` and renews it while it runs; :class:`ReleaseOutputLeaseOperator`, which runs
+* Multi-task jobs (training data, preprocessed): every job step takes or renews the lease
+  before its ``execute`` and renews it while it runs; :class:`ReleaseOutputLeaseOperator`, which runs
   whatever happened upstream, gives it up at the end. A run that dies without it releases
   nothing: its lease expires ``RUN_TTL`` (15 min, ``IMAGENET_OPS_LEASE_TTL``) after its last renewal.
 * Single-task publishes (aux, model variants): :func:`publishing` holds the lease around the one
@@ -15,6 +15,7 @@ other run, or a CLI run, fails at once naming the holder.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,19 +49,26 @@ def publishing(sink: Any, context: Context) -> Iterator[Any]:
 
 
 class LeasedJobOperator(JobOperator):
-    """A job step that holds the run's lease on the job's sink while it runs (released by the release step)."""
+    """A job step that holds the run's lease on the job's sink while it runs (released by the release step).
 
-    def pre_execute(self, context: Context) -> None:
-        super().pre_execute(context)
-        self._lease_scope = contextlib.ExitStack()
-        lease = run_lease(self._sink(), context).acquire()
-        self._lease_scope.enter_context(lease.keep_alive())
+    Each subclass's ``execute`` is wrapped: the lease is taken (or renewed) before it and renewed
+    while it runs, and the renewals stop when it returns or raises.
+    """
 
-    def post_execute(self, context: Context, result: Any = None) -> None:
-        scope = getattr(self, "_lease_scope", None)
-        if scope is not None:
-            scope.close()  # stops the renewals; the lease stays with the run for its next step
-        super().post_execute(context, result)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inner = cls.__dict__.get("execute")
+        if inner is None or getattr(inner, "holds_run_lease", False):
+            return
+
+        @functools.wraps(inner)
+        def execute(self: LeasedJobOperator, *args: Any, **kw: Any) -> Any:
+            context = kw["context"] if "context" in kw else args[0]
+            with run_lease(self._sink(), context).acquire().keep_alive():
+                return inner(self, *args, **kw)  # its self._sink() is the one built above
+
+        execute.holds_run_lease = True  # type: ignore[attr-defined]
+        cls.execute = execute  # type: ignore[method-assign]
 
 
 class ReleaseOutputLeaseOperator(JobOperator):

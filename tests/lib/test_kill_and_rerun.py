@@ -57,8 +57,8 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 def _work_dir(out: Path) -> Path:
-    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"imagenet_ops-work-{digest}"
+    digest = hashlib.sha256(f"|{out.resolve()}".encode()).hexdigest()[:16]  # no endpoint for a folder
+    return Path(tempfile.gettempdir()) / f"imagenet_ops-{os.getuid()}" / f"work-{digest}"
 
 
 def _group_gone(pgid: int, within: float = 10.0) -> bool:
