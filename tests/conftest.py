@@ -177,26 +177,25 @@ def gcs_conditional_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         proc.wait(timeout=10)
 
 
-@pytest.fixture
-def gcs_conditional_bucket(gcs_conditional_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
-    """A fresh bucket on fake-gcs-server and an anonymous client for it."""
+def _new_gcs_bucket(endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
     from imagenet_ops.storage import default_gcs_client
 
-    client = default_gcs_client(endpoint=gcs_conditional_endpoint, project="test-project")
+    client = default_gcs_client(endpoint=endpoint, project="test-project")
     name = _bucket_name(request)
     client.create_bucket(name)
     return client, name
+
+
+@pytest.fixture
+def gcs_conditional_bucket(gcs_conditional_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
+    """A fresh bucket on fake-gcs-server and an anonymous client for it."""
+    return _new_gcs_bucket(gcs_conditional_endpoint, request)
 
 
 @pytest.fixture
 def gcs_bucket(gcs_endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
     """A fresh bucket on the GCS emulator and an anonymous client for it."""
-    from imagenet_ops.storage import default_gcs_client
-
-    client = default_gcs_client(endpoint=gcs_endpoint, project="test-project")
-    name = _bucket_name(request)
-    client.create_bucket(name)
-    return client, name
+    return _new_gcs_bucket(gcs_endpoint, request)
 
 
 @pytest.fixture

@@ -198,13 +198,20 @@ class _LocalBackend:
     def delete(self, version: Any) -> bool:
         return self._swap(version, None)
 
-    def holder_alive(self) -> bool:
-        """Whether some process still holds the live lock (a process-bound holder is running)."""
+    def _try_live_lock(self) -> int | None:
+        """The live lock's descriptor, locked, or ``None`` when a live process holds it."""
         fd = self._open("lease.live")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            return None
+        return fd
+
+    def holder_alive(self) -> bool:
+        """Whether some process still holds the live lock (a process-bound holder is running)."""
+        fd = self._try_live_lock()
+        if fd is None:
             return True
         os.close(fd)
         return False
@@ -212,14 +219,8 @@ class _LocalBackend:
     def bind_to_process(self) -> bool:
         """Hold the live lock for this process's life (kernel-released on any death); False if another has it."""
         if self._live_fd is None:
-            fd = self._open("lease.live")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            self._live_fd = fd
-        return True
+            self._live_fd = self._try_live_lock()
+        return self._live_fd is not None
 
     def unbind(self) -> None:
         if self._live_fd is not None:
