@@ -204,3 +204,44 @@ def test_malformed_aux_val_txt_is_one_error_line_naming_file_and_line(http_serve
         f"ERROR imagenet_ops: {work}/extracted/val.txt: line 7 'ILSVRC2012_val_00000007.JPEG 12 extra' has 3 fields; "
         "expected '<image name> <label>'"
     ), error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_model_to_object_storage_then_cache_hit(dag_inputs, request: pytest.FixtureRequest, scheme: str) -> None:
+    # Every documented remote-output command runs against the S3 and GCS servers (issue 10 item 2).
+    bucket, env, listing = object_storage(request, scheme)
+    source = dag_inputs.inputs["resnet50_model"]
+    args = ["model", "--url", source["url"], "--md5", source["md5"], "--output", f"{scheme}://{bucket}/m"]
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    env_out = only_json(first.stdout)
+    assert env_out["CM_ML_MODEL_FILE_WITH_PATH"].startswith(f"{scheme}://{bucket}/m/")
+    assert {"m/manifest.json", "m/resnet50_v1.onnx"} <= listing("m/")
+    assert not any(k.startswith("m/.imagenet_ops/") for k in listing("m/")), "no lease or intent record stays"
+
+    second = run_cli(*args, env=env)
+    assert second.returncode == 0 and "cache hit" in second.stderr, second.stderr[-2000:]
+    assert only_json(second.stdout) == env_out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_preprocessed_to_object_storage_then_cache_hit(dag_inputs, request: pytest.FixtureRequest, scheme: str) -> None:
+    # Every documented remote-output command runs against the S3 and GCS servers (issue 10 item 2).
+    bucket, env, listing = object_storage(request, scheme)
+    inputs = dag_inputs.inputs["imagenet_preprocessed"]
+    args = ["preprocessed", "--images", inputs["images"], "--labels", f"{inputs['aux_path']}/val.txt"]
+    args += ["--variations", "_for.resnet50,_NHWC,_uint8", "--workers", "2", "--output", f"{scheme}://{bucket}/pre"]
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    env_out = only_json(first.stdout)
+    assert env_out["CM_DATASET_PREPROCESSED_PATH"] == f"{scheme}://{bucket}/pre"
+    keys = listing("pre/")
+    assert {"pre/manifest.json", "pre/val_map.txt"} <= keys
+    assert "pre/ILSVRC2012_val_00000001.rgb32" in keys, sorted(keys)[:5]  # the generic preprocessor's name
+    assert not any(k.startswith("pre/.imagenet_ops/lease") for k in keys), "the lease is released"
+
+    second = run_cli(*args, env=env)
+    assert second.returncode == 0 and "cache hit" in second.stderr, second.stderr[-2000:]
+    assert only_json(second.stdout) == env_out
