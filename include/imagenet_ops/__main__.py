@@ -299,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         log.error("%s", disk_full_error(exc))
         return 1
-    print(json.dumps(env, indent=None, sort_keys=True))
+    try:
+        print(json.dumps(env, indent=None, sort_keys=True), flush=True)
+    except OSError as exc:  # a full or closed stdout: the work is done, only its report is lost
+        log.error("cannot write the result to stdout: %s", exc)
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - interpreter shutdown flushes it harmlessly
+        return 1
     return 0
 
 

@@ -245,3 +245,13 @@ def test_preprocessed_to_object_storage_then_cache_hit(dag_inputs, request: pyte
     second = run_cli(*args, env=env)
     assert second.returncode == 0 and "cache hit" in second.stderr, second.stderr[-2000:]
     assert only_json(second.stdout) == env_out
+
+
+def test_a_full_stdout_is_one_error_line_not_a_traceback() -> None:
+    # Regression: printing the env dict to a full stdout ended in a traceback.
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "imagenet_ops", "model", "--list"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert "cannot write the result to stdout" in done.stderr and "Traceback" not in done.stderr, done.stderr
