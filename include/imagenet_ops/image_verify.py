@@ -141,6 +141,10 @@ def _pillow_load(data: bytes, *, fmt: str, name: str) -> Any:
             with Image.open(io.BytesIO(data), formats=(fmt,)) as im:
                 im.verify()  # chunk CRCs up to IEND; load() does not check the image data's
         im = Image.open(io.BytesIO(data), formats=(fmt,))
+        if fmt == "JPEG":
+            # libjpeg's 1/8 scale: every coefficient is still entropy-decoded (where corrupt data
+            # shows), only the inverse DCT is skipped; 1.5x faster than a full-size decode.
+            im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
         im.decodermaxblock = max(len(data), 65536)  # one read: libjpeg sees all of the data at once, as in TF
         im.load()
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError ...
