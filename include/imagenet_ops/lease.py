@@ -379,7 +379,7 @@ class Lease:
         self.sink, self.owner, self.ttl, self.process_bound = sink, owner, ttl, process_bound
         self._backend = _backend(sink)
         self.where = self._backend.where
-        self.record: LeaseRecord | None = None  # what this object last wrote
+        self._held: tuple[LeaseRecord, Any] | None = None
         self._lock = threading.Lock()
         self._renewed_at = 0.0  # monotonic time of the last successful take or renewal
         self.lost: LeaseLostError | None = None
@@ -458,7 +458,9 @@ class Lease:
         return found[0]
 
     def _taken(self, record: LeaseRecord) -> None:
-        self.record, self._renewed_at, self.lost = record, time.monotonic(), None
+        self._renewed_at, self.lost = time.monotonic(), None
+        found = self._read()
+        self._held = (record, found[1] if found else None)
 
     def acquire(self, *, wait: float = 0.0, poll: float = 2.0) -> Lease:
         """Take the lease, or fail at once (``wait=0``) or after ``wait`` seconds.
@@ -486,26 +488,30 @@ class Lease:
             log.info("lease %s: waiting for %s", self.where, holder.describe())
             time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
 
-    def _ours(self) -> tuple[LeaseRecord, Any]:
-        """The current record and its version; :class:`LeaseLostError` unless this owner holds it."""
-        found = self._read()
-        if found is None or found[0] is None or found[0].owner != self.owner:
-            who = found[0].describe() if found and found[0] else "nobody (the lease object is gone)"
-            raise LeaseLostError(f"lease {self.where}: {self.owner!r} no longer holds it; now {who}")
-        return found[0], found[1]
-
     def renew(self) -> None:
         """Extend the lease; raise :class:`LeaseLostError` if another run took it meanwhile."""
         with self._lock:
-            current, version = self._ours()
+            found = self._read()
+            if found is None or found[0] is None or found[0].owner != self.owner:
+                who = found[0].describe() if found and found[0] else "nobody (the lease object is gone)"
+                self._held = None
+                raise LeaseLostError(f"lease {self.where}: {self.owner!r} no longer holds it; now {who}")
+            current, version = found
             record = replace(current, host=socket.gethostname(), pid=os.getpid(), renewed=time.time(), ttl=self.ttl)
             if not self._backend.replace(record.to_bytes(), version):
-                self._ours()  # changed in between: a sibling task of this run renewed it (fine), or a thief
-            self.record, self._renewed_at = record, time.monotonic()
+                after = self._read()  # changed in between: a sibling task of this run renewed it, or a thief
+                if after is None or after[0] is None or after[0].owner != self.owner:
+                    raise LeaseLostError(f"lease {self.where}: taken from {self.owner!r} while it renewed it")
+            after = self._read()
+            self._held = (record, after[1] if after else None)
+            self._renewed_at = time.monotonic()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` unless this owner still holds the lease (a cheap read)."""
-        self._ours()
+        found = self._read()
+        if found is None or found[0] is None or found[0].owner != self.owner:
+            who = found[0].describe() if found and found[0] else "nobody"
+            raise LeaseLostError(f"lease {self.where}: {self.owner!r} no longer holds it; now {who}")
 
     def guard(self) -> None:
         """A cheap check between writes: raise if the lease is known lost, and read it when the
@@ -522,7 +528,7 @@ class Lease:
             if found is not None and found[0] is not None and found[0].owner == self.owner:
                 self._backend.delete(found[1])
                 log.info("lease %s: released by %s", self.where, self.owner)
-            self.record = None
+            self._held = None
             if isinstance(self._backend, _LocalBackend):
                 self._backend.unbind()
 
@@ -531,6 +537,7 @@ class Lease:
         """Renew the lease in a thread while the block runs; a lost lease fails the block's end."""
         interval = every if every is not None else min(30.0, self.ttl / 4)
         stop = threading.Event()
+        lost: list[BaseException] = []
 
         def beat() -> None:
             while not stop.wait(interval):
@@ -539,6 +546,7 @@ class Lease:
                 except LeaseLostError as exc:
                     log.error("%s", exc)
                     self.lost = exc
+                    lost.append(exc)
                     return
                 except StorageError as exc:  # transient: the next beat tries again, expiry is far off
                     log.warning("lease %s: renewal failed (%s); retrying in %.0fs", self.where, exc, interval)
@@ -552,8 +560,8 @@ class Lease:
             _ACTIVE.remove(self)
             stop.set()
             thread.join()
-        if self.lost is not None:
-            raise self.lost
+        if lost:
+            raise lost[0]
 
 
 _ACTIVE: list[Lease] = []

@@ -64,10 +64,10 @@ def test_the_same_owner_takes_it_back_and_keeps_since(target: Target) -> None:
     # Every task of one DAG run (and each retry) holds the run's lease.
     sink = target.sink()
     first = Lease(sink, owner="dag/run", ttl=60).acquire()
-    since = first.record.since
+    since = first._held[0].since
     time.sleep(0.05)
     again = Lease(target.sink(), owner="dag/run", ttl=60).acquire()
-    assert again.record.since == since and again.record.renewed > since
+    assert again._held[0].since == since and again._held[0].renewed > since
     again.release()
     assert sink.get_bytes(LEASE_KEY) is None
 
