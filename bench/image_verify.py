@@ -27,20 +27,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagenet_ops.preprocess_samples import val_map_text, val_name
-from imagenet_ops.samples import make_train_tar, make_val_tar, sample_wnids, val_synset_labels
+from imagenet_ops.testing.preprocess_samples import val_map_text, val_name
+from imagenet_ops.testing.samples import make_train_tar, make_val_tar, sample_wnids, val_synset_labels
 
 # Run in the child: optional patches, then the CLI's main() on the remaining arguments.
 _FAST_MD5 = """
 import sys
-from imagenet_ops import training_data
+from imagenet_ops.training import pipeline as training_data
 training_data.TRAIN_TAR_MD5, training_data.VAL_TAR_MD5 = sys.argv[1], sys.argv[2]
 from imagenet_ops.__main__ import main
 sys.exit(main(sys.argv[3:]))
 """
 _NO_VERIFY = """
 import sys
-from imagenet_ops import image_verify
+from imagenet_ops.imagenet import image_verify
 image_verify.verify_image = lambda data, *, name: None
 from imagenet_ops.__main__ import main
 sys.exit(main(sys.argv[1:]))

@@ -120,7 +120,7 @@ import json, logging, sys, time, resource
 from pathlib import Path
 sys.path.insert(0, sys.argv[5])
 import cv2, numpy  # imported before the timer, as the reference script does at its top
-from imagenet_ops.preprocess import build_preprocessed, resolve_preprocess_config
+from imagenet_ops.preprocessed.pipeline import build_preprocessed, resolve_preprocess_config
 
 logging.basicConfig(level=logging.WARNING)
 config = resolve_preprocess_config({"size": int(sys.argv[4])})
@@ -152,8 +152,8 @@ print(json.dumps({"imread": c1 - c0, "imdecode": c2 - c1, "n": len(names)}))
 
 
 def make_images(folder: Path, count: int) -> None:
-    from imagenet_ops.preprocess_samples import val_map_text, val_name
-    from imagenet_ops.samples import imagenet_like_jpeg
+    from imagenet_ops.testing.preprocess_samples import val_map_text, val_name
+    from imagenet_ops.testing.samples import imagenet_like_jpeg
 
     folder.mkdir(parents=True, exist_ok=True)
     names = []

@@ -29,7 +29,7 @@ from imagenet_operators import (
     ChecksumVerifyOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
-from imagenet_ops.aux_files import ARTIFACT, AUX_TABLE
+from imagenet_ops.aux.pipeline import ARTIFACT, AUX_TABLE
 
 AUX_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -54,7 +54,7 @@ with DAG(
         Config fields are returned at the top level too, so operators can take ``run["urls"]``.
         """
         from imagenet_operators.dag_helpers import run_params, sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.aux_files import resolve_aux_config
+        from imagenet_ops.aux.pipeline import resolve_aux_config
 
         params = run_params(params, dag_run, dag.dag_id)
         config = resolve_aux_config(AUX_TABLE.selections_from_form(params))

@@ -38,7 +38,7 @@ from imagenet_operators import (
     ReleaseOutputLeaseOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
-from imagenet_ops.preprocess_config import ARTIFACT, PREPROCESS_TABLE
+from imagenet_ops.preprocessed.variations import ARTIFACT, PREPROCESS_TABLE
 
 PREPROCESSED_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -80,8 +80,8 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         """Config, inputs and locations in one dict; an invalid combination fails here, before any work."""
         from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.errors import ConfigError
-        from imagenet_ops.preprocess_config import resolve_preprocess_config
+        from imagenet_ops.core.errors import ConfigError
+        from imagenet_ops.preprocessed.variations import resolve_preprocess_config
 
         config = resolve_preprocess_config(PREPROCESS_TABLE.selections_from_form(params))
         if config.dataset_type == "validation" and not (params.get("val_map") or params.get("aux_path")):

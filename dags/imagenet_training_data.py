@@ -35,7 +35,7 @@ from imagenet_operators import (
     TrainingShardsOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
-from imagenet_ops.training_data import ARTIFACT, TRAINING_TABLE
+from imagenet_ops.training.pipeline import ARTIFACT, TRAINING_TABLE
 
 TRAINING_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -81,8 +81,8 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str) -> dict[str, Any]:
         """Config, inputs and locations in one dict; a bad variation or missing input fails here, before any read."""
         from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.errors import ConfigError
-        from imagenet_ops.training_data import resolve_training_config
+        from imagenet_ops.core.errors import ConfigError
+        from imagenet_ops.training.pipeline import resolve_training_config
 
         config = resolve_training_config(TRAINING_TABLE.selections_from_form(params))
         if not params.get("train") and not params.get("validation"):

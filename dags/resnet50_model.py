@@ -26,7 +26,7 @@ from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
-from imagenet_ops.resnet50 import ARTIFACT, MODEL_TABLE
+from imagenet_ops.model.pipeline import ARTIFACT, MODEL_TABLE
 
 MODEL_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -68,8 +68,8 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> list[dict[str, Any]]:
         """One dict per variant (config, work dir, sink); bad combinations fail here, before any download."""
         from imagenet_operators.dag_helpers import is_scheduled, run_params, sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.errors import ConfigError
-        from imagenet_ops.resnet50 import resolve_model_config, supported_combinations
+        from imagenet_ops.core.errors import ConfigError
+        from imagenet_ops.model.pipeline import resolve_model_config, supported_combinations
 
         params = run_params(params, dag_run, dag.dag_id)
         tag_lists = list(params.get("variants") or [])

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.devserver import DevServer
-from imagenet_ops.digests import file_digests
-from imagenet_ops.samples import make_aux_archive, make_class_tars, make_val_tar, write_tar
+from imagenet_ops.core.digests import file_digests
+from imagenet_ops.testing.devserver import DevServer
+from imagenet_ops.testing.samples import make_aux_archive, make_class_tars, make_val_tar, write_tar
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / ".demo" / "www"
@@ -41,7 +41,7 @@ def model_conf(server: DevServer) -> dict[str, Any]:
     """Every framework path of resnet50_model, from small real models served as an internal mirror."""
     import gzip
 
-    from imagenet_ops import model_samples as ms
+    from imagenet_ops.testing import model_samples as ms
 
     root = SAMPLES
     ms.make_onnx(root / "resnet50_v1.onnx", opset=11, argmax=True)
@@ -90,7 +90,7 @@ def training_conf(server: DevServer) -> dict[str, Any]:
 
 def preprocessed_conf(server: DevServer) -> dict[str, Any]:
     """A small preprocessed validation set (reference pre_process_vgg, NCHW float32 .npy) from generated images."""
-    from imagenet_ops.preprocess_samples import plain_images, sample_images, write_images_tar
+    from imagenet_ops.testing.preprocess_samples import plain_images, sample_images, write_images_tar
 
     images = {**sample_images(["landscape", "portrait", "gray", "cmyk", "png"]), **plain_images(11, start=6)}
     tar = write_images_tar(SAMPLES / "preprocessed" / "ILSVRC2012_img_val.tar", images)

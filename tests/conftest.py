@@ -89,7 +89,7 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def aux_archive_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A valid sample caffe_ilsvrc12.tar.gz (real counts, synthetic wnids)."""
-    from imagenet_ops.samples import make_aux_archive
+    from imagenet_ops.testing.samples import make_aux_archive
 
     return make_aux_archive(tmp_path_factory.mktemp("aux") / "caffe_ilsvrc12.tar.gz").read_bytes()
 
@@ -97,7 +97,7 @@ def aux_archive_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator:
     """A Range/ETag-capable HTTP server on 127.0.0.1 serving ``server.root`` (a fresh folder)."""
-    from imagenet_ops.devserver import DevServer
+    from imagenet_ops.testing.devserver import DevServer
 
     root = tmp_path / "www"
     root.mkdir()
@@ -178,7 +178,7 @@ def gcs_conditional_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _new_gcs_bucket(endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
-    from imagenet_ops.storage import default_gcs_client
+    from imagenet_ops.core.storage import default_gcs_client
 
     client = default_gcs_client(endpoint=endpoint, project="test-project")
     name = _bucket_name(request)
@@ -215,7 +215,7 @@ def sample_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small real models under the reference's download names (built once per session)."""
     import gzip
 
-    from imagenet_ops import model_samples as ms
+    from imagenet_ops.testing import model_samples as ms
 
     root = tmp_path_factory.mktemp("models")
     ms.make_onnx(root / "resnet50_v1.onnx", opset=11, argmax=True)
@@ -236,7 +236,7 @@ def model_mirror(http_server, sample_models) -> dict:
     """The sample models served as an internal mirror, with the md5 of each download by file name."""
     import shutil
 
-    from imagenet_ops.digests import file_digests
+    from imagenet_ops.core.digests import file_digests
 
     md5_by_file = {}
     for name, path in sample_models.items():
@@ -255,13 +255,13 @@ class DagInputs:
 
 
 def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
-    from imagenet_ops import model_samples
-    from imagenet_ops.aux_files import NUM_CLASSES
-    from imagenet_ops.digests import file_digests
-    from imagenet_ops.preprocess_config import PREPROCESS_TABLE, SUBSET_SIZES
-    from imagenet_ops.preprocess_samples import plain_images, write_images_tar
-    from imagenet_ops.resnet50 import MODEL_TABLE
-    from imagenet_ops.samples import (
+    from imagenet_ops.aux.pipeline import NUM_CLASSES
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.model.pipeline import MODEL_TABLE
+    from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE, SUBSET_SIZES
+    from imagenet_ops.testing import model_samples
+    from imagenet_ops.testing.preprocess_samples import plain_images, write_images_tar
+    from imagenet_ops.testing.samples import (
         aux_file_contents,
         make_aux_archive,
         make_class_tars,
@@ -308,7 +308,7 @@ def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="session")
 def dag_inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagInputs]:
     """Generated inputs for the four DAGs; downloads are served over HTTP on 127.0.0.1."""
-    from imagenet_ops.devserver import DevServer
+    from imagenet_ops.testing.devserver import DevServer
 
     root = tmp_path_factory.mktemp("dag-inputs")
     (root / "www").mkdir()

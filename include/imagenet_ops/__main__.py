@@ -22,10 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops import VERSION, aux_files, resnet50, samples, training_data
-from imagenet_ops.diskspace import disk_full_error, is_disk_full
-from imagenet_ops.errors import ConfigError, ImagenetOpsError, StorageError
-from imagenet_ops.storage import open_sink
+from imagenet_ops import VERSION
+from imagenet_ops.aux import pipeline as aux_files
+from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
+from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
+from imagenet_ops.core.storage import open_sink
+from imagenet_ops.model import pipeline as resnet50
+from imagenet_ops.testing import samples
+from imagenet_ops.training import pipeline as training_data
 
 log = logging.getLogger("imagenet_ops")
 
@@ -62,7 +66,7 @@ def _work_dir(args: argparse.Namespace, sink: Any) -> tuple[Path, bool]:
 @contextlib.contextmanager
 def _output_lease(args: argparse.Namespace, sink: Any) -> Iterator[None]:
     """Hold ``sink``'s lease while the block runs; a read-only folder can only be a cache hit, without one."""
-    from imagenet_ops.lease import CLI_TTL, Lease, OutputReadOnlyError, cli_owner, default_ttl
+    from imagenet_ops.core.lease import CLI_TTL, Lease, OutputReadOnlyError, cli_owner, default_ttl
 
     try:
         lease = Lease(sink, owner=cli_owner(), ttl=default_ttl(CLI_TTL), process_bound=True).acquire(wait=args.wait_for_lease)
@@ -142,7 +146,7 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
-    from imagenet_ops import preprocess
+    from imagenet_ops.preprocessed import pipeline as preprocess
 
     config = preprocess.resolve_preprocess_config(preprocess.PREPROCESS_TABLE.selections_from_args(args))
     sink = open_sink(args.output)
@@ -201,7 +205,7 @@ def _add_lease_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_preprocessed_parser(sub: Any) -> None:
-    from imagenet_ops.preprocess_config import PREPROCESS_TABLE
+    from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
 
     pre = sub.add_parser("preprocessed", help="preprocessed ImageNet val/calibration sets (get-preprocessed-dataset-imagenet)")
     PREPROCESS_TABLE.add_cli_arguments(pre)
@@ -272,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _redact_record(record: logging.LogRecord) -> bool:
     """Every line the CLI logs has the URL credentials in it masked (``user:***@``, ``X-Amz-Signature=***``)."""
-    from imagenet_ops.redact import redact_text
+    from imagenet_ops.core.redact import redact_text
 
     message = record.getMessage()
     if "://" in message:

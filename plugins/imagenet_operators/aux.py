@@ -28,7 +28,7 @@ class AuxValidateOperator(MasksURLSecrets, BaseOperator):
         self.path = path
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.aux_files import validate_aux_dir
+        from imagenet_ops.aux.pipeline import validate_aux_dir
 
         result = validate_aux_dir(Path(self.path))
         self.log.info("Validated %s: %d classes, %d validation labels", result.path, result.classes, result.val_images)
@@ -74,7 +74,7 @@ class AuxPublishOperator(MasksURLSecrets, BaseOperator):
     def execute(self, context: Context) -> dict[str, str]:
         from imagenet_operators.leases import publishing
         from imagenet_operators.sinks import sink_from_connection
-        from imagenet_ops.aux_files import AuxConfig, publish_aux
+        from imagenet_ops.aux.pipeline import AuxConfig, publish_aux
 
         with publishing(sink_from_connection(self.sink_uri, self.conn_id), context) as sink:
             done = publish_aux(

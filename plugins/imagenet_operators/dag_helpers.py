@@ -21,9 +21,9 @@ from typing import Any
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, Variable
 
-from imagenet_ops import errors
-from imagenet_ops.lease import LeaseHeldError, LeaseLostError
-from imagenet_ops.variations import VariationTable
+from imagenet_ops.core import errors
+from imagenet_ops.core.lease import LeaseHeldError, LeaseLostError
+from imagenet_ops.core.variations import VariationTable
 
 # Bad input cannot get better by waiting: fail at once. Network and storage errors retry with backoff.
 BAD_INPUT_FAILS_FAST = ExceptionRetryPolicy(
@@ -137,7 +137,7 @@ def run_params(params: dict[str, Any], dag_run: Any, dag_id: str) -> dict[str, A
         return params
     import json
 
-    from imagenet_ops.errors import ConfigError
+    from imagenet_ops.core.errors import ConfigError
 
     raw = Variable.get(f"imagenet_ops_refresh_{dag_id}", default=None)
     if not raw:
@@ -174,7 +174,7 @@ def sink_uri(artifact: str, given: str | None) -> str:
     Raises:
         SinkURIError: no or an invalid bucket, ``?``/``#``, or ``.``/``..`` segments.
     """
-    from imagenet_ops.storage import split_uri
+    from imagenet_ops.core.storage import split_uri
 
     if not given:
         root = _setting("imagenet_ops_sink_root", "IMAGENET_OPS_SINK_ROOT", str(Path("artifacts").resolve()))

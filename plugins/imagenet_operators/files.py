@@ -51,8 +51,8 @@ class ArchiveDownloadOperator(MasksURLSecrets, BaseOperator):
         self.verify_ssl = verify_ssl
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.digests import AcceptedChecksums
-        from imagenet_ops.download import download
+        from imagenet_ops.core.digests import AcceptedChecksums
+        from imagenet_ops.core.download import download
 
         result = download(
             urls=list(self.urls),
@@ -90,7 +90,7 @@ class ChecksumVerifyOperator(MasksURLSecrets, BaseOperator):
         self.sha256 = sha256
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.digests import AcceptedChecksums, verify_file
+        from imagenet_ops.core.digests import AcceptedChecksums, verify_file
 
         digests = verify_file(Path(self.path), AcceptedChecksums.of(md5=self.md5, sha256=self.sha256))
         self.log.info("Verified %s: %d bytes, md5 %s, sha256 %s", self.path, digests.size, digests.md5, digests.sha256)
@@ -112,7 +112,7 @@ class ArchiveExtractOperator(MasksURLSecrets, BaseOperator):
         self.dest = dest
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.extract import extract_archive
+        from imagenet_ops.core.extract import extract_archive
 
         result = extract_archive(archive=Path(self.archive), dest=Path(self.dest))
         self.log.info("Extracted %s: %d files, %d bytes into %s", self.archive, result.files, result.bytes, result.path)

@@ -1,4 +1,4 @@
-"""Output leases for DAG runs: one run writes an output at a time (see ``imagenet_ops.lease``).
+"""Output leases for DAG runs: one run writes an output at a time (see ``imagenet_ops.core.lease``).
 
 The owner of a DAG run's lease is ``<dag_id>/<run_id>``, so every task of the run (mapped ones
 included, on any worker) holds the same lease, a retried task takes it back, and a task of any
@@ -32,7 +32,7 @@ def run_owner(context: Context) -> str:
 
 def run_lease(sink: Any, context: Context) -> Any:
     """This run's (not yet acquired) lease on ``sink``."""
-    from imagenet_ops.lease import RUN_TTL, Lease, default_ttl
+    from imagenet_ops.core.lease import RUN_TTL, Lease, default_ttl
 
     return Lease(sink, owner=run_owner(context), ttl=default_ttl(RUN_TTL))
 

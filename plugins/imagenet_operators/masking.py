@@ -19,7 +19,7 @@ class MasksURLSecrets:
     def pre_execute(self, context: Context) -> None:
         from airflow.sdk.log import mask_secret
 
-        from imagenet_ops.redact import secrets_in
+        from imagenet_ops.core.redact import secrets_in
 
         for name in self.template_fields:
             for secret in secrets_in(getattr(self, name, None)):

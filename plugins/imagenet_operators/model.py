@@ -29,7 +29,7 @@ class _VariantOperator(MasksURLSecrets, BaseOperator):
         self.variant = variant
 
     def _config(self) -> Any:
-        from imagenet_ops.resnet50 import ModelConfig
+        from imagenet_ops.model.pipeline import ModelConfig
 
         return ModelConfig.from_params(self.variant["config"])
 
@@ -43,7 +43,7 @@ class ModelDownloadOperator(_VariantOperator):
     ui_color = "#d6eaf8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.resnet50 import fetch_model
+        from imagenet_ops.model.pipeline import fetch_model
 
         fetched = fetch_model(config=self._config(), dest_dir=Path(self.variant["work_dir"]) / "download")
         self.log.info(
@@ -61,7 +61,7 @@ class ModelPrepareOperator(_VariantOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.resnet50 import prepare_model
+        from imagenet_ops.model.pipeline import prepare_model
 
         prepared = prepare_model(
             config=self._config(), fetched=self.variant["fetched"], dest_dir=Path(self.variant["work_dir"]) / "prepared"
@@ -77,7 +77,7 @@ class ModelLoadCheckOperator(_VariantOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.resnet50 import check_prepared_model
+        from imagenet_ops.model.pipeline import check_prepared_model
 
         check = check_prepared_model(config=self._config(), prepared=self.variant["prepared"])
         self.log.info("Load check passed for %s: %s", self.variant["config"]["variant_id"], check.get("summary"))
@@ -98,7 +98,7 @@ class ModelPublishOperator(_VariantOperator):
     def execute(self, context: Context) -> dict[str, str]:
         from imagenet_operators.leases import publishing
         from imagenet_operators.sinks import sink_from_connection
-        from imagenet_ops.resnet50 import publish_model
+        from imagenet_ops.model.pipeline import publish_model
 
         with publishing(sink_from_connection(self.variant["sink_uri"], self.variant["conn_id"]), context) as sink:
             done = publish_model(

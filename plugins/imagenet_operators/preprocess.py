@@ -25,7 +25,7 @@ class _PreprocessJobOperator(LeasedJobOperator):
     input_keys = ("images", "aux_path")
 
     def _config(self) -> Any:
-        from imagenet_ops.preprocess_config import PreprocessConfig
+        from imagenet_ops.preprocessed.variations import PreprocessConfig
 
         return PreprocessConfig.from_dict(self.job["config"])
 
@@ -43,7 +43,7 @@ class PreprocessInputsOperator(_PreprocessJobOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.preprocess_sources import fetch_calibration_list, fetch_images
+        from imagenet_ops.preprocessed.sources import fetch_calibration_list, fetch_images
 
         config, job, work = self._config(), dict(self.job), Path(self.job["work_dir"])
         if config.dataset_type == "calibration" and not job.get("calibration_list"):
@@ -68,7 +68,7 @@ class PreprocessSelectOperator(_PreprocessJobOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.preprocess import check_cache, plan_chunks, save_chunk_plan, select_images
+        from imagenet_ops.preprocessed.pipeline import check_cache, plan_chunks, save_chunk_plan, select_images
 
         config, sink = self._config(), self._sink()
         items = select_images(
@@ -115,7 +115,7 @@ class PreprocessChunkOperator(_PreprocessJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.preprocess import load_chunk_plan, preprocess_chunk, save_chunk_result
+        from imagenet_ops.preprocessed.pipeline import load_chunk_plan, preprocess_chunk, save_chunk_result
 
         sink, index = self._sink(), int(self.chunk)
         items = load_chunk_plan(sink=sink, index=index)
@@ -153,7 +153,12 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
         self.selection = selection
 
     def execute(self, context: Context) -> dict[str, str]:
-        from imagenet_ops.preprocess import finalize_preprocessed, load_chunk_plan, load_chunk_results, remove_chunk_state
+        from imagenet_ops.preprocessed.pipeline import (
+            finalize_preprocessed,
+            load_chunk_plan,
+            load_chunk_results,
+            remove_chunk_state,
+        )
 
         config, sink = self._config(), self._sink()
         if self.selection["hit"]:
@@ -178,12 +183,12 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
 
 
 def _cached(sink: Any, config: Any) -> tuple[Any, dict[str, str]]:
-    from imagenet_ops.preprocess import preprocessed_env
-    from imagenet_ops.storage import cached_result, read_manifest
+    from imagenet_ops.core.storage import cached_result, read_manifest
+    from imagenet_ops.preprocessed.pipeline import preprocessed_env
 
     manifest = read_manifest(sink)
     if manifest is None:
-        from imagenet_ops.errors import StorageError
+        from imagenet_ops.core.errors import StorageError
 
         raise StorageError(f"sink {sink.uri}: the manifest of the cache hit is gone")
     count = int(manifest.get("outputs", {}).get("count", 0))

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from imagenet_ops.storage import Sink, default_gcs_client, open_sink, split_uri
+from imagenet_ops.core.storage import Sink, default_gcs_client, open_sink, split_uri
 
 _GCP_PREFIX = "extra__google_cloud_platform__"
 
@@ -61,7 +61,7 @@ def store_from_connection(uris: list[str | None], conn_id: str | None) -> Any:
 
     Only the clients of the schemes actually used are built; local paths need none.
     """
-    from imagenet_ops.object_store import ObjectStore
+    from imagenet_ops.core.store import ObjectStore
 
     schemes = {split_uri(u)[0] for u in uris if u}
     s3_client = gcs_client = None

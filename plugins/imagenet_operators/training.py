@@ -30,7 +30,7 @@ class _TrainingJobOperator(LeasedJobOperator):
     input_keys = ("train", "validation", "validation_labels", "aux_path")
 
     def _config(self) -> Any:
-        from imagenet_ops.training_data import TrainingConfig
+        from imagenet_ops.training.pipeline import TrainingConfig
 
         return TrainingConfig.from_params(self.job["config"])
 
@@ -42,7 +42,7 @@ class TrainingChecksumOperator(_TrainingJobOperator):
     """
 
     def execute(self, context: Context) -> dict[str, str]:
-        from imagenet_ops.training_data import archives_to_check, check_archive_md5
+        from imagenet_ops.training.pipeline import archives_to_check, check_archive_md5
 
         config = self._config()
         if not config.check_md5:
@@ -69,7 +69,7 @@ class TrainingPlanOperator(_TrainingJobOperator):
         self.checked = checked
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.training_data import plan_training
+        from imagenet_ops.training.pipeline import plan_training
 
         plan = plan_training(
             config=self._config(),
@@ -102,7 +102,7 @@ class TrainingShardsOperator(_TrainingJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.training_data import load_plan, write_units
+        from imagenet_ops.training.pipeline import load_plan, write_units
 
         sink, indices = self._sink(), list(self.group)
         plan = load_plan(sink)
@@ -140,7 +140,7 @@ class TrainingFinalizeOperator(_TrainingJobOperator):
         self.plan = plan
 
     def execute(self, context: Context) -> dict[str, str]:
-        from imagenet_ops.training_data import finalize_training
+        from imagenet_ops.training.pipeline import finalize_training
 
         done = finalize_training(sink=self._sink(), cache_key=self.plan["cache_key"], store=self._store())
         emit_artifact_event(self, context, done.publish)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.aux_files import AUX_FILES
-from imagenet_ops.digests import file_digests
+from imagenet_ops.aux.pipeline import AUX_FILES
+from imagenet_ops.core.digests import file_digests
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive,
 
 def test_changed_upstream_bytes_republish(aux_dag, http_server, tmp_path):
     from imagenet_operators.local_run import run_dag
-    from imagenet_ops.samples import make_aux_archive
+    from imagenet_ops.testing.samples import make_aux_archive
 
     sink = tmp_path / "aux"
     path = http_server.root / "caffe_ilsvrc12.tar.gz"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagenet_ops.preprocess_samples import plain_images, sample_images, write_images_tar
+from imagenet_ops.testing.preprocess_samples import plain_images, sample_images, write_images_tar
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +120,7 @@ def test_conflicting_variations_fail_in_resolve(preprocessed_dag, val_inputs, tm
 
 def test_corrupt_image_fails_its_chunk_and_publishes_nothing(preprocessed_dag, val_inputs, tmp_path):
     from imagenet_operators.local_run import run_dag
-    from imagenet_ops.preprocess_samples import val_name
+    from imagenet_ops.testing.preprocess_samples import val_name
 
     images = plain_images(3)
     images[val_name(2)] = images[val_name(2)][:2000]  # truncated JPEG

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.samples import make_train_tar, make_val_tar, val_synset_labels
-from imagenet_ops.tfrecord_format import iter_tfrecords
+from imagenet_ops.testing.samples import make_train_tar, make_val_tar, val_synset_labels
+from imagenet_ops.training.tfrecord import iter_tfrecords
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagenet_ops.samples import make_train_tar, make_val_tar
+from imagenet_ops.testing.samples import make_train_tar, make_val_tar
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagenet_ops.aux_files import AUX_FILES
-from imagenet_ops.digests import file_digests
+from imagenet_ops.aux.pipeline import AUX_FILES
+from imagenet_ops.core.digests import file_digests
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ def served_archive(http_server, aux_archive_bytes: bytes) -> str:
 @pytest.fixture
 def aux_dir(tmp_path: Path) -> Path:
     """A folder holding the 8 valid sample aux files."""
-    from imagenet_ops.samples import aux_file_contents
+    from imagenet_ops.testing.samples import aux_file_contents
 
     folder = tmp_path / "aux"
     folder.mkdir()

@@ -8,7 +8,7 @@ import io
 import random
 from collections.abc import Iterator
 
-from imagenet_ops.samples import imagenet_like_jpeg
+from imagenet_ops.testing.samples import imagenet_like_jpeg
 
 # Inside scan data libjpeg stops at FF 67 (no JPEG marker): TensorFlow fails "Unsupported marker
 # type 0x67", OpenCV returns the rows above it, and the header still reads fine.
@@ -52,7 +52,7 @@ def base_images() -> dict[str, bytes]:
 def _base_images() -> dict[str, bytes]:
     from PIL import Image
 
-    from imagenet_ops.preprocess_samples import sample_image
+    from imagenet_ops.testing.preprocess_samples import sample_image
 
     rgb = Image.open(io.BytesIO(imagenet_like_jpeg(5)))
     out = {"baseline": imagenet_like_jpeg(5), "exif": sample_image("exif")}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.aux_files import (
+from imagenet_ops.aux.pipeline import (
     ARCHIVE_NAME,
     AUX_FILES,
     build_aux,
@@ -19,10 +19,10 @@ from imagenet_ops.aux_files import (
     validate_aux_dir,
     verify_aux_archive,
 )
-from imagenet_ops.errors import ChecksumMismatch, ValidationError
-from imagenet_ops.extract import extract_archive
-from imagenet_ops.samples import aux_file_contents, make_aux_archive, sample_wnids
-from imagenet_ops.storage import open_sink
+from imagenet_ops.core.errors import ChecksumMismatch, ValidationError
+from imagenet_ops.core.extract import extract_archive
+from imagenet_ops.core.storage import open_sink
+from imagenet_ops.testing.samples import aux_file_contents, make_aux_archive, sample_wnids
 
 
 def md5_of(data: bytes) -> str:
@@ -219,14 +219,14 @@ def test_unexpected_archive_members_are_dropped_with_a_warning(
     http_server, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Regression (issue 10 item 5): members of the aux tarball that are not expected were published.
-    from imagenet_ops.samples import write_tar
+    from imagenet_ops.testing.samples import write_tar
 
     members = {**aux_file_contents(), "README.evil": b"not an aux file", "extra/notes.txt": b"x"}
     archive = write_tar(http_server.root / ARCHIVE_NAME, members)
     config = resolve_aux_config({"url": http_server.url(ARCHIVE_NAME), "md5": md5_of(archive.read_bytes())})
     out = tmp_path / "published"
 
-    with caplog.at_level("WARNING", logger="imagenet_ops.aux_files"):
+    with caplog.at_level("WARNING", logger="imagenet_ops.aux.pipeline"):
         build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work")
 
     assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])

@@ -14,8 +14,8 @@ import pytest
 
 from imagenet_ops import VERSION
 from imagenet_ops.__main__ import main
-from imagenet_ops.aux_files import ARCHIVE_NAME, AUX_FILES
-from imagenet_ops.samples import make_aux_archive
+from imagenet_ops.aux.pipeline import ARCHIVE_NAME, AUX_FILES
+from imagenet_ops.testing.samples import make_aux_archive
 
 WRONG_MD5 = "0" * 32
 
@@ -166,7 +166,7 @@ def test_training_data_to_object_storage_then_cache_hit(dag_inputs, request: pyt
 
 def test_unreachable_gcs_input_is_one_error_line_after_logged_retries(closed_port_url: str, tmp_path: Path) -> None:
     # Regression (issue 10 item 6): an unreachable GCS endpoint failed only after 85-119 s, logging nothing.
-    from imagenet_ops.preprocess_samples import val_map_text
+    from imagenet_ops.testing.preprocess_samples import val_map_text
 
     labels = tmp_path / "val_map.txt"
     labels.write_text(val_map_text([f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 11)]))
@@ -185,7 +185,7 @@ def test_unreachable_gcs_input_is_one_error_line_after_logged_retries(closed_por
 
 def test_malformed_aux_val_txt_is_one_error_line_naming_file_and_line(http_server, tmp_path: Path) -> None:
     # Regression (issue 10 item 6): a malformed aux val.txt gave a traceback.
-    from imagenet_ops.samples import aux_file_contents
+    from imagenet_ops.testing.samples import aux_file_contents
 
     lines = aux_file_contents()["val.txt"].decode().splitlines()
     lines[6] = "ILSVRC2012_val_00000007.JPEG 12 extra"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from jpeg_damage import stray_marker
 
-from imagenet_ops.preprocess_samples import plain_images, val_map_text, val_name, write_images_tar
-from imagenet_ops.samples import imagenet_like_jpeg, make_train_tar, make_val_tar, sample_wnids, val_synset_labels
+from imagenet_ops.testing.preprocess_samples import plain_images, val_map_text, val_name, write_images_tar
+from imagenet_ops.testing.samples import imagenet_like_jpeg, make_train_tar, make_val_tar, sample_wnids, val_synset_labels
 
 WNIDS = sample_wnids(2)
 BAD = f"{WNIDS[1]}_2.JPEG"

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.aux_files import ARCHIVE_NAME, NUM_CLASSES
-from imagenet_ops.digests import AcceptedChecksums
-from imagenet_ops.diskspace import disk_full_error, disk_full_guard
-from imagenet_ops.download import download
-from imagenet_ops.errors import DiskFullError, StorageError
-from imagenet_ops.samples import make_aux_archive
+from imagenet_ops.aux.pipeline import ARCHIVE_NAME, NUM_CLASSES
+from imagenet_ops.core.digests import AcceptedChecksums
+from imagenet_ops.core.diskspace import disk_full_error, disk_full_guard
+from imagenet_ops.core.download import download
+from imagenet_ops.core.errors import DiskFullError, StorageError
+from imagenet_ops.testing.samples import make_aux_archive
 
 DEV_FULL = Path("/dev/full")
 LISTING = "== left on the full filesystem:"
@@ -212,10 +212,10 @@ def test_gunzip_and_object_store_download_on_a_full_filesystem(full_disk, tmp_pa
     script = f"""
 import sys
 from pathlib import Path
-from imagenet_ops.errors import DiskFullError
-from imagenet_ops.extract import extract_archive
-from imagenet_ops.object_store import ObjectStore
-from imagenet_ops.storage import default_gcs_client
+from imagenet_ops.core.errors import DiskFullError
+from imagenet_ops.core.extract import extract_archive
+from imagenet_ops.core.store import ObjectStore
+from imagenet_ops.core.storage import default_gcs_client
 
 mnt = Path({str(mnt)!r})
 for name, call in [
@@ -239,7 +239,7 @@ for name, call in [
 
 
 def _training_inputs(root: Path) -> dict[str, Path]:
-    from imagenet_ops.samples import aux_file_contents, make_class_tars, make_val_tar, sample_wnids, write_tar
+    from imagenet_ops.testing.samples import aux_file_contents, make_class_tars, make_val_tar, sample_wnids, write_tar
 
     aux = root / "aux"
     aux.mkdir(parents=True)

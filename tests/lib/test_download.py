@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops import download as download_mod
-from imagenet_ops.digests import AcceptedChecksums
-from imagenet_ops.download import RetryPolicy, download, filename_from_url
-from imagenet_ops.errors import ChecksumMismatch, DownloadError
+from imagenet_ops.core import download as download_mod
+from imagenet_ops.core.digests import AcceptedChecksums
+from imagenet_ops.core.download import RetryPolicy, download, filename_from_url
+from imagenet_ops.core.errors import ChecksumMismatch, DownloadError
 
 ARCHIVE = "caffe_ilsvrc12.tar.gz"
 FAST = RetryPolicy(attempts=3, backoff=0.01)
@@ -156,7 +156,7 @@ def test_5xx_is_retried_with_exponential_backoff(
 def test_cut_download_resumes_with_range(
     http_server, served_archive: str, aux_archive_bytes: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="imagenet_ops.download")
+    caplog.set_level(logging.INFO, logger="imagenet_ops.core.download")
     size = len(aux_archive_bytes)
     http_server.fail(ARCHIVE, "cut:100000")
 
@@ -301,7 +301,7 @@ def test_unverified_final_file_is_downloaded_again(
 def test_progress_lines_carry_a_rate_and_a_final_line(
     served_archive: str, aux_archive_bytes: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="imagenet_ops.download")
+    caplog.set_level(logging.INFO, logger="imagenet_ops.core.download")
 
     download(
         urls=[served_archive],
@@ -383,7 +383,7 @@ def test_a_trickling_mirror_logs_progress_on_time_then_fails_over(
 ) -> None:
     # Regression (issue 10 item 7): a download trickling at 1 KiB every 2 s logged nothing for minutes
     # (each read waited for a whole 64 KiB chunk) and never gave up.
-    caplog.set_level(logging.INFO, logger="imagenet_ops.download")
+    caplog.set_level(logging.INFO, logger="imagenet_ops.core.download")
     trickle = _Trickle(1 << 20)
     try:
         result = download(

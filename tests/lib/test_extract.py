@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.errors import ArchiveError, UnsafeArchiveError
-from imagenet_ops.extract import archive_kind, extract_archive
-from imagenet_ops.samples import write_tar
+from imagenet_ops.core.errors import ArchiveError, UnsafeArchiveError
+from imagenet_ops.core.extract import archive_kind, extract_archive
+from imagenet_ops.testing.samples import write_tar
 
 MEMBERS = {"synsets.txt": b"n01440764\nn01443537\n", "sub/dir/val.txt": b"ILSVRC2012_val_00000001.JPEG 1\n", "empty": b""}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagenet_ops.errors import ConfigError, ModelCheckError
-from imagenet_ops.fix_input_shape import fix_input_shape
-from imagenet_ops.model_checks import ModelInterface, check_model
-from imagenet_ops.model_samples import make_onnx, make_tf_frozen_graph
+from imagenet_ops.core.errors import ConfigError, ModelCheckError
+from imagenet_ops.model.checks import ModelInterface, check_model
+from imagenet_ops.model.fix_input_shape import fix_input_shape
+from imagenet_ops.testing.model_samples import make_onnx, make_tf_frozen_graph
 
 
 @pytest.fixture(scope="module")

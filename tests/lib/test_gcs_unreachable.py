@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagenet_ops import gcs_requests
-from imagenet_ops.errors import StorageError
-from imagenet_ops.object_store import ObjectStore
-from imagenet_ops.storage import RetrySettings, default_gcs_client, open_sink
+from imagenet_ops.core import gcs_requests
+from imagenet_ops.core.errors import StorageError
+from imagenet_ops.core.storage import RetrySettings, default_gcs_client, open_sink
+from imagenet_ops.core.store import ObjectStore
 
 
 class Blackhole:
@@ -134,7 +134,7 @@ def test_a_silent_endpoint_times_out_once_per_attempt(
 
 
 def test_the_stated_bounds_match_the_defaults() -> None:
-    # The bounds in imagenet_ops.gcs_requests' docstring (and the README) follow from the defaults.
+    # The bounds in imagenet_ops.core.gcs_requests' docstring (and the README) follow from the defaults.
     retry = RetrySettings()
     pauses = sum(retry.backoff * 2**n for n in range(retry.attempts - 1))
     connect, read = retry.gcs_timeout

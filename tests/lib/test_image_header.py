@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_ops.errors import ConfigError, ImageError
-from imagenet_ops.image_header import (
+from imagenet_ops.core.errors import ConfigError, ImageError
+from imagenet_ops.imagenet.image_header import (
     CMYK_TRAIN_IMAGES,
     PNG_TRAIN_IMAGES,
     ImageInfo,
@@ -330,6 +330,9 @@ def test_needs_conversion_rejects_unknown_split():
 
 
 def test_import_stays_light():
-    code = "import sys, imagenet_ops.image_header; print(sorted({'PIL', 'numpy', 'tensorflow', 'airflow'} & set(sys.modules)))"
+    code = (
+        "import sys, imagenet_ops.imagenet.image_header; "
+        "print(sorted({'PIL', 'numpy', 'tensorflow', 'airflow'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"

@@ -10,16 +10,16 @@ import struct
 import pytest
 from jpeg_damage import STRAY_MARKER, base_images, damage_cases, stray_marker, truncated, truncated_then_eoi
 
-from imagenet_ops.errors import ImageError
-from imagenet_ops.image_header import image_info
-from imagenet_ops.image_verify import TF_MAX_SAMPLES, jpeg_end_problem, verify_image
-from imagenet_ops.preprocess_samples import sample_image
+from imagenet_ops.core.errors import ImageError
+from imagenet_ops.imagenet.image_header import image_info
+from imagenet_ops.imagenet.image_verify import TF_MAX_SAMPLES, jpeg_end_problem, verify_image
+from imagenet_ops.testing.preprocess_samples import sample_image
 
 
 @pytest.fixture(scope="module")
 def tf_decodes():
     """Whether ``tf.io.decode_jpeg(data, channels=3)`` decodes ``data`` (what the training readers call)."""
-    from imagenet_ops.native_logs import import_tensorflow
+    from imagenet_ops.core.native_logs import import_tensorflow
 
     tf = import_tensorflow()
 
@@ -128,7 +128,7 @@ def test_opencv_alone_returns_rows_of_a_corrupt_jpeg() -> None:
     import cv2
     import numpy as np
 
-    from imagenet_ops.preprocess_ops import decode_bgr
+    from imagenet_ops.preprocessed.ops import decode_bgr
 
     data = stray_marker(base_images()["baseline"], 0.3)
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
@@ -139,7 +139,7 @@ def test_opencv_alone_returns_rows_of_a_corrupt_jpeg() -> None:
 def test_pillow_set_to_hide_decode_errors_is_refused(monkeypatch) -> None:
     from PIL import ImageFile
 
-    from imagenet_ops.errors import ConfigError
+    from imagenet_ops.core.errors import ConfigError
 
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(ConfigError, match=r"x\.JPEG: cannot verify images while PIL\.ImageFile\.LOAD_TRUNCATED_IMAGES"):

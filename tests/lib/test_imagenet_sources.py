@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
-from imagenet_ops.errors import ArchiveError, ValidationError
-from imagenet_ops.imagenet_sources import ImageReader, ImageRef, list_train_images, list_val_images
-from imagenet_ops.samples import make_class_tars, make_train_tar, make_val_tar, write_tar
+from imagenet_ops.core.errors import ArchiveError, ValidationError
+from imagenet_ops.imagenet.images import ImageReader, ImageRef, list_train_images, list_val_images
+from imagenet_ops.testing.samples import make_class_tars, make_train_tar, make_val_tar, write_tar
 
 WNIDS = ["n01440764", "n01443537", "n02105855"]
 
@@ -129,7 +129,7 @@ def test_reader_keeps_a_bounded_number_of_files_open(tmp_path):
 )
 def test_header_walk_agrees_with_tarfile(tmp_path, fmt, long_name, walked_here):
     """The fast header walk finds what tarfile finds, or hands over to tarfile."""
-    from imagenet_ops.imagenet_sources import _tar_image_refs, _walk_headers
+    from imagenet_ops.imagenet.images import _tar_image_refs, _walk_headers
 
     path = tmp_path / "t.tar"
     middle = "d" * 90 + "/" + "e" * 60 + "/n01440764_2.JPEG" if long_name else "n01440764/n01440764_2.JPEG"

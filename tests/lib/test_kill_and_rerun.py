@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.output_location import TEMPORARY_NAME
-from imagenet_ops.samples import make_class_tars, sample_wnids
+from imagenet_ops.core.output_location import TEMPORARY_NAME
+from imagenet_ops.testing.samples import make_class_tars, sample_wnids
 
 pytestmark = pytest.mark.slow
 

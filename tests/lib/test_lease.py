@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from imagenet_ops.lease import LEASE_KEY, Lease, LeaseHeldError, LeaseLostError, LeaseRecord
-from imagenet_ops.storage import open_sink
+from imagenet_ops.core.lease import LEASE_KEY, Lease, LeaseHeldError, LeaseLostError, LeaseRecord
+from imagenet_ops.core.storage import open_sink
 
 
 @dataclass
@@ -137,8 +137,8 @@ def test_an_unreadable_lease_object_is_taken(target: Target) -> None:
 _RACER = textwrap.dedent(
     """
     import sys, time
-    from imagenet_ops.lease import Lease, LeaseHeldError
-    from imagenet_ops.storage import open_sink
+    from imagenet_ops.core.lease import Lease, LeaseHeldError
+    from imagenet_ops.core.storage import open_sink
     uri, owner, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
     sink = open_sink(uri)
     lease = Lease(sink, owner=owner, ttl=60)
@@ -183,8 +183,8 @@ def test_two_processes_racing_for_a_free_lease_never_both_win(target: Target) ->
 _HOLDER = textwrap.dedent(
     """
     import sys, time
-    from imagenet_ops.lease import Lease
-    from imagenet_ops.storage import open_sink
+    from imagenet_ops.core.lease import Lease
+    from imagenet_ops.core.storage import open_sink
     Lease(open_sink(sys.argv[1]), owner="cli:holder", ttl=3600, process_bound=True).acquire()
     print("holding", flush=True)
     time.sleep(600)

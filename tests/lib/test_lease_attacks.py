@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from imagenet_ops.lease import LEASE_KEY, Lease, LeaseHeldError, LeaseRecord
-from imagenet_ops.storage import open_sink
+from imagenet_ops.core.lease import LEASE_KEY, Lease, LeaseHeldError, LeaseRecord
+from imagenet_ops.core.storage import open_sink
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 @pytest.fixture(scope="module")
 def aux_source(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """CLI arguments of an ``aux`` run from a local sample archive (no network)."""
-    from imagenet_ops.digests import file_digests
+    from imagenet_ops.core.digests import file_digests
 
     folder = tmp_path_factory.mktemp("aux-src")
     subprocess.run(
@@ -64,8 +64,8 @@ def _script(code: str, *args: str, env: dict[str, str] | None = None) -> subproc
 
 _HOLDER = """
     import sys, time
-    from imagenet_ops.lease import Lease
-    from imagenet_ops.storage import open_sink
+    from imagenet_ops.core.lease import Lease
+    from imagenet_ops.core.storage import open_sink
     Lease(open_sink(sys.argv[1]), owner=sys.argv[2], ttl=float(sys.argv[3]), process_bound=True).acquire()
     print("holding", flush=True)
     time.sleep(600)
@@ -183,7 +183,7 @@ def test_a_lease_taken_from_a_frozen_holder_is_not_stolen_while_its_new_holder_l
 
 _SLOW_BINDER = """
     import sys, time, pathlib
-    from imagenet_ops import lease as L
+    from imagenet_ops.core import lease as L
     original = L._LocalBackend.create
     def slow(self, data):
         done = original(self, data)
@@ -191,7 +191,7 @@ _SLOW_BINDER = """
         time.sleep(3)  # a preemption right after the record is written
         return done
     L._LocalBackend.create = slow
-    from imagenet_ops.storage import open_sink
+    from imagenet_ops.core.storage import open_sink
     L.Lease(open_sink(sys.argv[1]), owner="cli:first", ttl=3600, process_bound=True).acquire()
     print("holding", flush=True)
     time.sleep(600)
@@ -300,8 +300,8 @@ def test_the_lease_record_holds_no_secret(tmp_path: Path) -> None:
 
 _TAKER = """
     import sys, time
-    from imagenet_ops.lease import Lease, LeaseHeldError
-    from imagenet_ops.storage import open_sink
+    from imagenet_ops.core.lease import Lease, LeaseHeldError
+    from imagenet_ops.core.storage import open_sink
     lease = Lease(open_sink(sys.argv[1]), owner=sys.argv[2], ttl=60)
     while time.time() < float(sys.argv[3]):
         pass

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops import model_samples as ms
-from imagenet_ops.errors import ConfigError, ModelCheckError, ValidationError
-from imagenet_ops.model_checks import RESNET50_STATE_DICT_SHAPES, ModelInterface, check_model
+from imagenet_ops.core.errors import ConfigError, ModelCheckError, ValidationError
+from imagenet_ops.model.checks import RESNET50_STATE_DICT_SHAPES, ModelInterface, check_model
+from imagenet_ops.testing import model_samples as ms
 
 ONNX = ModelInterface("onnx", {"input_tensor:0": (None, 3, 224, 224)}, {"softmax_tensor:0": (None, 1001), "ArgMax:0": (None,)})
 ONNX_NOARGMAX = ModelInterface("onnx", {"input_tensor:0": (None, 3, 224, 224)}, {"softmax_tensor:0": (None, 1001)})

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagenet_ops import model_samples as ms
-from imagenet_ops.model_checks import RESNET50_STATE_DICT_SHAPES
+from imagenet_ops.model.checks import RESNET50_STATE_DICT_SHAPES
+from imagenet_ops.testing import model_samples as ms
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from imagenet_ops.errors import ConfigError
-from imagenet_ops.preprocess_config import (
+from imagenet_ops.core.errors import ConfigError
+from imagenet_ops.preprocessed.variations import (
     CALIBRATION_BASE_URL,
     PREPROCESS_TABLE,
     RESNET50_UINT8_SCALE,

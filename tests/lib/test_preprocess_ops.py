@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from imagenet_ops import preprocess_ops as ops
-from imagenet_ops.errors import ImageError
-from imagenet_ops.preprocess_config import resolve_preprocess_config
-from imagenet_ops.preprocess_samples import IMAGE_KINDS, sample_image
+from imagenet_ops.core.errors import ImageError
+from imagenet_ops.preprocessed import ops as ops
+from imagenet_ops.preprocessed.variations import resolve_preprocess_config
+from imagenet_ops.testing.preprocess_samples import IMAGE_KINDS, sample_image
 
 # -- literal reference code -----------------------------------------------------------------------
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagenet_ops import preprocess
 from imagenet_ops.__main__ import main
-from imagenet_ops.errors import ChecksumMismatch, ConfigError, ImageError, StorageError, ValidationError
-from imagenet_ops.object_store import ObjectStore
-from imagenet_ops.preprocess import (
+from imagenet_ops.core.errors import ChecksumMismatch, ConfigError, ImageError, StorageError, ValidationError
+from imagenet_ops.core.storage import MANIFEST_NAME, LocalSink, S3Sink, read_manifest
+from imagenet_ops.core.store import ObjectStore
+from imagenet_ops.preprocessed import pipeline as preprocess
+from imagenet_ops.preprocessed.pipeline import (
     BAD_IMAGES,
     FILES_LIST,
     NAMES_LIST,
@@ -29,7 +30,7 @@ from imagenet_ops.preprocess import (
     resolve_preprocess_config,
     select_images,
 )
-from imagenet_ops.preprocess_samples import (
+from imagenet_ops.testing.preprocess_samples import (
     calibration_list_text,
     plain_images,
     sample_images,
@@ -38,7 +39,6 @@ from imagenet_ops.preprocess_samples import (
     write_folder,
     write_images_tar,
 )
-from imagenet_ops.storage import MANIFEST_NAME, LocalSink, S3Sink, read_manifest
 
 COUNT = 8
 
@@ -196,7 +196,7 @@ def test_rerun_is_a_cache_hit(inputs, tmp_path: Path, caplog: pytest.LogCaptureF
     args = {"config": config, "source": str(inputs["folder"]), "output": str(tmp_path / "out"), "val_map": inputs["val_map"]}
     first = build_preprocessed(**args, workers=1)
     stamp = (tmp_path / "out" / MANIFEST_NAME).stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="imagenet_ops.preprocess"):
+    with caplog.at_level(logging.INFO, logger="imagenet_ops.preprocessed.pipeline"):
         second = build_preprocessed(**args, workers=1)
     assert second.publish.cache_hit and second.chunks == [] and second.env == first.env
     assert second.publish.cache_key == first.publish.cache_key
@@ -412,7 +412,7 @@ def test_workers_fork_safely_after_opencv_ran_threaded(inputs, tmp_path: Path) -
 import cv2, numpy as np
 import re
 from pathlib import Path
-from imagenet_ops.preprocess import build_preprocessed, resolve_preprocess_config
+from imagenet_ops.preprocessed.pipeline import build_preprocessed, resolve_preprocess_config
 if __name__ == "__main__":
     cv2.setNumThreads(2)
     big = np.zeros((2000, 3000, 3), np.uint8)

@@ -26,7 +26,7 @@ HOSTILE_MAIN = textwrap.dedent(
         raise SystemExit("__main__ was re-imported in a pool child")
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
-    from imagenet_ops.process_pool import worker_pool
+    from imagenet_ops.core.process_pool import worker_pool
     if os.environ.get("PLAIN_POOL"):
         pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
     else:
@@ -63,7 +63,7 @@ def test_pool_children_die_with_a_killed_parent(tmp_path):
     script = textwrap.dedent(
         """
         import os, sys, time
-        from imagenet_ops.process_pool import worker_pool
+        from imagenet_ops.core.process_pool import worker_pool
         pool = worker_pool(2)
         futures = [pool.submit(time.sleep, 120) for _ in range(2)]
         time.sleep(0.5)
@@ -101,12 +101,14 @@ def _alive(pid: int) -> bool:
 def test_tensorflow_start_up_lines_stay_off_stderr(tmp_path):
     # Regression: a successful TFLite load check showed six ERROR lines in the task log. The task
     # supervisor logs every stderr line at ERROR; TensorFlow's native start-up lines went there.
-    quiet = _run([sys.executable, "-c", "from imagenet_ops.native_logs import import_tensorflow; import_tensorflow()"], tmp_path)
+    quiet = _run(
+        [sys.executable, "-c", "from imagenet_ops.core.native_logs import import_tensorflow; import_tensorflow()"], tmp_path
+    )
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr.strip() == "", quiet.stderr
     code = (
         "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout); "
-        "from imagenet_ops.native_logs import import_tensorflow; import_tensorflow()"
+        "from imagenet_ops.core.native_logs import import_tensorflow; import_tensorflow()"
     )
     relayed = _run([sys.executable, "-c", code], tmp_path)
     assert relayed.stderr.strip() == "", relayed.stderr
@@ -121,7 +123,7 @@ DAEMON_PARENT = textwrap.dedent(
     import multiprocessing as mp, sys
 
     def job(q, kind):
-        from imagenet_ops.process_pool import task_pool, worker_pool
+        from imagenet_ops.core.process_pool import task_pool, worker_pool
         try:
             if kind == "executor":
                 with worker_pool(2) as pool:
@@ -161,7 +163,7 @@ def test_pools_start_inside_a_daemonic_process(tmp_path, kind, parent):
 IGNORING_PARENT = textwrap.dedent(
     """
     import multiprocessing as mp, os, signal, sys
-    from imagenet_ops.process_pool import die_with_parent
+    from imagenet_ops.core.process_pool import die_with_parent
     # As Airflow's task runner does: a SIGTERM handler that returns unless the pid is the task's.
     task_pid = os.getpid()
     signal.signal(signal.SIGTERM, lambda *_: None if os.getpid() != task_pid else sys.exit(1))

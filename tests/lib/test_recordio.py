@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.recordio import IRHEADER_SIZE, RecordIOWriter, im2rec_list, lst_line, pack_irheader
+from imagenet_ops.training.recordio import IRHEADER_SIZE, RecordIOWriter, im2rec_list, lst_line, pack_irheader
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = b"\x0a\x23\xd7\xce"  # 0xced7230a little-endian, spelled out so the reader owes nothing to recordio.py

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imagenet_ops.redact import redact_text, redact_url, redact_values, secrets_in, url_secrets
+from imagenet_ops.core.redact import redact_text, redact_url, redact_values, secrets_in, url_secrets
 
 
 @pytest.mark.parametrize(

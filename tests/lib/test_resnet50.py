@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.errors import ChecksumMismatch, ConfigError
-from imagenet_ops.resnet50 import (
+from imagenet_ops.core.errors import ChecksumMismatch, ConfigError
+from imagenet_ops.core.storage import open_sink
+from imagenet_ops.model.pipeline import (
     MODEL_TABLE,
     build_model,
     model_env,
@@ -16,7 +17,6 @@ from imagenet_ops.resnet50 import (
     resolve_model_config,
     supported_combinations,
 )
-from imagenet_ops.storage import open_sink
 
 # (variations, file, first URL, md5) straight from the reference's download table (cm_spec.md §2).
 REFERENCE = [
@@ -233,8 +233,8 @@ def test_wrong_md5_publishes_nothing(model_mirror, tmp_path):
 
 
 def test_a_file_of_the_wrong_framework_fails_the_load_check_and_is_not_published(model_mirror, tmp_path):
-    from imagenet_ops.digests import file_digests
-    from imagenet_ops.errors import ModelCheckError
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.core.errors import ModelCheckError
 
     server = model_mirror["server"]
     (server.root / "resnet50_v1.pb").write_bytes((server.root / "resnet50_v1.onnx").read_bytes())  # an ONNX file named .pb

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from imagenet_ops.samples import aux_file_contents, make_val_tar, sample_wnids, training_subset
+from imagenet_ops.testing.samples import aux_file_contents, make_val_tar, sample_wnids, training_subset
 
 
 def test_training_subset_keeps_validation_classes_within_the_train_classes():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.errors import ConfigError, StorageError
-from imagenet_ops.output_location import INTENT_KEY
-from imagenet_ops.storage import (
+from imagenet_ops.core.errors import ConfigError, StorageError
+from imagenet_ops.core.output_location import INTENT_KEY
+from imagenet_ops.core.storage import (
     MANIFEST_NAME,
     GCSSink,
     LocalSink,

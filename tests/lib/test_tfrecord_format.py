@@ -13,7 +13,7 @@ from pathlib import Path
 import google_crc32c
 import pytest
 
-from imagenet_ops.tfrecord_format import (
+from imagenet_ops.training.tfrecord import (
     FRAME_OVERHEAD,
     CorruptRecordError,
     TFRecordWriter,
@@ -313,7 +313,7 @@ def test_index_lines_point_at_records(tmp_path):
 
 def test_library_modules_import_neither_tensorflow_nor_airflow():
     code = (
-        "import sys, imagenet_ops.tfrecord_format, imagenet_ops.recordio\n"
+        "import sys, imagenet_ops.training.tfrecord, imagenet_ops.training.recordio\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'airflow', 'mxnet'))\n"
         "assert not bad, bad\n"
     )
@@ -351,7 +351,7 @@ def test_measure_throughput(record_property, capsys):
 
 
 def test_write_parts_equals_write_of_the_joined_payload_and_tracks_the_file_crc(tmp_path):
-    from imagenet_ops.tfrecord_format import imagenet_example, imagenet_example_parts, tfrecord_checksum
+    from imagenet_ops.training.tfrecord import imagenet_example, imagenet_example_parts, tfrecord_checksum
 
     fields = {"encoded": b"\xff\xd8" + bytes(range(256)) * 40, "height": 7, "width": 9, "label": 3, "synset": "n01440764"}
     joined, parts = tmp_path / "joined", tmp_path / "parts"
@@ -366,7 +366,7 @@ def test_write_parts_equals_write_of_the_joined_payload_and_tracks_the_file_crc(
 
 
 def test_tfrecord_checksum_changes_with_any_payload_byte_and_names_a_corrupt_file(tmp_path):
-    from imagenet_ops.tfrecord_format import CorruptRecordError, tfrecord_checksum
+    from imagenet_ops.training.tfrecord import CorruptRecordError, tfrecord_checksum
 
     path = tmp_path / "s"
     with TFRecordWriter(path) as w:

@@ -12,11 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.errors import ChecksumMismatch, ConfigError, ImageError, ValidationError
-from imagenet_ops.object_store import ObjectStore
-from imagenet_ops.samples import imagenet_like_jpeg, make_class_tars, make_train_tar, make_val_tar, val_synset_labels, write_tar
-from imagenet_ops.storage import LocalSink, S3Sink
-from imagenet_ops.training_data import (
+from imagenet_ops.core.errors import ChecksumMismatch, ConfigError, ImageError, ValidationError
+from imagenet_ops.core.storage import LocalSink, S3Sink
+from imagenet_ops.core.store import ObjectStore
+from imagenet_ops.testing.samples import (
+    imagenet_like_jpeg,
+    make_class_tars,
+    make_train_tar,
+    make_val_tar,
+    val_synset_labels,
+    write_tar,
+)
+from imagenet_ops.training.pipeline import (
     TRAINING_TABLE,
     build_training_data,
     finalize_training,
@@ -321,7 +328,7 @@ def test_plan_is_stable_across_runs_and_filesystem_order(tmp_path):
 
 
 def test_killed_writer_leaves_no_partial_shard_and_retry_completes(data, tmp_path, monkeypatch):
-    from imagenet_ops import imagenet_sources
+    from imagenet_ops.imagenet import images as imagenet_sources
 
     out = tmp_path / "out"
     sink = LocalSink(out)
@@ -487,7 +494,7 @@ def test_empty_class_tar_is_named(tmp_path):
 
 
 def test_md5_check_of_the_big_tars(data, tmp_path):
-    from imagenet_ops.digests import file_digests
+    from imagenet_ops.core.digests import file_digests
 
     good = {"train_md5": file_digests(data["train"]).md5, "validation_md5": file_digests(data["val"]).md5}
     config = resolve_training_config({"train_shards": 1, "validation_shards": 1, "check_md5": True, **good})
@@ -517,8 +524,8 @@ def test_md5_check_of_the_big_tars(data, tmp_path):
 
 def test_md5_check_of_a_tar_in_a_bucket(data, s3_bucket):
     """The optional md5 task reads an s3:// tar through the object store (one sequential pass)."""
-    from imagenet_ops.digests import file_digests
-    from imagenet_ops.training_data import check_archive_md5
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.training.pipeline import check_archive_md5
 
     client, bucket = s3_bucket
     client.upload_file(str(data["val"]), bucket, "raw/ILSVRC2012_img_val.tar")
@@ -588,8 +595,8 @@ def test_a_jpeg_corrupted_mid_scan_is_named_and_nothing_is_published(tmp_path, v
 def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, tmp_path, monkeypatch, caplog):
     import logging
 
-    from imagenet_ops import training_data
-    from imagenet_ops.digests import file_digests
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.training import pipeline as training_data
 
     verified = _build(data, tmp_path / "full", tmp_path / "w0")
     # The published ImageNet md5s pointed at the fixture tars (the real ones are 146 GB).
@@ -602,7 +609,7 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
     assert "plan: 5 of 5 units come only from tars whose md5 matched the published ImageNet md5" in caplog.text
     lines = [r.getMessage() for r in caplog.records if "fast path" in r.getMessage()]
     assert sorted(line.split(":")[0] for line in lines) == sorted(f["path"] for f in fast.publish.manifest["files"])
-    written = [r.getMessage() for r in caplog.records if r.name == "imagenet_ops.training_shards"]
+    written = [r.getMessage() for r in caplog.records if r.name == "imagenet_ops.training.shards"]
     assert len(written) == 5 and all(line.endswith("header check only (md5 matched))") for line in written), written
     assert all(u.md5_verified for u in load_plan(LocalSink(tmp_path / "fast")).units), "kept in the stored plan"
     assert [(f["path"], f["checksum"]) for f in fast.publish.manifest["files"]] == [
@@ -613,7 +620,7 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
 def test_a_user_given_md5_that_matches_still_gets_the_full_decode(tmp_path, caplog):
     import logging
 
-    from imagenet_ops.digests import file_digests
+    from imagenet_ops.core.digests import file_digests
 
     train, member = _train_with_a_corrupt_jpeg(tmp_path)
     config = resolve_training_config(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.samples import make_class_tars, make_val_tar
+from imagenet_ops.testing.samples import make_class_tars, make_val_tar
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 STRAY = "n01443000"  # sorts between the first two train classes

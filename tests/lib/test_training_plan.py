@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from imagenet_ops.errors import ValidationError
-from imagenet_ops.imagenet_sources import ImageRef
-from imagenet_ops.training_plan import (
+from imagenet_ops.core.errors import ValidationError
+from imagenet_ops.imagenet.images import ImageRef
+from imagenet_ops.training.plan import (
     PlanItem,
     Shard,
     ValLabels,

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from imagenet_ops.imagenet_sources import list_train_images, list_val_images
-from imagenet_ops.samples import imagenet_like_jpeg, make_train_tar, make_val_tar, val_synset_labels
-from imagenet_ops.training_plan import plan_reference
-from imagenet_ops.training_shards import completed_shard, write_tfrecord_shard
+from imagenet_ops.imagenet.images import list_train_images, list_val_images
+from imagenet_ops.testing.samples import imagenet_like_jpeg, make_train_tar, make_val_tar, val_synset_labels
+from imagenet_ops.training.plan import plan_reference
+from imagenet_ops.training.shards import completed_shard, write_tfrecord_shard
 
 WNIDS = ["n01739381", "n02105855", "n02447366"]
 PNG_NAME, CMYK_NAME, GRAY_NAME = "n02105855_2933.JPEG", "n01739381_1309.JPEG", "n02447366_7.JPEG"
@@ -70,7 +70,7 @@ def _records(path):
 def test_every_shard_reads_back_with_tensorflow(dataset):
     import tensorflow as tf
 
-    from imagenet_ops.imagenet_sources import ImageReader
+    from imagenet_ops.imagenet.images import ImageReader
 
     names = sorted(p.name for p in dataset["out"].iterdir() if not p.name.startswith("."))
     assert names == [f"train-0000{k}-of-00004" for k in range(4)] + [f"validation-0000{k}-of-00003" for k in range(3)]
@@ -132,8 +132,8 @@ def test_a_rerun_skips_complete_shards_and_rewrites_a_damaged_one(dataset):
 
 
 def test_a_file_that_is_not_an_image_is_named(tmp_path):
-    from imagenet_ops.errors import ImageError
-    from imagenet_ops.samples import make_class_tars
+    from imagenet_ops.core.errors import ImageError
+    from imagenet_ops.testing.samples import make_class_tars
 
     make_class_tars(tmp_path / "src", wnids=WNIDS[:1], per_class=1, width=16, height=16, files={"n01739381_9.JPEG": b"GIF89a..."})
     shards = plan_reference(

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.errors import ValidationError
-from imagenet_ops.image_header import CMYK_TRAIN_IMAGES, PNG_TRAIN_IMAGES, to_rgb_jpeg
-from imagenet_ops.samples import imagenet_like_jpeg, val_synset_labels
-from imagenet_ops.storage import LocalSink
-from imagenet_ops.training_data import build_training_data, resolve_training_config
+from imagenet_ops.core.errors import ValidationError
+from imagenet_ops.core.storage import LocalSink
+from imagenet_ops.imagenet.image_header import CMYK_TRAIN_IMAGES, PNG_TRAIN_IMAGES, to_rgb_jpeg
+from imagenet_ops.testing.samples import imagenet_like_jpeg, val_synset_labels
+from imagenet_ops.training.pipeline import build_training_data, resolve_training_config
 
 UPSTREAM = Path(__file__).parent / "upstream"
 TPU_DEFS = (
@@ -76,7 +76,7 @@ def tpu() -> dict[str, typing.Any]:
     """imagenet_to_gcs.py's functions, with its own ``tensorflow.compat.v1 as tf`` and absl logging."""
     from absl import logging
 
-    from imagenet_ops.native_logs import import_tensorflow
+    from imagenet_ops.core.native_logs import import_tensorflow
 
     import_tensorflow()
     import tensorflow.compat.v1 as tf1

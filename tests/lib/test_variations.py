@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from imagenet_ops.aux_files import (
+from imagenet_ops.aux.pipeline import (
     AUX_TABLE,
     BERKELEYVISION_MD5,
     BERKELEYVISION_URL,
@@ -18,8 +18,8 @@ from imagenet_ops.aux_files import (
     AuxConfig,
     resolve_aux_config,
 )
-from imagenet_ops.errors import ConfigError
-from imagenet_ops.variations import Choice, Combo, Group, Option, VariationTable, split_tags
+from imagenet_ops.core.errors import ConfigError
+from imagenet_ops.core.variations import Choice, Combo, Group, Option, VariationTable, split_tags
 
 MD5 = "0123456789abcdef0123456789abcdef"
 MIRROR = "http://mirror.internal/ml/caffe_ilsvrc12.tar.gz"

@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 
 from imagenet_operators.dag_helpers import refresh_schedule, run_params
-from imagenet_ops.errors import ConfigError
+from imagenet_ops.core.errors import ConfigError
 
 SCHEDULED, MANUAL = SimpleNamespace(run_type="scheduled"), SimpleNamespace(run_type="manual")
 PARAMS = {"url": None, "sink_uri": None, "source": "go"}

@@ -17,10 +17,10 @@ from imagenet_operators import (
     AuxValidateOperator,
     ChecksumVerifyOperator,
 )
-from imagenet_ops.digests import AcceptedChecksums, Digests
-from imagenet_ops.download import DownloadResult
-from imagenet_ops.extract import ExtractResult
-from imagenet_ops.storage import PublishResult
+from imagenet_ops.core.digests import AcceptedChecksums, Digests
+from imagenet_ops.core.download import DownloadResult
+from imagenet_ops.core.extract import ExtractResult
+from imagenet_ops.core.storage import PublishResult
 
 
 @contextlib.contextmanager
@@ -60,7 +60,7 @@ class TestArchiveDownloadOperator:
         result = DownloadResult(
             path="/work/run/download/caffe.tar.gz", url="http://m2/caffe.tar.gz", size=3, md5="b" * 32, sha256="c" * 64
         )
-        with mock.patch("imagenet_ops.download.download", return_value=result) as download:
+        with mock.patch("imagenet_ops.core.download.download", return_value=result) as download:
             out = self.op.execute(context={})
         download.assert_called_once_with(
             urls=["http://m1/caffe.tar.gz", "http://m2/caffe.tar.gz"],
@@ -76,7 +76,7 @@ class TestChecksumVerifyOperator:
     def test_execute_returns_path_and_digests(self):
         op = ChecksumVerifyOperator(task_id="verify", path="/w/f.tar.gz", md5=["a" * 32])
         digests = Digests(md5="a" * 32, sha256="b" * 64, size=10)
-        with mock.patch("imagenet_ops.digests.verify_file", return_value=digests) as verify:
+        with mock.patch("imagenet_ops.core.digests.verify_file", return_value=digests) as verify:
             out = op.execute(context={})
         verify.assert_called_once_with(Path("/w/f.tar.gz"), AcceptedChecksums(md5=("a" * 32,), sha256=()))
         assert out == {"path": "/w/f.tar.gz", "md5": "a" * 32, "sha256": "b" * 64, "size": 10}
@@ -85,7 +85,7 @@ class TestChecksumVerifyOperator:
 class TestArchiveExtractOperator:
     def test_execute(self):
         op = ArchiveExtractOperator(task_id="extract", archive="/w/f.tar.gz", dest="/w/out")
-        with mock.patch("imagenet_ops.extract.extract_archive", return_value=ExtractResult("/w/out", 8, 100)) as extract:
+        with mock.patch("imagenet_ops.core.extract.extract_archive", return_value=ExtractResult("/w/out", 8, 100)) as extract:
             out = op.execute(context={})
         extract.assert_called_once_with(archive=Path("/w/f.tar.gz"), dest=Path("/w/out"))
         assert out == {"path": "/w/out", "files": 8, "bytes": 100}
@@ -93,10 +93,12 @@ class TestArchiveExtractOperator:
 
 class TestAuxValidateOperator:
     def test_execute(self):
-        from imagenet_ops.aux_files import AuxValidation
+        from imagenet_ops.aux.pipeline import AuxValidation
 
         op = AuxValidateOperator(task_id="validate", path="/w/out")
-        with mock.patch("imagenet_ops.aux_files.validate_aux_dir", return_value=AuxValidation("/w/out", 1000, 50000)) as validate:
+        with mock.patch(
+            "imagenet_ops.aux.pipeline.validate_aux_dir", return_value=AuxValidation("/w/out", 1000, 50000)
+        ) as validate:
             out = op.execute(context={})
         validate.assert_called_once_with(Path("/w/out"))
         assert out == {"path": "/w/out", "classes": 1000, "val_images": 50000}
@@ -132,7 +134,7 @@ class TestAuxPublishOperator:
         )
 
     def _published(self, cache_hit: bool):
-        from imagenet_ops.aux_files import AuxPublished
+        from imagenet_ops.aux.pipeline import AuxPublished
 
         manifest = {"artifact": "imagenet_aux", "library_version": "0.1.0", "upstream": {"sha256": "b" * 64}, "files": []}
         result = PublishResult(
@@ -149,7 +151,7 @@ class TestAuxPublishOperator:
 
     @pytest.mark.parametrize("cache_hit", [False, True])
     def test_execute_publishes_and_emits_an_event_only_when_something_changed(self, cache_hit):
-        from imagenet_ops.aux_files import AuxConfig
+        from imagenet_ops.aux.pipeline import AuxConfig
 
         sink = object()
         events = _Events()
@@ -157,7 +159,7 @@ class TestAuxPublishOperator:
         with (
             mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
             mock.patch("imagenet_operators.leases.publishing", side_effect=lease_passthrough) as lease,
-            mock.patch("imagenet_ops.aux_files.publish_aux", return_value=self._published(cache_hit)) as publish,
+            mock.patch("imagenet_ops.aux.pipeline.publish_aux", return_value=self._published(cache_hit)) as publish,
         ):
             out = self._op().execute(context=context)
         make_sink.assert_called_once_with("s3://bucket/aux", "my_s3")

@@ -8,7 +8,7 @@ from unittest import mock
 import pytest
 
 from imagenet_operators import TrainingChecksumOperator, TrainingFinalizeOperator, TrainingPlanOperator, TrainingShardsOperator
-from imagenet_ops.training_data import PlanResult, UnitResult, resolve_training_config
+from imagenet_ops.training.pipeline import PlanResult, UnitResult, resolve_training_config
 
 CONFIG = resolve_training_config({"train_shards": 4, "validation_shards": 2})
 JOB = {
@@ -42,7 +42,7 @@ def test_template_fields_are_attributes(cls, kwargs):
 
 
 def test_checksum_is_a_no_op_unless_asked():
-    with mock.patch("imagenet_ops.training_data.check_archive_md5") as check:
+    with mock.patch("imagenet_ops.training.pipeline.check_archive_md5") as check:
         assert TrainingChecksumOperator(task_id="c", job=JOB).execute(context={}) == {}
     check.assert_not_called()
 
@@ -53,7 +53,7 @@ def test_plan_passes_inputs_store_and_sink():
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store) as make_store,
-        mock.patch("imagenet_ops.training_data.plan_training", return_value=plan) as plan_training,
+        mock.patch("imagenet_ops.training.pipeline.plan_training", return_value=plan) as plan_training,
     ):
         out = TrainingPlanOperator(task_id="plan", job=JOB, checked={"x.tar": "m"}).execute(context={})
     make_sink.assert_called_once_with("/out/td", None)
@@ -87,8 +87,8 @@ def test_shards_write_their_group_and_count_records():
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink),
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store),
-        mock.patch("imagenet_ops.training_data.load_plan", return_value=plan) as load_plan,
-        mock.patch("imagenet_ops.training_data.write_units", return_value=results) as write_units,
+        mock.patch("imagenet_ops.training.pipeline.load_plan", return_value=plan) as load_plan,
+        mock.patch("imagenet_ops.training.pipeline.write_units", return_value=results) as write_units,
     ):
         out = TrainingShardsOperator(task_id="w", job=JOB, group=[0, 1], workers="2").execute(context=context)
     load_plan.assert_called_once_with(sink)

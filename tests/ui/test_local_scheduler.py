@@ -79,8 +79,8 @@ def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):
 
 def test_a_tflite_load_check_logs_no_errors(cluster, dag_inputs):
     """Regression: a successful TFLite load check showed six red ERROR lines (TensorFlow's native start-up noise)."""
-    from imagenet_ops import model_samples
-    from imagenet_ops.digests import file_digests
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.testing import model_samples
 
     dag_id = "resnet50_model"
     model = model_samples.make_tflite(dag_inputs.server.root / "resnet50_v1.tflite", argmax=False)

@@ -1,0 +1,1 @@
+"""The imagenet_aux artifact (CM get-dataset-imagenet-aux): caffe_ilsvrc12 synsets, val/train labels."""

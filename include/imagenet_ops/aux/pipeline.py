@@ -1,0 +1,343 @@
+"""ImageNet aux files (CM recipe get-dataset-imagenet-aux): synsets, val labels, Caffe mean.
+
+The archive ``caffe_ilsvrc12.tar.gz`` is flat and holds 8 files; only ``val.txt`` (and
+``synsets.txt``) are used downstream. Its mirrors serve *different bytes* (berkeleyvision vs
+dropbox/armi), so every source accepts both md5s, as CM's CHECKSUM/CHECKSUM1 pair does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from imagenet_ops.core.digests import AcceptedChecksums, verify_file
+from imagenet_ops.core.download import DownloadResult, download, filename_from_url
+from imagenet_ops.core.env import aux_env
+from imagenet_ops.core.errors import ConfigError, ValidationError
+from imagenet_ops.core.extract import extract_archive
+from imagenet_ops.core.storage import PublishResult, Sink, publish_dir
+from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+
+log = logging.getLogger(__name__)
+
+ARTIFACT = "imagenet_aux"
+ARCHIVE_NAME = "caffe_ilsvrc12.tar.gz"
+AUX_FILES = (
+    "synsets.txt",
+    "synset_words.txt",
+    "val.txt",
+    "train.txt",
+    "test.txt",
+    "det_synset_words.txt",
+    "imagenet_mean.binaryproto",
+    "imagenet.bet.pickle",
+)
+NUM_CLASSES = 1000
+NUM_VAL_IMAGES = 50_000
+
+BERKELEYVISION_URL = "http://dl.caffe.berkeleyvision.org/caffe_ilsvrc12.tar.gz"
+DROPBOX_URL = "https://www.dropbox.com/s/92n2fyej3lzy3s3/caffe_ilsvrc12.tar.gz"
+GO_URL = "https://armi.in/files/caffe_ilsvrc12.tar.gz"
+BERKELEYVISION_MD5 = "f963098ea0e785a968ca1eb634003a90"
+DROPBOX_MD5 = "ee346d67141e476df9c1a3f813552503"
+
+AUX_TABLE = VariationTable(
+    artifact=ARTIFACT,
+    groups=(
+        Group(
+            name="source",
+            title="Download source",
+            description="Mirror tried first; the fallback mirror follows. Mirrors serve different bytes, both md5s are accepted.",
+            tag_prefix="from.",
+            default="berkeleyvision",
+            choices=(
+                Choice(
+                    "berkeleyvision",
+                    "dl.caffe.berkeleyvision.org (http only, often down)",
+                    {"urls": (BERKELEYVISION_URL, DROPBOX_URL), "md5": (BERKELEYVISION_MD5, DROPBOX_MD5)},
+                ),
+                Choice(
+                    "dropbox", "Dropbox", {"urls": (DROPBOX_URL, BERKELEYVISION_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)}
+                ),
+                Choice(
+                    "go",
+                    "armi.in (MLCommons automation default)",
+                    {"urls": (GO_URL, DROPBOX_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)},
+                ),
+            ),
+        ),
+        Group(
+            name="version",
+            title="Dataset version",
+            description="ImageNet release the aux files belong to.",
+            default="2012",
+            choices=(Choice("2012", "ILSVRC 2012", {"version": "2012"}),),
+        ),
+    ),
+    options=(
+        Option(
+            "url",
+            "string",
+            "Custom URL",
+            "Download from this URL instead of the source's mirrors (an internal mirror or artifact store).",
+            section="Custom source",
+            pattern=r"^(https?|file)://",
+        ),
+        Option(
+            "md5",
+            "string",
+            "Custom md5",
+            "Accepted md5 of the archive; replaces the source's md5 list.",
+            section="Custom source",
+            pattern=r"^[0-9a-fA-F]{32}$",
+        ),
+        Option(
+            "sha256",
+            "string",
+            "Custom sha256",
+            "Accepted sha256 of the archive. Alone it replaces the source's md5 list; with a custom md5 both are checked.",
+            section="Custom source",
+            pattern=r"^[0-9a-fA-F]{64}$",
+        ),
+        SKIP_SSL_VERIFICATION,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class AuxConfig:
+    """Everything one aux build depends on, resolved from variations and options."""
+
+    source: str
+    version: str
+    urls: tuple[str, ...]
+    md5: tuple[str, ...]
+    sha256: tuple[str, ...] = ()
+    verify_ssl: bool = True
+    filename: str = ARCHIVE_NAME
+
+    @property
+    def accepted(self) -> AcceptedChecksums:
+        return AcceptedChecksums.of(md5=self.md5, sha256=self.sha256)
+
+    def as_params(self) -> dict[str, Any]:
+        """JSON-friendly form (XCom, manifest, cache key)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AuxConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
+
+def resolve_aux_config(given: Mapping[str, Any] | None = None, *, variations: str | Iterable[str] | None = None) -> AuxConfig:
+    """Resolve form fields / CLI options and CM tags into an :class:`AuxConfig`.
+
+    A custom ``url`` replaces the mirror list and keeps the source's checksums unless ``md5``
+    or ``sha256`` is given too (an internal mirror usually serves the same bytes).
+
+    Raises:
+        ConfigError: unknown tag/option, or a custom checksum without any way to download.
+    """
+    sel = AUX_TABLE.selections(given, variations)
+    values = AUX_TABLE.resolve(sel)
+    urls = (sel["url"],) if sel["url"] else tuple(values["urls"])
+    md5 = (sel["md5"],) if sel["md5"] else (() if sel["sha256"] else tuple(values["md5"]))
+    if sel["url"] and not (sel["md5"] or sel["sha256"]):
+        log.info("custom URL %s is checked against the %s source's md5s %s", sel["url"], sel["source"], ", ".join(md5))
+    filename = filename_from_url(urls[0]) if sel["url"] else ARCHIVE_NAME
+    if not filename.endswith((".tar.gz", ".tgz", ".tar")):
+        raise ConfigError(f"custom URL {sel['url']} does not name a .tar.gz/.tgz/.tar archive")
+    return AuxConfig(
+        source=sel["source"],
+        version=values["version"],
+        urls=urls,
+        md5=md5,
+        sha256=(sel["sha256"],) if sel["sha256"] else (),
+        verify_ssl=not sel["skip_ssl_verification"],
+        filename=filename,
+    )
+
+
+def fetch_aux(*, config: AuxConfig, dest_dir: Path) -> DownloadResult:
+    """Download the aux archive into ``dest_dir`` (mirrors, resume, checksum gate)."""
+    return download(
+        urls=config.urls, dest_dir=dest_dir, accepted=config.accepted, filename=config.filename, verify_ssl=config.verify_ssl
+    )
+
+
+def verify_aux_archive(*, config: AuxConfig, archive: Path) -> dict[str, Any]:
+    """Re-check an archive handed over between tasks; returns its md5, sha256 and size."""
+    return verify_file(Path(archive), config.accepted).as_dict()
+
+
+@dataclass(frozen=True)
+class AuxValidation:
+    """Counts found by :func:`validate_aux_dir`."""
+
+    path: str
+    classes: int
+    val_images: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_WNID = re.compile(r"^n\d{8}$")
+_VAL_NAME = re.compile(r"^ILSVRC2012_val_([0-9]{8})\.JPEG$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{path}: not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def read_val_labels(path: Path, *, classes: int = NUM_CLASSES) -> list[tuple[str, int]]:
+    """Parse ``val.txt`` (or a ``val_map.txt``): one ``<image name> <label>`` per line, in file order.
+
+    The one parser for these files: the aux validation and every reader of the labels use it,
+    so a malformed line fails the same way everywhere.
+
+    Args:
+        path: the file.
+        classes: labels must be ``0..classes-1``.
+
+    Returns:
+        ``(name, label)`` per line.
+
+    Raises:
+        ValidationError: naming the file and the line: an empty line, a line without exactly two
+            fields (a missing label, extra fields), a label that is not an integer or is outside
+            ``0..classes-1``, or an image name that repeats an earlier line. Also an unreadable or
+            non-UTF-8 file.
+    """
+    path = Path(path)
+    out: list[tuple[str, int]] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(_lines(path), 1):
+        fields = line.split()
+        if not fields:
+            raise ValidationError(f"{path}: line {number} is empty (expected '<image name> <label>')")
+        if len(fields) != 2:
+            problem = "has no label" if len(fields) == 1 else f"has {len(fields)} fields"
+            raise ValidationError(f"{path}: line {number} {line!r} {problem}; expected '<image name> <label>'")
+        name, raw = fields
+        if not _INTEGER.match(raw):
+            raise ValidationError(f"{path}: line {number} label {raw!r} is not an integer")
+        label = int(raw)
+        if not 0 <= label < classes:
+            raise ValidationError(f"{path}: line {number} label {label} is outside 0..{classes - 1}")
+        if name in seen:
+            raise ValidationError(f"{path}: line {number}: {name} repeats line {seen[name]}")
+        seen[name] = number
+        out.append((name, label))
+    return out
+
+
+def validate_aux_dir(path: Path, *, classes: int = NUM_CLASSES, val_images: int = NUM_VAL_IMAGES) -> AuxValidation:
+    """Check an extracted aux folder.
+
+    Checks: the 8 files exist; ``synsets.txt`` holds ``classes`` sorted unique wnids;
+    ``val.txt`` holds ``val_images`` lines ``ILSVRC2012_val_%08d.JPEG <label>`` in ascending
+    order with labels ``0..classes-1``; ``synset_words.txt`` covers every wnid.
+
+    Raises:
+        ValidationError: naming the file, the check that failed, and the offending line.
+    """
+    path = Path(path)
+    missing = [name for name in AUX_FILES if not (path / name).is_file()]
+    if missing:
+        raise ValidationError(f"{path}: missing aux file(s) {', '.join(missing)} (expected all of {', '.join(AUX_FILES)})")
+
+    synsets = _lines(path / "synsets.txt")
+    if len(synsets) != classes:
+        raise ValidationError(f"{path / 'synsets.txt'}: expected {classes} wnids, found {len(synsets)} lines")
+    for i, wnid in enumerate(synsets, 1):
+        if not _WNID.match(wnid):
+            raise ValidationError(f"{path / 'synsets.txt'}: line {i} {wnid!r} is not a wnid like n01440764")
+    if synsets != sorted(set(synsets)):
+        raise ValidationError(f"{path / 'synsets.txt'}: wnids are not sorted and unique (the line index is the class id)")
+
+    # Every line is checked before the count, so a malformed line is named by its number.
+    val = read_val_labels(path / "val.txt", classes=classes)
+    for i, (name, _) in enumerate(val, 1):
+        m = _VAL_NAME.match(name)
+        if not m:
+            raise ValidationError(f"{path / 'val.txt'}: line {i} image {name!r} is not named 'ILSVRC2012_val_%08d.JPEG'")
+        if int(m.group(1)) != i:
+            raise ValidationError(
+                f"{path / 'val.txt'}: line {i} names image {m.group(1)}; expected ascending order from 00000001"
+            )
+    if len(val) != val_images:
+        detail = f"line {val_images + 1} onwards is extra" if len(val) > val_images else f"it ends at line {len(val)}"
+        raise ValidationError(f"{path / 'val.txt'}: expected {val_images} lines, found {len(val)} ({detail})")
+
+    worded = {line.split(" ", 1)[0] for line in _lines(path / "synset_words.txt")}
+    uncovered = [w for w in synsets if w not in worded]
+    if uncovered:
+        raise ValidationError(
+            f"{path / 'synset_words.txt'}: {len(uncovered)} wnid(s) of synsets.txt have no words, e.g. {', '.join(uncovered[:5])}"
+        )
+    log.info("validated %s: %d classes, %d validation labels", path, classes, len(val))
+    return AuxValidation(path=str(path), classes=len(synsets), val_images=len(val))
+
+
+@dataclass(frozen=True)
+class AuxPublished:
+    """Result of :func:`publish_aux`: the publish facts and the CM env dict."""
+
+    publish: PublishResult
+    env: dict[str, str]
+
+
+def _drop_unexpected(folder: Path) -> None:
+    """Remove what the archive held besides :data:`AUX_FILES`, with a warning: only the 8 files are the artifact."""
+    extras = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in AUX_FILES)
+    if extras:
+        log.warning(
+            "%s: dropping %d unexpected member(s) of the archive, not published: %s",
+            folder,
+            len(extras),
+            ", ".join(p.relative_to(folder).as_posix() for p in extras),
+        )
+    for p in extras:
+        p.unlink()
+
+
+def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: Mapping[str, Any]) -> AuxPublished:
+    """Publish validated aux files; the cache key covers the config and the archive's bytes.
+
+    Args:
+        extracted_dir: folder with the 8 validated files; anything else in it is dropped with a warning.
+        sink: destination.
+        config: the resolved config.
+        archive: the download facts (``md5``, ``sha256``, ``size``; ``url``/``etag`` recorded only).
+    """
+    upstream = {k: archive[k] for k in ("md5", "sha256", "size")}
+    _drop_unexpected(Path(extracted_dir))
+    result = publish_dir(
+        local_dir=Path(extracted_dir),
+        sink=sink,
+        artifact=ARTIFACT,
+        params=config.as_params(),
+        upstream=upstream,
+        provenance={k: archive.get(k) for k in ("url", "etag", "last_modified")},
+    )
+    return AuxPublished(publish=result, env=aux_env(path=result.uri, version=config.version))
+
+
+def build_aux(*, config: AuxConfig, sink: Sink, work_dir: Path) -> AuxPublished:
+    """Download, verify, extract, validate and publish in one call (what the CLI runs)."""
+    work_dir = Path(work_dir)
+    fetched = fetch_aux(config=config, dest_dir=work_dir / "download")
+    extracted = extract_archive(archive=Path(fetched.path), dest=work_dir / "extracted")
+    validate_aux_dir(Path(extracted.path))
+    return publish_aux(extracted_dir=Path(extracted.path), sink=sink, config=config, archive=fetched.as_dict())

@@ -1,0 +1,3 @@
+"""Shared mechanisms, written once: errors, progress, digests, download, extract, URIs,
+sinks, stores, manifests, leases, variation tables.
+"""

@@ -1,0 +1,153 @@
+"""Full-decode verification of an image: refuse what TensorFlow's ``decode_jpeg`` would refuse.
+
+The header check (:mod:`imagenet_ops.imagenet.image_header`) reads a JPEG's size from its first bytes and
+never looks at the compressed scan data, so a file corrupted mid-scan passes it. OpenCV does no
+better: ``cv2.imdecode`` returns the rows it managed to decode, even after libjpeg gave up with an
+error. :func:`verify_image` decodes the whole image instead.
+
+What TensorFlow refuses (``tensorflow/core/lib/jpeg/jpeg_mem.cc`` and ``jpeg_handle.cc``, with
+``try_recover_truncated=False``, the default and what the training readers use):
+
+* any fatal libjpeg error: an unknown or misplaced marker, bad SOS/SOF/DHT/DQT parameters, a
+  marker length that runs out of the segment;
+* any read past the end of the data. libjpeg's own memory source would insert a fake
+  end-of-image marker there ("Premature end of JPEG file"); TensorFlow's fails instead, both while
+  reading scan lines and in ``jpeg_finish_decompress``, which reads on to the EOI marker;
+* images of 2**29 or more samples (height x width x components) and samples other than 8 bits.
+
+What it accepts, and so is accepted here: damage libjpeg only warns about and repairs, such as
+"Corrupt JPEG data: N extraneous bytes before marker" (bytes skipped), "premature end of data
+segment" (the rest of the scan filled from zeros, an EOI follows) or "Invalid SOS parameters for
+sequential JPEG". Those images decode in training. A flipped bit that still forms valid codes
+cannot be told from the original by any decoder; only a checksum of the bytes can. The one
+refusal TensorFlow may not share: a file with no EOI marker at all, which TensorFlow's decoder
+fails on nearly always but not when it happens to stop reading just short of the end.
+
+How it is checked, without TensorFlow (a 700 MB import per process): Pillow decodes the image
+fully (Pillow raises on every fatal libjpeg error and on data that ends before the last row), and
+:func:`jpeg_end_problem` walks the markers the way libjpeg's marker reader does, to find whether
+reading stops at an EOI marker inside the data. Pillow accepts a file whose rows are complete but
+whose EOI is missing; TensorFlow does not. ``tests/lib/test_image_verify.py`` checks this against
+``tf.io.decode_jpeg`` on corrupted real JPEGs.
+
+PNG: Pillow's ``verify()`` (every chunk CRC, up to IEND), then a full decode.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from imagenet_ops.core.errors import ConfigError, ImageError
+
+_JPEG_SOI = b"\xff\xd8"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EOI, _SOS = 0xD9, 0xDA
+# libjpeg's readers stop at FF (fill FFs) then a code of C0 or more other than RSTn. They pass over
+# FF 00 (a stuffed FF data byte), RSTn (D0-D7) and TEM (01), which stand alone, and the reserved
+# 02-BF, which have no length libjpeg would read: in a scan with restart markers its resync skips
+# them, anywhere else they are fatal (the full decode refuses them).
+_RST = frozenset(range(0xD0, 0xD8))
+# Start-of-frame markers: every SOFn except DHT (C4), JPG (C8) and DAC (CC).
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# tensorflow/core/lib/jpeg/jpeg_mem.cc refuses output_height * output_width * num_components >= 2**29.
+TF_MAX_SAMPLES = 1 << 29
+
+
+def verify_image(data: bytes, *, name: str) -> None:
+    """Decode ``data`` fully and refuse it if TensorFlow's ``decode_jpeg`` could not decode it.
+
+    Args:
+        data: the file's bytes (JPEG or PNG, whatever the name says).
+        name: the file and member named in the error (e.g. ``train.tar: n01440764/n01440764_10026.JPEG``).
+
+    Raises:
+        ImageError: not a JPEG or PNG, or corrupt; the message names ``name`` and what is wrong.
+    """
+    if data[:2] == _JPEG_SOI:
+        problem = jpeg_end_problem(data)
+        if problem:
+            raise ImageError(f"{name}: corrupt JPEG: {problem}")
+        _pillow_load(data, fmt="JPEG", name=name)
+    elif data[:8] == _PNG_SIGNATURE:
+        _pillow_load(data, fmt="PNG", name=name)
+    else:
+        head = f"starts with {bytes(data[:8]).hex(' ')}" if data else "the file is empty"
+        raise ImageError(f"{name}: not a JPEG or PNG ({head})")
+
+
+def jpeg_end_problem(data: bytes) -> str | None:
+    """Why libjpeg would read past the end of ``data`` or refuse its frame, or ``None``.
+
+    Walks the markers as libjpeg's marker reader and entropy decoder consume them: marker segments
+    by their length; scan data up to the first marker that is neither a stuffed ``FF 00``, fill
+    ``FF`` bytes, a restart marker nor a reserved one without a length (the entropy decoder stops
+    there, and what comes after it is read as markers again, skipping stray bytes). Reading has to
+    end at an EOI marker after a scan.
+    Everything else (bad tables, unknown markers, bad Huffman codes) is left to the full decode.
+    """
+    n = len(data)
+    pos = 2
+    scans = 0
+    seen_frame = False
+    while True:
+        at = data.find(b"\xff", pos)
+        while at >= 0 and at + 1 < n:
+            marker = data[at + 1]
+            if marker == 0xFF:  # a fill byte
+                at += 1
+            elif marker < 0xC0 or marker in _RST:  # not a marker libjpeg stops at (see _RST)
+                at = data.find(b"\xff", at + 2)
+            else:
+                break
+        else:
+            return f"no end-of-image marker after byte {pos}: the data ends at byte {n} (truncated?)"
+        if marker == _EOI:
+            return None if scans else f"end-of-image marker at byte {at} before any scan"
+        if at + 4 > n:
+            return f"marker 0xff{marker:02x} at byte {at} is cut off by the end of the data"
+        length = data[at + 2] << 8 | data[at + 3]
+        if at + 2 + length > n:
+            return f"marker 0xff{marker:02x} at byte {at} is {length} bytes long, past the end of the data ({n} bytes)"
+        if marker in _SOF and not seen_frame and length >= 8:
+            seen_frame = True
+            precision, components = data[at + 4], data[at + 9]
+            height, width = data[at + 5] << 8 | data[at + 6], data[at + 7] << 8 | data[at + 8]
+            if precision != 8:
+                return f"{precision}-bit samples (TensorFlow decodes 8-bit JPEGs only)"
+            if height * width * components >= TF_MAX_SAMPLES:
+                return f"{width}x{height} with {components} components is too large for TensorFlow (2**29 samples or more)"
+        if marker == _SOS:
+            scans += 1
+        pos = at + 2 + length
+
+
+def _pillow_load(data: bytes, *, fmt: str, name: str) -> Any:
+    """Decode all of ``data`` with Pillow in one pass; errors become :class:`ImageError` naming ``name``.
+
+    Raises:
+        ConfigError: ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is on in this process: Pillow then
+            swallows decode errors, so nothing could be verified.
+    """
+    from PIL import Image, ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ConfigError(
+            f"{name}: cannot verify images while PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process "
+            "(Pillow then hides decode errors); set it back to False"
+        )
+    try:
+        if fmt == "PNG":
+            with Image.open(io.BytesIO(data), formats=(fmt,)) as im:
+                im.verify()  # chunk CRCs up to IEND; load() does not check the image data's
+        im = Image.open(io.BytesIO(data), formats=(fmt,))
+        if fmt == "JPEG":
+            # libjpeg's 1/8 scale: every coefficient is still entropy-decoded (where corrupt data
+            # shows), only the inverse DCT is skipped; 1.5x faster than a full-size decode.
+            im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+        im.decodermaxblock = max(len(data), 65536)  # one read: libjpeg sees all of the data at once, as in TF
+        im.load()
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError ...
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ImageError(f"{name}: corrupt {fmt}: a full decode fails ({detail})") from exc
+    return im

@@ -1,0 +1,1 @@
+"""The resnet50_model artifact (CM get-ml-model-resnet50): every framework variant, fetched, fixed and load-checked."""

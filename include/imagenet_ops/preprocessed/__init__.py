@@ -1,0 +1,1 @@
+"""The imagenet_preprocessed artifact (CM get-preprocessed-dataset-imagenet): MLPerf-preprocessed validation tensors."""

@@ -1,0 +1,1 @@
+"""Test support: the local dev server and sample builders used by tests, the demo and bench, never by pipelines."""
