@@ -14,7 +14,6 @@ from imagenet_ops.aux.pipeline import (
     ARCHIVE_NAME,
     AUX_FILES,
     build_aux,
-    read_val_labels,
     resolve_aux_config,
     validate_aux_dir,
     verify_aux_archive,
@@ -22,6 +21,7 @@ from imagenet_ops.aux.pipeline import (
 from imagenet_ops.core.errors import ChecksumMismatch, ValidationError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.storage import open_sink
+from imagenet_ops.imagenet.labels import read_val_map
 from imagenet_ops.testing.samples import aux_file_contents, make_aux_archive, sample_wnids
 
 
@@ -238,14 +238,14 @@ def test_read_val_labels_parses_any_names_in_file_order(tmp_path: Path) -> None:
     labels = tmp_path / "val_map.txt"
     labels.write_text("b.JPEG 3\na.JPEG 0\n")
 
-    assert read_val_labels(labels, classes=4) == [("b.JPEG", 3), ("a.JPEG", 0)]
+    assert read_val_map(labels, classes=4) == [("b.JPEG", 3), ("a.JPEG", 0)]
     with pytest.raises(ValidationError, match=rf"{re.escape(str(labels))}: line 1 label 3 is outside 0\.\.2"):
-        read_val_labels(labels, classes=3)
+        read_val_map(labels, classes=3)
 
 
 def test_read_val_labels_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=rf"{re.escape(str(tmp_path / 'val.txt'))}: cannot read: No such file"):
-        read_val_labels(tmp_path / "val.txt")
+        read_val_map(tmp_path / "val.txt")
 
 
 def test_build_aux_with_a_malformed_val_txt_names_the_line(http_server, tmp_path: Path) -> None:

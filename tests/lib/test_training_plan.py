@@ -9,17 +9,15 @@ import pytest
 
 from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.imagenet.images import ImageRef
+from imagenet_ops.imagenet.labels import ValLabels, read_wnid_labels, val_labels_from_aux
 from imagenet_ops.training.plan import (
     PlanItem,
     Shard,
-    ValLabels,
     chunk,
     im2rec_order,
     label_map,
     plan_reference,
-    read_val_labels,
     reference_label_map,
-    val_labels_from_aux,
 )
 
 WNIDS = ["n01440764", "n01443537", "n02105855", "n15075141"]
@@ -105,10 +103,10 @@ def test_val_labels_file_and_aux_artifact_give_the_same_mapping(tmp_path):
     (tmp_path / "val.txt").write_text(
         "ILSVRC2012_val_00000001.JPEG 2\nILSVRC2012_val_00000002.JPEG 0\nILSVRC2012_val_00000003.JPEG 3\n"
     )
-    assert read_val_labels(tmp_path / "synset_labels.txt") == val_labels_from_aux(tmp_path / "val.txt", tmp_path / "synsets.txt")
+    assert read_wnid_labels(tmp_path / "synset_labels.txt") == val_labels_from_aux(tmp_path / "val.txt", tmp_path / "synsets.txt")
     (tmp_path / "bad.txt").write_text("n01440764\nnot-a-wnid\n")
     with pytest.raises(ValidationError, match="line 2 'not-a-wnid'"):
-        read_val_labels(tmp_path / "bad.txt")
+        read_wnid_labels(tmp_path / "bad.txt")
 
 
 def test_im2rec_order_is_sorted_walk_labels_then_seed_100_shuffle():
@@ -146,7 +144,7 @@ def test_bad_aux_val_lines_are_refused_naming_file_and_line(tmp_path, line, mess
 def _labels_file(tmp_path, wnids: list[str]) -> ValLabels:
     path = tmp_path / "imagenet_2012_validation_synset_labels.txt"
     path.write_text("".join(w + "\n" for w in wnids))
-    return read_val_labels(path)
+    return read_wnid_labels(path)
 
 
 def test_train_labels_ignore_wnids_of_the_labels_file_that_label_no_given_image(tmp_path):
@@ -202,11 +200,11 @@ def test_labels_file_lines_are_one_wnid_each(tmp_path, text, message):
     path = tmp_path / "labels.txt"
     path.write_text(text)
     with pytest.raises(ValidationError, match=rf"^{re.escape(str(path))}: {message}"):
-        read_val_labels(path)
+        read_wnid_labels(path)
 
 
 def test_labels_file_tolerates_crlf_and_trailing_blank_lines(tmp_path):
     path = tmp_path / "labels.txt"
     path.write_bytes(b"n01440764\r\nn01443537\r\n\r\n")
-    labels = read_val_labels(path, source="s3://bucket/labels.txt")
+    labels = read_wnid_labels(path, source="s3://bucket/labels.txt")
     assert labels == ["n01440764", "n01443537"] and labels.source == "s3://bucket/labels.txt"

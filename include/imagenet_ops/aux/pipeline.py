@@ -21,6 +21,9 @@ from imagenet_ops.core.errors import ConfigError, ValidationError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.storage import PublishResult, Sink, publish_dir
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+from imagenet_ops.imagenet.constants import NUM_CLASSES, NUM_VAL_IMAGES, WNID
+from imagenet_ops.imagenet.labels import read_lines as _lines
+from imagenet_ops.imagenet.labels import read_val_map
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,6 @@ AUX_FILES = (
     "imagenet_mean.binaryproto",
     "imagenet.bet.pickle",
 )
-NUM_CLASSES = 1000
-NUM_VAL_IMAGES = 50_000
 
 BERKELEYVISION_URL = "http://dl.caffe.berkeleyvision.org/caffe_ilsvrc12.tar.gz"
 DROPBOX_URL = "https://www.dropbox.com/s/92n2fyej3lzy3s3/caffe_ilsvrc12.tar.gz"
@@ -186,60 +187,7 @@ class AuxValidation:
         return asdict(self)
 
 
-_WNID = re.compile(r"^n\d{8}$")
 _VAL_NAME = re.compile(r"^ILSVRC2012_val_([0-9]{8})\.JPEG$")
-_INTEGER = re.compile(r"^[+-]?[0-9]+$")
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValidationError(f"{path}: not UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise ValidationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-
-
-def read_val_labels(path: Path, *, classes: int = NUM_CLASSES) -> list[tuple[str, int]]:
-    """Parse ``val.txt`` (or a ``val_map.txt``): one ``<image name> <label>`` per line, in file order.
-
-    The one parser for these files: the aux validation and every reader of the labels use it,
-    so a malformed line fails the same way everywhere.
-
-    Args:
-        path: the file.
-        classes: labels must be ``0..classes-1``.
-
-    Returns:
-        ``(name, label)`` per line.
-
-    Raises:
-        ValidationError: naming the file and the line: an empty line, a line without exactly two
-            fields (a missing label, extra fields), a label that is not an integer or is outside
-            ``0..classes-1``, or an image name that repeats an earlier line. Also an unreadable or
-            non-UTF-8 file.
-    """
-    path = Path(path)
-    out: list[tuple[str, int]] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(_lines(path), 1):
-        fields = line.split()
-        if not fields:
-            raise ValidationError(f"{path}: line {number} is empty (expected '<image name> <label>')")
-        if len(fields) != 2:
-            problem = "has no label" if len(fields) == 1 else f"has {len(fields)} fields"
-            raise ValidationError(f"{path}: line {number} {line!r} {problem}; expected '<image name> <label>'")
-        name, raw = fields
-        if not _INTEGER.match(raw):
-            raise ValidationError(f"{path}: line {number} label {raw!r} is not an integer")
-        label = int(raw)
-        if not 0 <= label < classes:
-            raise ValidationError(f"{path}: line {number} label {label} is outside 0..{classes - 1}")
-        if name in seen:
-            raise ValidationError(f"{path}: line {number}: {name} repeats line {seen[name]}")
-        seen[name] = number
-        out.append((name, label))
-    return out
 
 
 def validate_aux_dir(path: Path, *, classes: int = NUM_CLASSES, val_images: int = NUM_VAL_IMAGES) -> AuxValidation:
@@ -261,13 +209,13 @@ def validate_aux_dir(path: Path, *, classes: int = NUM_CLASSES, val_images: int 
     if len(synsets) != classes:
         raise ValidationError(f"{path / 'synsets.txt'}: expected {classes} wnids, found {len(synsets)} lines")
     for i, wnid in enumerate(synsets, 1):
-        if not _WNID.match(wnid):
+        if not WNID.match(wnid):
             raise ValidationError(f"{path / 'synsets.txt'}: line {i} {wnid!r} is not a wnid like n01440764")
     if synsets != sorted(set(synsets)):
         raise ValidationError(f"{path / 'synsets.txt'}: wnids are not sorted and unique (the line index is the class id)")
 
     # Every line is checked before the count, so a malformed line is named by its number.
-    val = read_val_labels(path / "val.txt", classes=classes)
+    val = read_val_map(path / "val.txt", classes=classes)
     for i, (name, _) in enumerate(val, 1):
         m = _VAL_NAME.match(name)
         if not m:

@@ -30,11 +30,12 @@ from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.storage import PublishResult, Sink, publish_dir
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+from imagenet_ops.imagenet.constants import RESNET50_CHANNEL_MEANS
 
 log = logging.getLogger(__name__)
 
 ARTIFACT = "resnet50_model"
-CHANNEL_MEANS = "123.68 116.78 103.94"
+CHANNEL_MEANS = RESNET50_CHANNEL_MEANS
 TF_ACCURACY = "76.456"
 ZENODO_PB = "https://zenodo.org/record/2535873/files/resnet50_v1.pb"
 

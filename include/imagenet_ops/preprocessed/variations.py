@@ -31,6 +31,14 @@ from typing import Any
 
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Combo, Group, Option, VariationTable
+from imagenet_ops.imagenet.constants import (
+    NUM_VAL_IMAGES,
+    RESNET50_CHANNEL_MEANS,
+    VAL_TAR,
+    VAL_TAR_MD5,
+    VAL_TAR_SIZE,
+    VAL_TAR_URLS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +55,7 @@ PREPROCESS_RELEASE_NOTES = {
 
 SIDE = 224
 CROP_FACTOR = 87.5
-NUM_VAL_IMAGES = 50_000
-RESNET50_MEANS = "123.68 116.78 103.94"
+RESNET50_MEANS = RESNET50_CHANNEL_MEANS
 RESNET50_UINT8_SCALE = 1.18944883
 SUBSET_SIZES = {"1": 1, "500": 500, "full": NUM_VAL_IMAGES}
 
@@ -60,10 +67,10 @@ VAL_500_URLS = (
     "?rlkey=hz4rabo9ve43co3c303y9r6l7&st=ulcgb3av&dl=1",
 )
 VAL_500_MD5 = "8627befdd8c2bcf305729020e9db354e"
-VAL_FULL_TAR = "ILSVRC2012_img_val.tar"
-VAL_FULL_URLS = ("https://image-net.org/data/ILSVRC/2012/ILSVRC2012_img_val.tar",)
-VAL_FULL_MD5 = "29b22e2961454d5413ddabcf34fc5622"
-VAL_FULL_SIZE = 6_744_924_160
+VAL_FULL_TAR = VAL_TAR
+VAL_FULL_URLS = VAL_TAR_URLS
+VAL_FULL_MD5 = VAL_TAR_MD5
+VAL_FULL_SIZE = VAL_TAR_SIZE
 
 # get-dataset-imagenet-calibration (section 3d).
 CALIBRATION_BASE_URL = "https://github.com/mlcommons/inference/raw/master/calibration/ImageNet"

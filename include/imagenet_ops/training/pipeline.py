@@ -59,16 +59,16 @@ from imagenet_ops.core.storage import (
 )
 from imagenet_ops.core.store import is_remote
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 from imagenet_ops.imagenet.images import ImageReader, ImageRef, list_train_images, list_val_images
+from imagenet_ops.imagenet.labels import read_wnid_labels, val_labels_from_aux
 from imagenet_ops.training.plan import (
     IM2REC_SEED,
     PlanItem,
     Shard,
     label_map,
     plan_reference,
-    read_val_labels,
     val_items,
-    val_labels_from_aux,
 )
 from imagenet_ops.training.recordio import RecordIOWriter, lst_line, pack_irheader
 from imagenet_ops.training.shards import ShardResult, plan_digest, write_tfrecord_shard
@@ -78,8 +78,6 @@ log = logging.getLogger(__name__)
 ARTIFACT = "imagenet_training_data"
 STATE_PREFIX = ".imagenet_ops"  # plan and done-records, out of the way of readers that glob the folder
 PLAN_KEY = f"{STATE_PREFIX}/plan.json.gz"
-TRAIN_TAR_MD5 = "1d675b47d978889d74fa0da5fadfb00e"
-VAL_TAR_MD5 = "29b22e2961454d5413ddabcf34fc5622"
 VAL_LABELS_URL = (
     "https://raw.githubusercontent.com/tensorflow/models/master/research/slim/datasets/imagenet_2012_validation_synset_labels.txt"
 )
@@ -418,7 +416,7 @@ def resolve_val_labels(
         path = Path(labels)
         if not path.is_file():
             raise ValidationError(f"{path}: validation labels file not found (expected {VAL_LABELS_NAME}, one wnid per line)")
-        return read_val_labels(path, source=remote_labels), str(path)
+        return read_wnid_labels(path, source=remote_labels), str(path)
     if aux_path:
         aux = Path(aux_path)
         val_txt, synsets = aux / "val.txt", aux / "synsets.txt"
@@ -435,7 +433,7 @@ def resolve_val_labels(
         filename=VAL_LABELS_NAME,
         verify_ssl=config.verify_ssl,
     )
-    return read_val_labels(Path(fetched.path)), config.labels_url
+    return read_wnid_labels(Path(fetched.path)), config.labels_url
 
 
 def _input_digest(units: Sequence[Unit]) -> str:

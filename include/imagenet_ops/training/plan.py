@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import ValidationError
@@ -35,7 +34,6 @@ from imagenet_ops.imagenet.images import ImageRef
 TRAIN_SEED = 0
 IM2REC_SEED = 100
 _VAL_INDEX = re.compile(r"ILSVRC2012_val_(\d{8})\.", re.IGNORECASE)
-_WNID = re.compile(r"^n\d{8}$")
 
 
 @dataclass(frozen=True)
@@ -73,48 +71,6 @@ class Shard:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Shard:
         return cls(d["split"], int(d["index"]), int(d["count"]), tuple(PlanItem.from_list(r) for r in d["items"]))
-
-
-class ValLabels(list[str]):
-    """The validation wnids, item i - 1 naming ``ILSVRC2012_val_%08d`` i, and ``source``: the
-    file whose line i says so (the synset-labels file, or the aux ``val.txt``), for error messages."""
-
-    def __init__(self, wnids: Iterable[str], *, source: str) -> None:
-        super().__init__(wnids)
-        self.source = source
-
-
-def read_val_labels(path: Path, *, source: str | None = None) -> ValLabels:
-    """Read ``imagenet_2012_validation_synset_labels.txt`` (one wnid per line, line i = image i).
-
-    Args:
-        path: the local file.
-        source: how errors name the file (the URI it was fetched from); ``path`` by default.
-
-    Raises:
-        ValidationError: a line that is not exactly one wnid (a blank or doubled line would
-            shift every later label), or an empty file; the message names the file and line.
-    """
-    name = source or str(path)
-    lines = Path(path).read_text().splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise ValidationError(f"{name}: empty validation labels file")
-    for number, line in enumerate(lines, 1):
-        if not _WNID.match(line.strip()):
-            raise ValidationError(f"{name}: line {number} {line!r} is not a wnid like n01440764")
-    return ValLabels((line.strip() for line in lines), source=name)
-
-
-def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> ValLabels:
-    """The same mapping from the aux artifact: ``val.txt`` label k names ``synsets.txt`` line k."""
-    from imagenet_ops.aux.pipeline import read_val_labels as read_aux_val_labels
-
-    synsets = Path(synsets_txt).read_text().split()
-    # Regression: a label of -1 named the last synset, and malformed lines gave tracebacks.
-    out = [synsets[label] for _, label in read_aux_val_labels(Path(val_txt), classes=len(synsets))]
-    return ValLabels(out, source=str(val_txt))
 
 
 def label_map(wnids: set[str]) -> dict[str, int]:
