@@ -27,6 +27,7 @@ from imagenet_ops.aux import pipeline as aux_files
 from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
 from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.uris import scheme_of
 from imagenet_ops.model import pipeline as resnet50
 from imagenet_ops.testing import samples
 from imagenet_ops.training import pipeline as training_data
@@ -50,8 +51,8 @@ def _work_dir(args: argparse.Namespace, sink: Any) -> tuple[Path, bool]:
     if args.work_dir:
         return Path(args.work_dir), False
     # one output, one name: the endpoint too, since s3://b/p on two S3 services are two outputs
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "") if sink.uri.startswith("s3://") else ""
-    endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "") if sink.uri.startswith("gs://") else endpoint
+    endpoint_env = {"s3": "AWS_ENDPOINT_URL", "gs": "STORAGE_EMULATOR_HOST"}.get(scheme_of(sink.uri))
+    endpoint = os.environ.get(endpoint_env, "") if endpoint_env else ""
     digest = hashlib.sha256(f"{endpoint}|{sink.uri}".encode()).hexdigest()[:16]
     work = _private_tmp() / f"work-{digest}"
     if work.is_symlink():

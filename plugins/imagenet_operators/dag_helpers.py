@@ -174,7 +174,7 @@ def sink_uri(artifact: str, given: str | None) -> str:
     Raises:
         SinkURIError: no or an invalid bucket, ``?``/``#``, or ``.``/``..`` segments.
     """
-    from imagenet_ops.core.storage import split_uri
+    from imagenet_ops.core.uris import split_uri
 
     if not given:
         root = _setting("imagenet_ops_sink_root", "IMAGENET_OPS_SINK_ROOT", str(Path("artifacts").resolve()))
@@ -187,7 +187,9 @@ def sink_conn_id(uri: str, given: str | None) -> str | None:
     """The given connection, else the provider default for the scheme when it is defined."""
     if given:
         return given
-    default = {"s3": "aws_default", "gs": "google_cloud_default"}.get(uri.split("://", 1)[0]) if "://" in uri else None
+    from imagenet_ops.core.uris import scheme_of
+
+    default = {"s3": "aws_default", "gs": "google_cloud_default"}.get(scheme_of(uri))
     if default is None:
         return None
     from airflow.sdk import BaseHook

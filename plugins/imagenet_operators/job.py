@@ -1,13 +1,14 @@
-"""The base of operators that share one *job* dict (config, inputs, sink, connections, work dir).
+"""The one step-operator base: every step gets its run's typed job and makes one library call.
 
-The training-data and preprocessed-set DAGs resolve a job once and hand it whole to every step,
-so a mapped task on any worker has what it needs; each step builds its sink and input store here.
+The resolve task makes the job (the artifact's :class:`~imagenet_ops.core.jobs.Job`, serialised
+by ``to_xcom``) and every step gets it whole, so a mapped task on any worker has what it needs; each
+step rebuilds it with :meth:`JobOperator.typed_job` and builds its sink and input store here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -15,19 +16,30 @@ from imagenet_operators.masking import MasksURLSecrets
 
 
 class JobOperator(MasksURLSecrets, BaseOperator):
-    """A step of a job: ``job`` is templated; the sink and input store are built in ``execute``.
+    """A step of a job: ``job`` is templated; the typed job, its sink and input store are built in ``execute``.
 
-    :param job: the job dict from the resolve task. (templated)
+    :param job: the job from the resolve task, as its ``to_xcom`` dict. (templated)
     """
 
     template_fields: Sequence[str] = ("job",)
     template_fields_renderers = {"job": "json"}
+    job_type: ClassVar[str | None] = None
+    """``module:Class`` of the artifact's Job, imported only when a step runs (not at DAG parse)."""
     input_keys: tuple[str, ...] = ()
-    """Job keys that may name s3:// or gs:// inputs (their clients come from ``source_conn_id``)."""
+    """Job keys that may name s3:// or gs:// inputs, for steps without a ``job_type``."""
 
     def __init__(self, *, job: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job = job
+
+    def typed_job(self) -> Any:
+        """The artifact's frozen Job, rebuilt from the XCom dict."""
+        import importlib
+
+        if self.job_type is None:
+            raise TypeError(f"{type(self).__name__} declares no job_type")
+        module, _, name = self.job_type.partition(":")
+        return getattr(importlib.import_module(module), name).from_xcom(self.job)
 
     def _sink(self) -> Any:
         """The job's sink, built once per task (the lease and the step share it)."""
@@ -41,8 +53,12 @@ class JobOperator(MasksURLSecrets, BaseOperator):
 
     def _store(self) -> Any:
         from imagenet_operators.sinks import store_from_connection
+        from imagenet_ops.core.uris import is_remote
 
-        uris = [self.job.get(k) for k in self.input_keys]
-        if self.job["sink_uri"].startswith(("s3://", "gs://")):
+        if self.job_type is not None:
+            uris = list(self.typed_job().input_locations())
+        else:
+            uris = [self.job.get(k) for k in self.input_keys]
+        if is_remote(self.job["sink_uri"]):
             uris.append(self.job["sink_uri"])  # remote outputs are checked by size on re-runs
         return store_from_connection(uris, self.job.get("source_conn_id") or self.job["conn_id"])

@@ -14,7 +14,8 @@ import pytest
 
 from imagenet_ops.core.errors import ArchiveError, StorageError
 from imagenet_ops.core.storage import RetrySettings
-from imagenet_ops.core.store import ObjectInfo, ObjectStore, ShortReadError, is_remote
+from imagenet_ops.core.store import ObjectInfo, ObjectStore, ShortReadError
+from imagenet_ops.core.uris import is_remote
 
 FAST = RetrySettings(attempts=2, backoff=0.01)
 DATA = random.Random(0).randbytes(10_000)

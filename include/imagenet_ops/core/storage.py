@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,15 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from imagenet_ops import VERSION
 from imagenet_ops.core.digests import file_digests
 from imagenet_ops.core.diskspace import disk_full_guard
-from imagenet_ops.core.errors import SinkURIError, StorageError
+from imagenet_ops.core.errors import StorageError
 from imagenet_ops.core.gcs_requests import CONNECT_TIMEOUT, READ_TIMEOUT, call_options, endpoint_of, transient_errors
 from imagenet_ops.core.progress import Progress, human_bytes
 from imagenet_ops.core.redact import redact_values
+from imagenet_ops.core.uris import split_uri
 
 log = logging.getLogger(__name__)
 
@@ -256,39 +255,6 @@ class GCSSink:
 
     def location(self, key: str = "") -> str:
         return f"gs://{self.bucket_name}/{_join(self.prefix, key)}".rstrip("/")
-
-
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
-
-
-def split_uri(uri: str) -> tuple[str, str, str]:
-    """Split a sink URI into ``(scheme, bucket, prefix)``; a plain path gives ``("file", "", path)``.
-
-    Raises:
-        StorageError: no or an invalid bucket name; ``?`` or ``#`` in the URI (``urlsplit`` would
-            silently drop what follows them); a ``.`` or ``..`` segment, which would write keys
-            outside the prefix (``s3://b/../../etc`` wrote keys named ``../../etc/*``).
-    """
-    parts = urlsplit(uri)
-    if parts.scheme in ("s3", "gs"):
-        if not parts.netloc:
-            raise SinkURIError(f"sink {uri!r}: missing bucket name (expected {parts.scheme}://bucket/prefix)")
-        if not _BUCKET_NAME.match(parts.netloc):
-            raise SinkURIError(
-                f"sink {uri!r}: invalid bucket name {parts.netloc!r} (3-63 lowercase letters, digits, '.', '-' or '_', "
-                "starting and ending with a letter or digit)"
-            )
-        if "?" in uri or "#" in uri:
-            raise SinkURIError(f"sink {uri!r}: '?' and '#' are not allowed in an object prefix (percent-encode them)")
-        segments = parts.path.strip("/").split("/")
-        if any(seg in (".", "..") for seg in segments):
-            raise SinkURIError(f"sink {uri!r}: '.' and '..' segments would write keys outside the prefix")
-        return parts.scheme, parts.netloc, parts.path.strip("/")
-    if parts.scheme == "file":
-        return "file", "", parts.path
-    if parts.scheme and len(parts.scheme) > 1:
-        raise SinkURIError(f"sink {uri!r}: unsupported scheme {parts.scheme!r} (use a local path, s3:// or gs://)")
-    return "file", "", uri
 
 
 def default_gcs_client(*, project: str | None = None, endpoint: str | None = None, credentials: Any = None) -> Any:

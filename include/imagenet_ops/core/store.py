@@ -44,25 +44,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from imagenet_ops.core.diskspace import disk_full_guard, is_disk_full
 from imagenet_ops.core.errors import ArchiveError, StorageError
 from imagenet_ops.core.gcs_requests import call_options, endpoint_of, transient_errors
 from imagenet_ops.core.progress import human_bytes
 from imagenet_ops.core.storage import RetrySettings, _retrying, default_gcs_client
+from imagenet_ops.core.uris import Location as _Location
+from imagenet_ops.core.uris import parse_location as _parse
 
 log = logging.getLogger(__name__)
 
-REMOTE_SCHEMES = ("s3", "gs")
 T = TypeVar("T")
 _CHUNK = 1 << 20
-
-
-def is_remote(uri: str) -> bool:
-    """True for ``s3://`` and ``gs://`` URIs; false for local paths and ``file://`` URIs."""
-    scheme, sep, _ = uri.partition("://")
-    return bool(sep) and scheme.lower() in REMOTE_SCHEMES
 
 
 class ShortReadError(StorageError, ArchiveError):
@@ -82,32 +76,6 @@ class ObjectInfo:
     uri: str
     name: str
     size: int
-
-
-@dataclass(frozen=True)
-class _Location:
-    scheme: str  # "s3", "gs" or "file"
-    bucket: str  # empty for "file"
-    key: str  # the object key, or the local path
-
-    @property
-    def path(self) -> Path:
-        return Path(self.key)
-
-
-def _parse(uri: str) -> _Location:
-    scheme, sep, rest = uri.partition("://")
-    if sep and scheme.lower() in REMOTE_SCHEMES:
-        bucket, _, key = rest.partition("/")  # keys may hold '#' or '?': no URL parsing here
-        if not bucket:
-            raise StorageError(f"{uri}: missing bucket name (expected {scheme.lower()}://bucket/key)")
-        return _Location(scheme.lower(), bucket, key)
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return _Location("file", "", unquote(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:  # one letter: a Windows drive
-        raise StorageError(f"{uri}: unsupported scheme {parts.scheme!r} (use a local path, s3:// or gs://)")
-    return _Location("file", "", uri)
 
 
 def _parse_object(uri: str) -> _Location:

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from imagenet_ops.core.errors import ArchiveError, ValidationError
 from imagenet_ops.core.progress import Progress
-from imagenet_ops.core.store import is_remote
+from imagenet_ops.core.uris import is_remote
 
 log = logging.getLogger(__name__)
 

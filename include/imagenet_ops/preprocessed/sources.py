@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_ops.core.errors import ArchiveError, ConfigError, ValidationError
-from imagenet_ops.core.store import is_remote
+from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import IMAGE_SUFFIXES, ImageRef, list_val_images
 from imagenet_ops.preprocessed.variations import PreprocessConfig
 

@@ -57,7 +57,7 @@ from imagenet_ops.core.storage import (
     read_manifest,
     write_manifest,
 )
-from imagenet_ops.core.store import is_remote
+from imagenet_ops.core.uris import is_remote
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
 from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 from imagenet_ops.imagenet.images import ImageReader, ImageRef, list_train_images, list_val_images
