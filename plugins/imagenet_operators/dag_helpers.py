@@ -152,6 +152,30 @@ def run_params(params: dict[str, Any], dag_run: Any, dag_id: str) -> dict[str, A
     return {**params, **overrides}
 
 
+def resolve_job(resolve: Any, *, artifact: str, params: dict[str, Any], run_id: str, dag_run: Any) -> Any:
+    """The one resolve step of every DAG: the run's params, its locations, then the artifact's ``resolve_job``.
+
+    Args:
+        resolve: the artifact's library ``resolve_job(params, *, sink_uri, conn_id, work_dir, scheduled)``,
+            which holds every rule about the params and returns one Job or a list of them.
+        artifact: the artifact name (the default sink's last folder, the work dir's first).
+        params: the form's params (a scheduled run's refresh settings are laid over them here).
+
+    Returns:
+        The job's ``to_xcom()`` dict, or a list of them when ``resolve`` returns several jobs.
+    """
+    params = run_params(params, dag_run, artifact)
+    uri = sink_uri(artifact, params.get("sink_uri"))
+    jobs = resolve(
+        params,
+        sink_uri=uri,
+        conn_id=sink_conn_id(uri, params.get("conn_id")),
+        work_dir=work_dir(artifact, run_id),
+        scheduled=is_scheduled(dag_run),
+    )
+    return [j.to_xcom() for j in jobs] if isinstance(jobs, list) else jobs.to_xcom()
+
+
 def is_scheduled(dag_run: Any) -> bool:
     """True for a run the scheduler created from the DAG's schedule (not a manual trigger)."""
     return getattr(dag_run.run_type, "value", dag_run.run_type) == "scheduled"

@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import StorageError
+from imagenet_ops.core.storage import STATE_DIR
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = ".imagenet_ops/lease.json"
+LEASE_KEY = f"{STATE_DIR}/lease.json"
 CLI_TTL = 120.0
 """Seconds a CLI run's lease outlives its last renewal (local folders: released at once on death)."""
 RUN_TTL = 900.0
@@ -145,7 +146,7 @@ class _LocalBackend:
     """Compare-and-swap on a file, made atomic by an ``fcntl`` lock on a sibling lock file."""
 
     def __init__(self, root: Path) -> None:
-        self.dir = Path(root) / ".imagenet_ops"
+        self.dir = Path(root) / STATE_DIR
         self.path = self.dir / "lease.json"
         self.where = str(self.path)
         self._live_fd: int | None = None

@@ -33,12 +33,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imagenet_ops.core.lease import ensure_still_held
-from imagenet_ops.core.storage import MANIFEST_NAME, LocalSink
+from imagenet_ops.core.storage import MANIFEST_NAME, STATE_DIR, LocalSink
 
 log = logging.getLogger(__name__)
 
 INTENT_KEY = ".imagenet_ops/intent.json"
-STATE_DIR = ".imagenet_ops"
 TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]+$")
 """``.<name>.tmp-<hex or pid>``: how every writer of this project names a file before its rename."""
 _MANIFEST_FIELDS = ("schema", "artifact", "library_version", "cache_key", "files")
