@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from imagenet_ops.core.manifest import PublishResult
 from imagenet_ops.core.progress import human_bytes
-from imagenet_ops.core.storage import PublishResult
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context

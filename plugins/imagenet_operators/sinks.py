@@ -14,7 +14,9 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from imagenet_ops.core.storage import Sink, default_gcs_client, open_sink, split_uri
+from imagenet_ops.core.clients import default_gcs_client
+from imagenet_ops.core.sinks import Sink, open_sink
+from imagenet_ops.core.uris import split_uri
 
 _GCP_PREFIX = "extra__google_cloud_platform__"
 

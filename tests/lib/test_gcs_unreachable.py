@@ -73,8 +73,9 @@ def test_object_store_read_from_a_refusing_endpoint_logs_each_retry_and_names_it
     with caplog.at_level("WARNING"), pytest.raises(StorageError) as info:
         store.read("gs://some-bucket/labels.txt")
 
+    # an input is named as itself; only writes say "sink" (the read side once borrowed the sinks' wording)
     assert re.match(
-        rf"sink gs://some-bucket/labels\.txt: read via GCS endpoint {re.escape(closed_port_url)} failed after 3 attempts "
+        rf"gs://some-bucket/labels\.txt: read via GCS endpoint {re.escape(closed_port_url)} failed after 3 attempts "
         r"\(is the endpoint reachable and are the credentials right\?\): ConnectionError: .*Connection refused",
         str(info.value),
     ), str(info.value)

@@ -184,13 +184,14 @@ def test_a_lease_taken_from_a_frozen_holder_is_not_stolen_while_its_new_holder_l
 _SLOW_BINDER = """
     import sys, time, pathlib
     from imagenet_ops.core import lease as L
-    original = L._LocalBackend.create
+    from imagenet_ops.core import lease_backends as B
+    original = B.LocalBackend.create
     def slow(self, data):
         done = original(self, data)
         pathlib.Path(sys.argv[2]).write_text("record written")
         time.sleep(3)  # a preemption right after the record is written
         return done
-    L._LocalBackend.create = slow
+    B.LocalBackend.create = slow
     from imagenet_ops.core.storage import open_sink
     L.Lease(open_sink(sys.argv[1]), owner="cli:first", ttl=3600, process_bound=True).acquire()
     print("holding", flush=True)

@@ -33,7 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imagenet_ops.core.lease import ensure_still_held
-from imagenet_ops.core.storage import MANIFEST_NAME, STATE_DIR, LocalSink
+from imagenet_ops.core.manifest import MANIFEST_NAME
+from imagenet_ops.core.sinks import STATE_DIR, LocalSink
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ Local paths (and ``file://`` URIs) are accepted everywhere so callers need not b
 ``open`` is the builtin :func:`open`.
 
 Errors: a missing object or bucket, a refused request, or a transient failure that persists
-after the retries (the :class:`~imagenet_ops.core.storage.RetrySettings` the sinks use) raises
+after the retries (the :class:`~imagenet_ops.core.clients.RetrySettings` the sinks use) raises
 :class:`~imagenet_ops.core.errors.StorageError` naming the URI and what went wrong. A range that runs
 past the end of the object raises :class:`ShortReadError`, which is both a ``StorageError`` and
 an :class:`~imagenet_ops.core.errors.ArchiveError`.
@@ -45,11 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from imagenet_ops.core.clients import GCSCalls, RetrySettings, S3Calls, default_gcs_client
 from imagenet_ops.core.diskspace import disk_full_guard, is_disk_full
 from imagenet_ops.core.errors import ArchiveError, StorageError
-from imagenet_ops.core.gcs_requests import call_options, endpoint_of, transient_errors
 from imagenet_ops.core.progress import human_bytes
-from imagenet_ops.core.storage import RetrySettings, _retrying, default_gcs_client
 from imagenet_ops.core.uris import Location as _Location
 from imagenet_ops.core.uris import parse_location as _parse
 
@@ -85,37 +84,8 @@ def _parse_object(uri: str) -> _Location:
     return loc
 
 
-class _S3:
-    """The S3 calls the store needs, with botocore's errors turned into StorageError."""
-
-    def __init__(self, client: Any, retry: RetrySettings) -> None:
-        from botocore import exceptions as bexc
-
-        self.client, self.retry, self.client_error = client, retry, bexc.ClientError
-        # ConnectionError covers EndpointConnectionError and ConnectionClosedError; the others break a body mid-read.
-        self.transient = (bexc.ConnectionError, bexc.ReadTimeoutError, bexc.IncompleteReadError, bexc.ResponseStreamingError)
-
-    def call(self, uri: str, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return _retrying(uri, what, fn, self.retry, self.transient)
-        except self.client_error as exc:
-            raise StorageError(f"{uri}: {what} failed: {self.reason(exc)}") from exc
-
-    @staticmethod
-    def code(exc: Any) -> str:
-        return str(exc.response.get("Error", {}).get("Code", ""))
-
-    def reason(self, exc: Any) -> str:
-        code = self.code(exc)
-        if code == "NoSuchBucket":
-            return f"no such bucket ({code})"
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return f"no such object ({code})"
-        if code in ("AccessDenied", "403", "Forbidden"):
-            return f"access denied; check the credentials and the bucket policy ({code})"
-        if code in ("PreconditionFailed", "412"):
-            return f"the object was replaced while it was being read ({code})"
-        return f"{type(exc).__name__}: {exc}"
+class _S3(S3Calls):
+    """The S3 reads the store needs (listing, stat, ranged and streamed gets)."""
 
     def list(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -151,35 +121,8 @@ class _S3:
             out.write(chunk)
 
 
-class _GCS:
-    """The GCS calls the store needs, with google.api_core's errors turned into StorageError.
-
-    Every request has a bounded timeout and no library retry of its own; :meth:`call` retries
-    and logs (see :mod:`imagenet_ops.core.gcs_requests` for the bounds).
-    """
-
-    def __init__(self, client: Any, retry: RetrySettings) -> None:
-        from google.api_core import exceptions as gexc
-
-        self.client, self.retry, self.gexc = client, retry, gexc
-        self.transient = transient_errors()
-        self.opts = call_options(retry.gcs_timeout)
-        self.endpoint = endpoint_of(client)
-
-    def call(self, uri: str, what: str, fn: Callable[[], T]) -> T:
-        try:  # a connection failure names the endpoint; an answer from it names the object
-            return _retrying(uri, f"{what} via GCS endpoint {self.endpoint}", fn, self.retry, self.transient)
-        except self.gexc.GoogleAPICallError as exc:
-            raise StorageError(f"{uri}: {what} failed: {self.reason(exc)}") from exc
-
-    def reason(self, exc: Any) -> str:
-        if isinstance(exc, self.gexc.NotFound):
-            return f"no such bucket or object (404): {exc.message}"
-        if isinstance(exc, self.gexc.Forbidden | self.gexc.Unauthorized):
-            return f"access denied; check the credentials and the bucket's IAM ({exc.code}): {exc.message}"
-        if isinstance(exc, self.gexc.PreconditionFailed):
-            return f"the object was replaced while it was being read: {exc.message}"
-        return f"{type(exc).__name__}: {exc}"
+class _GCS(GCSCalls):
+    """The GCS reads the store needs; every request carries ``self.opts`` (bounded, no library retries)."""
 
     def list(self, bucket: str, prefix: str) -> list[tuple[str, int]]:
         return [(b.name, b.size) for b in self.client.list_blobs(bucket, prefix=prefix, **self.opts)]
@@ -274,7 +217,7 @@ class ObjectStore:
 
     Args:
         s3_client: a boto3 S3 client; ``boto3.client("s3")`` is created on first use if omitted.
-        gcs_client: a ``google.cloud.storage.Client``; :func:`~imagenet_ops.core.storage.default_gcs_client`
+        gcs_client: a ``google.cloud.storage.Client``; :func:`~imagenet_ops.core.clients.default_gcs_client`
             is created on first use if omitted.
         retry: attempts and backoff for transient errors (connection failures, timeouts, 5xx).
     """
