@@ -72,6 +72,15 @@ def _group_gone(pgid: int, within: float = 10.0) -> bool:
     return False
 
 
+def _first_output_file(out: Path, run: subprocess.Popen, within: float = 120.0) -> None:
+    """Return as soon as the run has written its first artifact file (temporary or final)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and run.poll() is None:
+        if out.exists() and any(p.is_file() for p in out.iterdir()):
+            return
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("implementation", ["reference", "nvidia"])
 def test_a_killed_run_rerun_gives_the_uninterrupted_bytes(train_tars: Path, tmp_path: Path, implementation: str) -> None:
     out = tmp_path / "out"
@@ -89,7 +98,10 @@ def test_a_killed_run_rerun_gives_the_uninterrupted_bytes(train_tars: Path, tmp_
         run = subprocess.Popen(
             _args(implementation, train_tars, out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(0.3, duration))
+        if trial % 2:
+            time.sleep(rng.uniform(0.3, duration))  # anywhere: start-up, listing, writing, publishing
+        else:
+            _first_output_file(out, run)  # while files are being written, however slow the machine is
         os.killpg(run.pid, signal.SIGKILL)  # the main process and its pool workers at once
         run.wait()
         assert _group_gone(run.pid), f"trial {trial}: a process of the killed run is still alive"
