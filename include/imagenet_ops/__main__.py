@@ -280,8 +280,8 @@ def _redact_record(record: logging.LogRecord) -> bool:
     from imagenet_ops.core.redact import redact_text
 
     message = record.getMessage()
-    if "://" in message:
-        record.msg, record.args = redact_text(message), ()
+    if (masked := redact_text(message)) != message:
+        record.msg, record.args = masked, ()
     return True
 
 

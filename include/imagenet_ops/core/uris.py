@@ -34,6 +34,12 @@ def is_remote(uri: str) -> bool:
     return scheme_of(uri) != "file"
 
 
+def is_url(uri: str) -> bool:
+    """True for ``http://``, ``https://`` and ``file://`` URLs (downloaded, never read in place)."""
+    scheme, sep, _ = uri.partition("://")
+    return bool(sep) and scheme.lower() in ("http", "https", "file")
+
+
 def split_uri(uri: str) -> tuple[str, str, str]:
     """Split a sink URI into ``(scheme, bucket, prefix)``; a plain path gives ``("file", "", path)``.
 
