@@ -322,3 +322,25 @@ def test_aux_config_params_round_trip() -> None:
     params = json.loads(json.dumps(config.as_params()))
 
     assert AuxConfig.from_params(params) == config
+
+
+def test_source_urls_one_rule_for_every_download():
+    from imagenet_ops.core.variations import source_urls
+
+    published = ("https://a/x.tar", "https://b/x.tar")
+    assert source_urls(published) == published
+    assert source_urls(published, url="https://mine/x.tar") == ("https://mine/x.tar",)
+    assert source_urls(published, mirror="http://store/", name="x.tar") == ("http://store/x.tar", *published)
+    assert source_urls(published, url="file:///d/x.tar", mirror="http://store", name="x.tar") == (
+        "http://store/x.tar",
+        "file:///d/x.tar",
+    )
+
+
+def test_shared_source_options_say_their_format():
+    from imagenet_ops.core.variations import md5_option, mirror_option, url_option
+
+    assert "http://" in mirror_option().described()
+    assert url_option("images_url", description="The tar.").format_hint().startswith("a URL")
+    assert "several md5s" in md5_option("md5", description="Sums.", several=True).described()
+    assert md5_option("md5", description="Sum.").length_bounds() == {"minLength": 32, "maxLength": 32}

@@ -152,6 +152,51 @@ SKIP_SSL_VERIFICATION = Option(
 )
 """CM's ``_skip_ssl_verification``, shared by every artifact that downloads."""
 
+URL_PATTERN = r"^(https?|file)://"
+MD5_PATTERN = r"^[0-9a-fA-F]{32}$"
+MD5_LIST_PATTERN = r"^[0-9a-fA-F]{32}(,[0-9a-fA-F]{32})*$"
+
+
+def mirror_option(name: str = "mirror") -> Option:
+    """The internal artifact store tried before the published mirrors (``<mirror>/<file name>``)."""
+    return Option(
+        name,
+        "string",
+        "Mirror base URL",
+        "Internal artifact store tried first: files are fetched as <mirror>/<file name>.",
+        section="Custom source",
+        pattern=URL_PATTERN,
+    )
+
+
+def url_option(name: str, *, title: str = "Custom URL", description: str) -> Option:
+    """A URL that replaces the published mirrors of one download."""
+    return Option(name, "string", title, description, section="Custom source", pattern=URL_PATTERN)
+
+
+def md5_option(name: str, *, title: str = "Custom md5", description: str, several: bool = False) -> Option:
+    """An md5 (or, with ``several``, comma-separated md5s) that replaces a download's published sum."""
+    pattern = MD5_LIST_PATTERN if several else MD5_PATTERN
+    return Option(name, "string", title, description, section="Custom source", pattern=pattern)
+
+
+def source_urls(
+    published: Iterable[str], *, url: str | None = None, mirror: str | None = None, name: str = ""
+) -> tuple[str, ...]:
+    """The URLs one download tries, in order: a custom ``url`` alone replaces the published ones, and a
+    ``mirror`` puts ``<mirror>/<name>`` first.
+
+    Args:
+        published: the download's published mirrors.
+        url: the user's URL for it, if any.
+        mirror: the user's internal artifact store, if any.
+        name: the file name to fetch from the mirror.
+    """
+    urls = (url,) if url else tuple(published)
+    if mirror:
+        urls = (f"{mirror.rstrip('/')}/{name}", *urls)
+    return urls
+
 
 @dataclass(frozen=True)
 class Combo:
