@@ -120,7 +120,8 @@ import json, logging, sys, time, resource
 from pathlib import Path
 sys.path.insert(0, sys.argv[5])
 import cv2, numpy  # imported before the timer, as the reference script does at its top
-from imagenet_ops.preprocessed.pipeline import build_preprocessed, resolve_preprocess_config
+from imagenet_ops.preprocessed.config import resolve_preprocess_config
+from imagenet_ops.preprocessed.pipeline import build_preprocessed
 
 logging.basicConfig(level=logging.WARNING)
 config = resolve_preprocess_config({"size": int(sys.argv[4])})

@@ -38,6 +38,7 @@ from imagenet_operators import (
     ReleaseOutputLeaseOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
+from imagenet_ops.preprocessed.job import PreprocessJob
 from imagenet_ops.preprocessed.variations import ARTIFACT, PREPROCESS_TABLE
 
 PREPROCESSED_ASSET_ALIAS = AssetAlias(ARTIFACT)
@@ -55,16 +56,7 @@ with DAG(
     tags=["imagenet", "mlperf", "dataset"],
     params={
         **table_params(PREPROCESS_TABLE),
-        "images": input_param(
-            "Validation images",
-            "Folder of ILSVRC2012_val_*.JPEG, ILSVRC2012_img_val.tar, or an s3:// / gs:// prefix or tar. "
-            "Empty: download the tar the size needs (500-image subset or full; see the custom-source fields).",
-        ),
-        "val_map": input_param("Validation labels (val.txt)", "The aux artifact's val.txt: 'name label' lines, in image order."),
-        "aux_path": input_param("Aux artifact folder", "Folder (or s3:// / gs:// prefix) of imagenet_aux; its val.txt is used."),
-        "calibration_list": input_param(
-            "Calibration list", "An MLPerf calibration list file; empty: download the chosen option."
-        ),
+        **{f.name: input_param(f.metadata["title"], f.metadata["description"]) for f in PreprocessJob.inputs()},
         **scale_out_params(
             tasks_name="chunks",
             tasks_default=16,
@@ -77,24 +69,12 @@ with DAG(
 ) as dag:
 
     @task(task_display_name="Resolve job")
-    def resolve(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    def resolve(params: dict[str, Any], run_id: str, dag_run: Any = None) -> dict[str, Any]:
         """Config, inputs and locations in one dict; an invalid combination fails here, before any work."""
-        from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.core.errors import ConfigError
-        from imagenet_ops.preprocessed.variations import resolve_preprocess_config
+        from imagenet_operators import dag_helpers
+        from imagenet_ops.preprocessed.job import resolve_job
 
-        config = resolve_preprocess_config(PREPROCESS_TABLE.selections_from_form(params))
-        if config.dataset_type == "validation" and not (params.get("val_map") or params.get("aux_path")):
-            raise ConfigError("validation sets need labels: give val_map (the aux val.txt) or aux_path (the aux artifact)")
-        uri = sink_uri(ARTIFACT, params.get("sink_uri"))
-        return {
-            "config": config.as_dict(),
-            **{k: params.get(k) for k in ("images", "val_map", "aux_path", "calibration_list", "source_conn_id")},
-            "sink_uri": uri,
-            "conn_id": sink_conn_id(uri, params.get("conn_id")),
-            "work_dir": work_dir(ARTIFACT, run_id),
-            "chunks": params["chunks"],
-        }
+        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
 
     job = resolve()
     inputs = PreprocessInputsOperator(task_id="inputs", task_display_name="Fetch inputs", job=job, pool="imagenet_downloads")

@@ -148,8 +148,10 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
 
 def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
     from imagenet_ops.preprocessed import pipeline as preprocess
+    from imagenet_ops.preprocessed.config import resolve_preprocess_config
+    from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
 
-    config = preprocess.resolve_preprocess_config(preprocess.PREPROCESS_TABLE.selections_from_args(args))
+    config = resolve_preprocess_config(PREPROCESS_TABLE.selections_from_args(args))
     sink = open_sink(args.output)
     return _build_and_report(
         args,

@@ -1,7 +1,7 @@
 """Operators for preprocessed ImageNet sets: inputs, selection + cache check, mapped chunks, finalize.
 
-A *job* is the dict the resolve task makes (``config``, ``images``, ``val_map``,
-``calibration_list``, ``sink_uri``, ``conn_id``, ``source_conn_id``, ``work_dir``, ``chunks``).
+The job is :class:`imagenet_ops.preprocessed.job.PreprocessJob` (its ``to_xcom`` dict between
+tasks); each ``execute`` rebuilds it and makes one call into :mod:`imagenet_ops.preprocessed.steps`.
 The selected images, split into chunks, are kept in the sink (``.chunks/plan-%05d.json``), so a
 mapped chunk task on any worker reads its own rows there, and its per-file result goes back there
 (``.chunks/chunk-%05d.json``); XCom carries only chunk indices and counts.
@@ -10,8 +10,7 @@ mapped chunk task on any worker reads its own rows there, and its per-file resul
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
@@ -22,15 +21,7 @@ if TYPE_CHECKING:
 
 
 class _PreprocessJobOperator(LeasedJobOperator):
-    input_keys = ("images", "aux_path")
-
-    def _config(self) -> Any:
-        from imagenet_ops.preprocessed.variations import PreprocessConfig
-
-        return PreprocessConfig.from_dict(self.job["config"])
-
-    def _path(self, key: str) -> Path | None:
-        return Path(self.job[key]) if self.job.get(key) else None
+    job_type = "imagenet_ops.preprocessed.job:PreprocessJob"
 
 
 class PreprocessInputsOperator(_PreprocessJobOperator):
@@ -43,22 +34,11 @@ class PreprocessInputsOperator(_PreprocessJobOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.preprocessed.sources import fetch_calibration_list, fetch_images
+        from imagenet_ops.preprocessed.steps import fetch_job_inputs
 
-        config, job, work = self._config(), dict(self.job), Path(self.job["work_dir"])
-        if config.dataset_type == "calibration" and not job.get("calibration_list"):
-            job["calibration_list"] = fetch_calibration_list(config=config, dest_dir=work / "calibration").path
-            self.log.info("Calibration list %s: %s", config.calibration_option, job["calibration_list"])
-        if not job.get("images") or job["images"] == "download":
-            job["images"] = fetch_images(config=config, dest_dir=work / "images").path
-            self.log.info("Validation images downloaded: %s", job["images"])
-        aux = job.get("aux_path")
-        if config.dataset_type == "validation" and not job.get("val_map") and aux:
-            if aux.startswith(("s3://", "gs://")):
-                job["val_map"] = str(self._store().download(f"{aux.rstrip('/')}/val.txt", work / "aux" / "val.txt"))
-            else:
-                job["val_map"] = str(Path(aux) / "val.txt")
-        return job
+        job = fetch_job_inputs(self.typed_job(), store=self._store())
+        self.log.info("Inputs: images %s, labels %s, calibration list %s", job.images, job.val_map, job.calibration_list)
+        return job.to_xcom()
 
 
 class PreprocessSelectOperator(_PreprocessJobOperator):
@@ -68,25 +48,19 @@ class PreprocessSelectOperator(_PreprocessJobOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.preprocessed.pipeline import check_cache, plan_chunks, save_chunk_plan, select_images
+        from imagenet_ops.preprocessed.steps import select_chunks
 
-        config, sink = self._config(), self._sink()
-        items = select_images(
-            config=config,
-            source=self.job["images"],
-            val_map=self._path("val_map"),
-            calibration_list=self._path("calibration_list"),
-            store=self._store(),
+        sink = self._sink()
+        selection = select_chunks(self.typed_job(), sink=sink, store=self._store())
+        self.log.info(
+            "%s at %s: %d images in %d chunks; cache key %s",
+            "Cache hit" if selection.hit else "Selected",
+            sink.uri,
+            selection.images,
+            len(selection.chunks),
+            selection.cache_key[:12],
         )
-        cached = check_cache(
-            config=config, sink=sink, items=items, val_map=self._path("val_map"), calibration_list=self._path("calibration_list")
-        )
-        if cached.hit:
-            self.log.info("Cache hit at %s (key %s): no chunks to run", sink.uri, cached.cache_key[:12])
-            return {"hit": True, "cache_key": cached.cache_key, "chunks": [], "images": len(items)}
-        count = save_chunk_plan(sink=sink, chunks=plan_chunks(items, int(self.job["chunks"])))
-        self.log.info("Selected %d images in %d chunks; cache key %s", len(items), count, cached.cache_key[:12])
-        return {"hit": False, "cache_key": cached.cache_key, "chunks": list(range(count)), "images": len(items)}
+        return selection.as_dict()
 
 
 def chunk_label(index: int, names: Sequence[str]) -> str:
@@ -95,6 +69,15 @@ def chunk_label(index: int, names: Sequence[str]) -> str:
         return f"chunk {index}: no images"
     span = names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}"
     return f"chunk {index}: {len(names)} image{'' if len(names) == 1 else 's'}, {span}"
+
+
+def _task_namer(context: Context, index: int) -> Callable[[Sequence[str]], None]:
+    """Names the mapped task in the UI (``map_index_template="{{ chunk_images }}"``) once its plan is read."""
+
+    def name(names: Sequence[str]) -> None:
+        context["chunk_images"] = chunk_label(index, names)
+
+    return name
 
 
 class PreprocessChunkOperator(_PreprocessJobOperator):
@@ -115,20 +98,18 @@ class PreprocessChunkOperator(_PreprocessJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.preprocessed.pipeline import load_chunk_plan, preprocess_chunk, save_chunk_result
+        from imagenet_ops.preprocessed.steps import run_chunk
 
-        sink, index = self._sink(), int(self.chunk)
-        items = load_chunk_plan(sink=sink, index=index)
-        context["chunk_images"] = chunk_label(index, [row[0] for row in items])  # the mapped task's name in the UI
-        result = preprocess_chunk(
-            config=self._config(),
-            source=self.job["images"],
-            items=items,
-            sink=sink,
+        index = int(self.chunk)
+        result = run_chunk(
+            self.typed_job(),
+            index=index,
+            sink=self._sink(),
             workers=int(self.workers) or os.cpu_count() or 1,
             store=self._store(),
+            on_plan=_task_namer(context, index),
         )
-        save_chunk_result(sink=sink, index=index, result=result)
+        self.log.info("Chunk %d: %d images, %d bad, in %.1f s", index, result.count, len(result.bad), result.seconds)
         return result.summary()
 
 
@@ -153,43 +134,9 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
         self.selection = selection
 
     def execute(self, context: Context) -> dict[str, str]:
-        from imagenet_ops.preprocessed.pipeline import (
-            finalize_preprocessed,
-            load_chunk_plan,
-            load_chunk_results,
-            remove_chunk_state,
-        )
+        from imagenet_ops.preprocessed.steps import finalize_chunks
 
-        config, sink = self._config(), self._sink()
-        if self.selection["hit"]:
-            publish, env = _cached(sink, config)
-            emit_artifact_event(self, context, publish)  # logs the cache hit; no Asset event
-            return env
-        count = len(self.selection["chunks"])
-        items = [row for index in range(count) for row in load_chunk_plan(sink=sink, index=index)]
-        publish, env = finalize_preprocessed(
-            config=config,
-            sink=sink,
-            items=items,
-            chunk_results=load_chunk_results(sink=sink, count=count),
-            val_map=self._path("val_map"),
-            calibration_list=self._path("calibration_list"),
-            source=self.job["images"],
-        )
-        remove_chunk_state(sink=sink, count=count)  # only now: a retried finalize still finds them
-        emit_artifact_event(self, context, publish)
+        publish, env = finalize_chunks(self.typed_job(), sink=self._sink(), selection=self.selection)
+        emit_artifact_event(self, context, publish)  # a cache hit is logged, with no Asset event
         self.log.info("Preprocessed set: %s images at %s", env.get("CM_DATASET_SIZE"), publish.uri)
         return env
-
-
-def _cached(sink: Any, config: Any) -> tuple[Any, dict[str, str]]:
-    from imagenet_ops.core.storage import cached_result, read_manifest
-    from imagenet_ops.preprocessed.pipeline import preprocessed_env
-
-    manifest = read_manifest(sink)
-    if manifest is None:
-        from imagenet_ops.core.errors import StorageError
-
-        raise StorageError(f"sink {sink.uri}: the manifest of the cache hit is gone")
-    count = int(manifest.get("outputs", {}).get("count", 0))
-    return cached_result(sink=sink, manifest=manifest), preprocessed_env(config=config, sink=sink, count=count)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from imagenet_ops.core.errors import ConfigError
+from imagenet_ops.preprocessed.config import PreprocessConfig, config_env, resolve_preprocess_config
 from imagenet_ops.preprocessed.variations import (
     CALIBRATION_BASE_URL,
     PREPROCESS_TABLE,
@@ -16,9 +17,6 @@ from imagenet_ops.preprocessed.variations import (
     VAL_500_TAR,
     VAL_FULL_MD5,
     VAL_FULL_TAR,
-    PreprocessConfig,
-    config_env,
-    resolve_preprocess_config,
 )
 
 

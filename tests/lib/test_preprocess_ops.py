@@ -17,7 +17,7 @@ import pytest
 
 from imagenet_ops.core.errors import ImageError
 from imagenet_ops.preprocessed import ops as ops
-from imagenet_ops.preprocessed.variations import resolve_preprocess_config
+from imagenet_ops.preprocessed.config import resolve_preprocess_config
 from imagenet_ops.testing.preprocess_samples import IMAGE_KINDS, sample_image
 
 # -- literal reference code -----------------------------------------------------------------------

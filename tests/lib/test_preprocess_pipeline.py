@@ -16,7 +16,11 @@ from imagenet_ops.__main__ import main
 from imagenet_ops.core.errors import ChecksumMismatch, ConfigError, ImageError, StorageError, ValidationError
 from imagenet_ops.core.storage import MANIFEST_NAME, LocalSink, S3Sink, read_manifest
 from imagenet_ops.core.store import ObjectStore
+from imagenet_ops.preprocessed import chunks as chunk_state
 from imagenet_ops.preprocessed import pipeline as preprocess
+from imagenet_ops.preprocessed import sources
+from imagenet_ops.preprocessed.chunks import plan_chunks, preprocess_chunk
+from imagenet_ops.preprocessed.config import resolve_preprocess_config
 from imagenet_ops.preprocessed.pipeline import (
     BAD_IMAGES,
     FILES_LIST,
@@ -25,9 +29,6 @@ from imagenet_ops.preprocessed.pipeline import (
     build_preprocessed,
     check_cache,
     finalize_preprocessed,
-    plan_chunks,
-    preprocess_chunk,
-    resolve_preprocess_config,
     select_images,
 )
 from imagenet_ops.testing.preprocess_samples import (
@@ -297,7 +298,7 @@ def test_downloads_use_the_mirror_and_checksums(inputs, images, http_server, tmp
         {"calibration_url": http_server.url("cal_image_list_option_2.txt"), "calibration_md5": "0" * 32}, "_calibration"
     )
     with pytest.raises(ChecksumMismatch, match=r"cal_image_list_option_1.txt"):
-        preprocess.fetch_calibration_list(config=bad, dest_dir=tmp_path / "c")
+        sources.fetch_calibration_list(config=bad, dest_dir=tmp_path / "c")
 
 
 def _upload(client, bucket: str, prefix: str, files: dict[str, bytes]) -> None:
@@ -412,7 +413,8 @@ def test_workers_fork_safely_after_opencv_ran_threaded(inputs, tmp_path: Path) -
 import cv2, numpy as np
 import re
 from pathlib import Path
-from imagenet_ops.preprocessed.pipeline import build_preprocessed, resolve_preprocess_config
+from imagenet_ops.preprocessed.config import resolve_preprocess_config
+from imagenet_ops.preprocessed.pipeline import build_preprocessed
 if __name__ == "__main__":
     cv2.setNumThreads(2)
     big = np.zeros((2000, 3000, 3), np.uint8)
@@ -433,18 +435,18 @@ def test_chunk_results_round_trip_through_the_sink(inputs, tmp_path: Path) -> No
     config = resolve_preprocess_config({"size": 4})
     items = select_images(config=config, source=str(inputs["tar"]), val_map=inputs["val_map"])
     sink = LocalSink(tmp_path / "out")
-    assert preprocess.save_chunk_plan(sink=sink, chunks=plan_chunks(items, 2)) == 2
+    assert chunk_state.save_chunk_plan(sink=sink, chunks=plan_chunks(items, 2)) == 2
     with pytest.raises(StorageError, match="no plan for chunk 2"):
-        preprocess.load_chunk_plan(sink=sink, index=2)
+        chunk_state.load_chunk_plan(sink=sink, index=2)
     for index in range(2):
-        chunk = preprocess.load_chunk_plan(sink=sink, index=index)
+        chunk = chunk_state.load_chunk_plan(sink=sink, index=index)
         assert chunk == plan_chunks(items, 2)[index]
         result = preprocess_chunk(config=config, source="tar", items=chunk, sink=sink, workers=1)
-        assert preprocess.save_chunk_result(sink=sink, index=index, result=result).endswith(f"chunk-{index:05d}.json")
+        assert chunk_state.save_chunk_result(sink=sink, index=index, result=result).endswith(f"chunk-{index:05d}.json")
         assert set(result.summary()) == {"count", "bytes", "bad", "seconds"}
     with pytest.raises(StorageError, match="no result for chunk 2"):
-        preprocess.load_chunk_results(sink=sink, count=3)
-    results = preprocess.load_chunk_results(sink=sink, count=2, remove=True)
+        chunk_state.load_chunk_results(sink=sink, count=3)
+    results = chunk_state.load_chunk_results(sink=sink, count=2, remove=True)
     assert [r.count for r in results] == [2, 2] and not list((tmp_path / "out" / ".chunks").iterdir())
     publish, env = finalize_preprocessed(config=config, sink=sink, items=items, chunk_results=results, val_map=inputs["val_map"])
     assert env["CM_DATASET_SIZE"] == "4" and publish.files == 4 + 3

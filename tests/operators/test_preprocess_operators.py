@@ -13,8 +13,8 @@ from imagenet_operators import (
     PreprocessSelectOperator,
 )
 from imagenet_ops.core.storage import LocalSink
-from imagenet_ops.preprocessed.pipeline import ChunkResult, save_chunk_plan
-from imagenet_ops.preprocessed.variations import resolve_preprocess_config
+from imagenet_ops.preprocessed.chunks import ChunkResult, save_chunk_plan
+from imagenet_ops.preprocessed.config import resolve_preprocess_config
 
 CONFIG = resolve_preprocess_config(variations="_size.4")
 JOB = {
@@ -52,7 +52,7 @@ def test_chunk_reads_its_rows_from_the_sink_and_returns_only_counts(tmp_path):
     result = ChunkResult(count=1, bytes=602_240, files=[{"path": "b.JPEG.npy", "size": 602_240, "sha256": "x"}])
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink),
-        mock.patch("imagenet_ops.preprocessed.pipeline.preprocess_chunk", return_value=result) as chunk,
+        mock.patch("imagenet_ops.preprocessed.steps.preprocess_chunk", return_value=result) as chunk,
     ):
         context: dict = {}
         out = PreprocessChunkOperator(task_id="p", job=JOB, chunk=1, workers="1").execute(context=context)

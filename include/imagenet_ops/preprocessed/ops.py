@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 
 from imagenet_ops.core.errors import ImageError
-from imagenet_ops.preprocessed.variations import RESNET50_MEANS, PreprocessConfig
+from imagenet_ops.preprocessed.config import PreprocessConfig
+from imagenet_ops.preprocessed.variations import RESNET50_MEANS
 
 VGG_MEANS = np.array([float(m) for m in RESNET50_MEANS.split()], dtype=np.float32)  # RGB
 TFLITE_TPU_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)  # BGR

@@ -16,15 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import tarfile
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_ops.core.errors import ArchiveError, ConfigError, ValidationError
 from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import IMAGE_SUFFIXES, ImageRef, list_val_images
-from imagenet_ops.preprocessed.variations import PreprocessConfig
+from imagenet_ops.preprocessed.config import PreprocessConfig
 
 if TYPE_CHECKING:
     from imagenet_ops.core.download import DownloadResult
@@ -34,48 +34,27 @@ log = logging.getLogger(__name__)
 EXTRACTED_SUBDIR = "imagenet-2012-val"  # what CM's get-dataset-imagenet-val extracts into
 
 
-@dataclass(frozen=True, order=True)
-class SourceImage:
-    """One listed image: ``size`` bytes at ``offset`` of ``container`` (a file, a tar or an object URI).
+ImageLike = ImageRef | Sequence[Any] | Mapping[str, Any]
+"""An image as the steps receive it: an :class:`ImageRef`, its JSON row ``[name, container, offset, size]`` or a dict."""
 
-    ``container`` is empty for an image the list names but the source does not hold (kept so that
-    ``skip_bad_images`` can report it).
-    """
 
-    name: str
-    container: str
-    offset: int
-    size: int
+def image_ref(item: ImageLike) -> ImageRef:
+    """The :class:`ImageRef` of ``item`` (a validation image's ``relpath`` is its name)."""
+    if isinstance(item, ImageRef):
+        return item
+    if isinstance(item, Mapping):
+        name = item["relpath"] if "relpath" in item else item["name"]
+        return ImageRef(str(name), str(item["container"]), int(item["offset"]), int(item["size"]))
+    return ImageRef.from_list(list(item))
 
-    @property
-    def missing(self) -> bool:
-        return not self.container
 
-    @property
-    def remote(self) -> bool:
-        return is_remote(self.container)
+def missing_image(name: str) -> ImageRef:
+    """A listed image the source does not hold: an empty container (kept so ``skip_bad_images`` can report it)."""
+    return ImageRef(name, "", 0, 0)
 
-    def as_list(self) -> list[Any]:
-        """Compact JSON form: ``[name, container, offset, size]``."""
-        return [self.name, self.container, self.offset, self.size]
 
-    @classmethod
-    def from_list(cls, row: Sequence[Any]) -> SourceImage:
-        return cls(str(row[0]), str(row[1]), int(row[2]), int(row[3]))
-
-    @classmethod
-    def of(cls, item: SourceImage | ImageRef | Sequence[Any] | dict[str, Any]) -> SourceImage:
-        """Accept a :class:`SourceImage`, an :class:`ImageRef`, a JSON row or a dict."""
-        if isinstance(item, SourceImage):
-            return item
-        if isinstance(item, ImageRef):
-            return cls(item.name, item.container, item.offset, item.size)
-        if isinstance(item, dict):
-            return cls(str(item["name"]), str(item["container"]), int(item["offset"]), int(item["size"]))
-        return cls.from_list(item)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def is_missing(ref: ImageRef) -> bool:
+    return not ref.container
 
 
 def parse_image_list(text: str, *, origin: str, labelled: bool = False, classes: int = 1000) -> list[str]:
@@ -159,7 +138,7 @@ def _folder(source: Path) -> Path:
     return source
 
 
-def _local_images(source: Path, names: Iterable[str]) -> list[SourceImage]:
+def _local_images(source: Path, names: Iterable[str]) -> list[ImageRef]:
     if source.is_dir():
         folder = _folder(source)
         out = []
@@ -168,23 +147,23 @@ def _local_images(source: Path, names: Iterable[str]) -> list[SourceImage]:
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
-                out.append(SourceImage(name, "", 0, 0))
+                out.append(missing_image(name))
                 continue
-            out.append(SourceImage(name, str(path), 0, size))
+            out.append(ImageRef(name, str(path), 0, size))
         return out
     if source.is_file():
         if not source.name.lower().endswith(".tar"):
             raise ConfigError(f"image source {source} is a file but not a .tar (expected ILSVRC2012_img_val.tar or a folder)")
         index = {ref.name: ref for ref in list_val_images(source)}
-        return [SourceImage.of(index[n]) if n in index else SourceImage(n, "", 0, 0) for n in names]
+        return [index[n] if n in index else missing_image(n) for n in names]
     raise ValidationError(
         f"image source {source} not found (expected a folder of ILSVRC2012_val_*.JPEG, ILSVRC2012_img_val.tar, "
         "s3://bucket/prefix or gs://bucket/prefix)"
     )
 
 
-def _remote_tar_index(store: Any, uri: str) -> dict[str, SourceImage]:
-    index: dict[str, SourceImage] = {}
+def _remote_tar_index(store: Any, uri: str) -> dict[str, ImageRef]:
+    index: dict[str, ImageRef] = {}
     with store.open(uri) as fh:
         try:
             tar = tarfile.open(fileobj=fh, mode="r:")
@@ -193,11 +172,11 @@ def _remote_tar_index(store: Any, uri: str) -> dict[str, SourceImage]:
         for member in tar:
             base = os.path.basename(member.name)
             if member.isfile() and base.lower().endswith(IMAGE_SUFFIXES) and not base.startswith("."):
-                index[base] = SourceImage(base, uri, member.offset_data, member.size)
+                index[base] = ImageRef(base, uri, member.offset_data, member.size)
     return index
 
 
-def _remote_images(source: str, names: Iterable[str], store: Any) -> list[SourceImage]:
+def _remote_images(source: str, names: Iterable[str], store: Any) -> list[ImageRef]:
     if source.lower().endswith(".tar"):
         index = _remote_tar_index(store, source)
     else:
@@ -206,10 +185,10 @@ def _remote_images(source: str, names: Iterable[str], store: Any) -> list[Source
         for info in store.list(prefix):
             base = info.name.rsplit("/", 1)[-1]
             if base.lower().endswith(IMAGE_SUFFIXES) and "/" not in info.name.strip("/"):
-                index[base] = SourceImage(base, info.uri, 0, info.size)
+                index[base] = ImageRef(base, info.uri, 0, info.size)
         if not index:
             raise ValidationError(f"image source {source}: no images under this prefix")
-    return [index.get(n) or SourceImage(n, "", 0, 0) for n in names]
+    return [index.get(n) or missing_image(n) for n in names]
 
 
 def default_store() -> Any:
@@ -219,7 +198,7 @@ def default_store() -> Any:
     return ObjectStore()
 
 
-def locate_images(*, source: str, names: Sequence[str], store: Any = None) -> list[SourceImage]:
+def locate_images(*, source: str, names: Sequence[str], store: Any = None) -> list[ImageRef]:
     """Find ``names`` in ``source``; images it does not hold come back with an empty container."""
     source = str(source)
     if source.startswith(("http://", "https://", "file://")):
@@ -231,7 +210,7 @@ def locate_images(*, source: str, names: Sequence[str], store: Any = None) -> li
     return _local_images(Path(source).expanduser(), names)
 
 
-def read_remote(store: Any, item: SourceImage) -> bytes:
+def read_remote(store: Any, item: ImageRef) -> bytes:
     """Bytes of one object-storage image (a whole object, or a member of a tar by range)."""
     if item.offset == 0 and not item.container.lower().endswith(".tar"):
         return store.read(item.container)
@@ -269,4 +248,58 @@ def fetch_calibration_list(*, config: PreprocessConfig, dest_dir: Path) -> Downl
         accepted=AcceptedChecksums.of(md5=[config.calibration_md5]),
         filename=config.calibration_filename,
         verify_ssl=config.verify_ssl,
+    )
+
+
+def aux_val_map(aux_path: str, *, dest_dir: Path, store: Any = None) -> Path:
+    """The aux artifact's ``val.txt``: the file in a local folder, or a copy of the object-storage one in ``dest_dir``."""
+    if not is_remote(aux_path):
+        return Path(aux_path) / "val.txt"
+    store = store if store is not None else default_store()
+    return Path(store.download(f"{aux_path.rstrip('/')}/val.txt", Path(dest_dir) / "val.txt"))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A set's inputs, all present: the image source and the local list files (``None``: not needed)."""
+
+    images: str
+    val_map: Path | None = None
+    calibration_list: Path | None = None
+
+
+def fetch_inputs(
+    *,
+    config: PreprocessConfig,
+    images: str | None,
+    work_dir: Path,
+    val_map: Path | None = None,
+    aux_path: str | None = None,
+    calibration_list: Path | None = None,
+    store: Any = None,
+) -> Inputs:
+    """Fetch what the set lacks into ``work_dir``: the calibration list, the validation tar, the aux labels.
+
+    Args:
+        config: the resolved config (dataset type, download URLs and md5s).
+        images: the image source; empty or ``download`` fetches the tar the size needs.
+        work_dir: scratch folder for the downloads (``calibration/``, ``images/``, ``aux/``).
+        val_map: the aux ``val.txt`` (validation); when omitted, the one of ``aux_path``.
+        aux_path: the aux artifact folder or ``s3://`` / ``gs://`` prefix (validation without ``val_map``).
+        calibration_list: the calibration list; downloaded when omitted (calibration).
+        store: an ``ObjectStore`` for an object-storage aux folder.
+    """
+    work = Path(work_dir)
+    if config.dataset_type == "calibration" and not calibration_list:
+        calibration_list = Path(fetch_calibration_list(config=config, dest_dir=work / "calibration").path)
+        log.info("calibration list %s: %s", config.calibration_option, calibration_list)
+    if not images or str(images) == "download":
+        images = fetch_images(config=config, dest_dir=work / "images").path
+        log.info("validation images downloaded: %s", images)
+    if config.dataset_type == "validation" and not val_map and aux_path:
+        val_map = aux_val_map(aux_path, dest_dir=work / "aux", store=store)
+    return Inputs(
+        images=str(images),
+        val_map=Path(val_map) if val_map else None,
+        calibration_list=Path(calibration_list) if calibration_list else None,
     )

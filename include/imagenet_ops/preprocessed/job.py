@@ -1,0 +1,78 @@
+"""The typed job of a preprocessed set: its config, its inputs, its chunk count, and the rules that make one.
+
+The DAG's form and the job's XCom form use the same names: ``images``, ``val_map``, ``aux_path``,
+``calibration_list`` (declared once here with their form titles), ``chunks`` and the sink fields
+of :class:`~imagenet_ops.core.jobs.Job`. This module is imported when a DAG file is parsed: it
+imports neither numpy nor OpenCV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from imagenet_ops.core.errors import ConfigError
+from imagenet_ops.core.jobs import Job, input_field
+from imagenet_ops.preprocessed.config import PreprocessConfig, resolve_preprocess_config
+from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessJob(Job):
+    """One preprocessed set to build: the resolved config, where its inputs are, how many chunks to map.
+
+    Attributes:
+        chunks: how many chunks the selected images are split into (mapped tasks in the DAG).
+    """
+
+    config_type: ClassVar[type] = PreprocessConfig
+
+    config: PreprocessConfig
+    images: str | None = input_field(
+        "Validation images",
+        "Folder of ILSVRC2012_val_*.JPEG, ILSVRC2012_img_val.tar, or an s3:// / gs:// prefix or tar. "
+        "Empty: download the tar the size needs (500-image subset or full; see the custom-source fields).",
+    )
+    val_map: str | None = input_field(
+        "Validation labels (val.txt)", "The aux artifact's val.txt: 'name label' lines, in image order."
+    )
+    aux_path: str | None = input_field(
+        "Aux artifact folder", "Folder (or s3:// / gs:// prefix) of imagenet_aux; its val.txt is used."
+    )
+    calibration_list: str | None = input_field(
+        "Calibration list", "An MLPerf calibration list file; empty: download the chosen option."
+    )
+    chunks: int = 1
+
+
+def resolve_job(
+    params: Mapping[str, Any], *, sink_uri: str, conn_id: str | None, work_dir: str, scheduled: bool = False
+) -> PreprocessJob:
+    """The job of a trigger form's ``params``; an invalid combination fails here, before any work.
+
+    Args:
+        params: the form's values (the table's fields, the inputs, ``source_conn_id``, ``chunks``).
+        sink_uri: the resolved output location.
+        conn_id: the sink's connection.
+        work_dir: this run's scratch folder.
+        scheduled: a scheduled refresh (it builds the same set as a manual run).
+
+    Raises:
+        ConfigError: conflicting variations, or a validation set without labels (``val_map`` or ``aux_path``).
+    """
+    config = resolve_preprocess_config(PREPROCESS_TABLE.selections_from_form(params))
+    if config.dataset_type == "validation" and not (params.get("val_map") or params.get("aux_path")):
+        raise ConfigError("validation sets need labels: give val_map (the aux val.txt) or aux_path (the aux artifact)")
+    return PreprocessJob(
+        config=config,
+        images=params.get("images"),
+        val_map=params.get("val_map"),
+        aux_path=params.get("aux_path"),
+        calibration_list=params.get("calibration_list"),
+        source_conn_id=params.get("source_conn_id"),
+        sink_uri=sink_uri,
+        conn_id=conn_id,
+        work_dir=work_dir,
+        chunks=params["chunks"],
+    )
