@@ -33,49 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-# The reference, as MLPerf inference vision/classification_and_detection/python/{dataset,imagenet}.py has it.
+# The reference, as MLPerf inference vision/classification_and_detection/python/{dataset,imagenet}.py has it:
+# pre_process_vgg from the tests' oracle (tests/lib/mlperf_reference.py), run in imagenet.py's thread pool.
 REFERENCE = r"""
 import concurrent.futures, json, os, re, sys, time
 import cv2
 import numpy as np
-
-
-def center_crop(img, out_height, out_width):
-    height, width, _ = img.shape
-    left = int((width - out_width) / 2)
-    right = int((width + out_width) / 2)
-    top = int((height - out_height) / 2)
-    bottom = int((height + out_height) / 2)
-    img = img[top:bottom, left:right]
-    return img
-
-
-def resize_with_aspectratio(img, out_height, out_width, scale=87.5, inter_pol=cv2.INTER_LINEAR):
-    height, width, _ = img.shape
-    new_height = int(100. * out_height / scale)
-    new_width = int(100. * out_width / scale)
-    if height > width:
-        w = new_width
-        h = int(new_height * height / width)
-    else:
-        h = new_height
-        w = int(new_width * width / height)
-    img = cv2.resize(img, (w, h), interpolation=inter_pol)
-    return img
-
-
-def pre_process_vgg(img, dims=None, need_transpose=False):
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    output_height, output_width, _ = dims
-    cv2_interpol = cv2.INTER_AREA
-    img = resize_with_aspectratio(img, output_height, output_width, inter_pol=cv2_interpol)
-    img = center_crop(img, output_height, output_width)
-    img = np.asarray(img, dtype='float32')
-    means = np.array([123.68, 116.78, 103.94], dtype=np.float32)
-    img -= means
-    if need_transpose:
-        img = img.transpose([2, 0, 1])
-    return img
+sys.path.insert(0, os.environ["MLPERF_REFERENCE_DIR"])
+from mlperf_reference import pre_process_vgg
 
 
 def process(data_path, out_dir, files):
@@ -170,7 +135,13 @@ def run(cmd: list[str]) -> dict:
     """Run ``cmd``; its JSON line plus the whole process's CPU (rusage) and wall time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "include"), "MLPERF_REFERENCE_DIR": str(ROOT / "tests" / "lib")},
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode:

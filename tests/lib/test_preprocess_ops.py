@@ -1,17 +1,17 @@
 """Preprocessing bit-exactness: every function against a literal copy of the code it reproduces.
 
-The ``ref_*`` functions below are the MLPerf inference ``dataset.py`` / CM ``generic_preprocess.py``
-code as written there (``cv2.imread`` from a path, ``cvtColor``, resize, crop, cast, math,
-``np.save``/``tofile``); ``pre_process_imagenet_pytorch`` is torchvision's PIL code path spelled
-out with torch tensors. The library must give the same bytes for every kind of image.
+The oracle is ``mlperf_reference`` (the MLPerf inference ``dataset.py`` / CM ``generic_preprocess.py``
+code as written there: ``cv2.imread`` from a path, ``cvtColor``, resize, crop, cast, math,
+``np.save``/``tofile``), which the preprocessing bench runs too. The library must give the same
+bytes for every kind of image.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import cv2
+import mlperf_reference as ref
 import numpy as np
 import pytest
 
@@ -20,173 +20,13 @@ from imagenet_ops.preprocessed import ops as ops
 from imagenet_ops.preprocessed.config import resolve_preprocess_config
 from imagenet_ops.testing.preprocess_samples import IMAGE_KINDS, sample_image
 
-# -- literal reference code -----------------------------------------------------------------------
-
-
-def ref_center_crop(img, out_height, out_width):
-    height, width, _ = img.shape
-    left = int((width - out_width) / 2)
-    right = int((width + out_width) / 2)
-    top = int((height - out_height) / 2)
-    bottom = int((height + out_height) / 2)
-    img = img[top:bottom, left:right]
-    return img
-
-
-def ref_resize_with_aspectratio(img, out_height, out_width, scale=87.5, inter_pol=cv2.INTER_LINEAR):
-    height, width, _ = img.shape
-    new_height = int(100.0 * out_height / scale)
-    new_width = int(100.0 * out_width / scale)
-    if height > width:
-        w = new_width
-        h = int(new_height * height / width)
-    else:
-        h = new_height
-        w = int(new_width * width / height)
-    img = cv2.resize(img, (w, h), interpolation=inter_pol)
-    return img
-
-
-def ref_pre_process_vgg(img, dims=None, need_transpose=False):
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    output_height, output_width, _ = dims
-    cv2_interpol = cv2.INTER_AREA
-    img = ref_resize_with_aspectratio(img, output_height, output_width, inter_pol=cv2_interpol)
-    img = ref_center_crop(img, output_height, output_width)
-    img = np.asarray(img, dtype="float32")
-    means = np.array([123.68, 116.78, 103.94], dtype=np.float32)
-    img -= means
-    if need_transpose:
-        img = img.transpose([2, 0, 1])
-    return img
-
-
-def ref_pre_process_mobilenet(img, dims=None, need_transpose=False):
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    output_height, output_width, _ = dims
-    img = ref_resize_with_aspectratio(img, output_height, output_width, inter_pol=cv2.INTER_LINEAR)
-    img = ref_center_crop(img, output_height, output_width)
-    img = np.asarray(img, dtype="float32")
-    img /= 255.0
-    img -= 0.5
-    img *= 2
-    if need_transpose:
-        img = img.transpose([2, 0, 1])
-    return img
-
-
-def ref_pre_process_imagenet_tflite_tpu(img, dims=None, need_transpose=False):
-    # As described in the reference (section 3a): RGB, INTER_LINEAR, crop, reversed back to BGR, caffe means, HWC.
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    output_height, output_width, _ = dims
-    img = ref_resize_with_aspectratio(img, output_height, output_width, inter_pol=cv2.INTER_LINEAR)
-    img = ref_center_crop(img, output_height, output_width)
-    img = np.asarray(img, dtype="float32")
-    img = img[:, :, ::-1]
-    img = img - np.array([103.939, 116.779, 123.68], dtype=np.float32)
-    return img
-
-
-def ref_pre_process_imagenet_pytorch(img, dims=None, need_transpose=False):
-    import torch
-    from PIL import Image
-
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    img = Image.fromarray(img)
-    # F.resize(img, 256, Image.BILINEAR): torchvision's _compute_resized_output_size, then PIL resize
-    w, h = img.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_short, new_long = 256, int(256 * long / short)
-    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    if [h, w] != [new_h, new_w]:
-        img = img.resize((new_w, new_h), Image.BILINEAR)
-    # F.center_crop(img, 224)
-    crop_top = int(round((new_h - 224) / 2.0))
-    crop_left = int(round((new_w - 224) / 2.0))
-    img = img.crop((crop_left, crop_top, crop_left + 224, crop_top + 224))
-    # F.to_tensor
-    t = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(224, 224, 3).permute((2, 0, 1)).contiguous()
-    t = t.to(dtype=torch.float32).div(255)
-    # F.normalize(inplace=False)
-    t = t.clone()
-    mean = torch.as_tensor([0.485, 0.456, 0.406], dtype=torch.float32).view(-1, 1, 1)
-    std = torch.as_tensor([0.229, 0.224, 0.225], dtype=torch.float32).view(-1, 1, 1)
-    t.sub_(mean).div_(std)
-    if not need_transpose:
-        t = t.permute(1, 2, 0)
-    return np.asarray(t, dtype="float32")
-
-
-REFERENCES = {
-    "pre_process_vgg": ref_pre_process_vgg,
-    "pre_process_mobilenet": ref_pre_process_mobilenet,
-    "pre_process_imagenet_tflite_tpu": ref_pre_process_imagenet_tflite_tpu,
-    "pre_process_imagenet_pytorch": ref_pre_process_imagenet_pytorch,
-}
+# The project's tags that select each reference function.
 TAGS = {
     "pre_process_vgg": "",
     "pre_process_mobilenet": "_for.mobilenet,_mlcommons-reference-preprocessor",
     "pre_process_imagenet_tflite_tpu": "_tflite_tpu",
     "pre_process_imagenet_pytorch": "_pytorch",
 }
-
-
-def np_save_bytes(arr) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
-
-
-# CM generic_preprocess.py, as written (int8_to_uint8 with numpy 1's value-based casting, which CM relied on).
-def ref_load_image(image_path, target_size, crop_percentage=87.5, convert_to_bgr=False, interpolation_method=cv2.INTER_LINEAR):
-    out_height = target_size
-    out_width = target_size
-    img = cv2.imread(image_path)
-    if len(img.shape) < 3 or img.shape[2] != 3:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    img = ref_resize_with_aspectratio(img, out_height, out_width, scale=crop_percentage, inter_pol=interpolation_method)
-    img = ref_center_crop(img, out_height, out_width)
-    if convert_to_bgr:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    return img
-
-
-def ref_quantize_to_int8(image, scale, offset):
-    quant_image = (image / scale + offset).astype(np.float32)
-    output = np.copy(quant_image)
-    gtZero = (quant_image > 0).astype(int)
-    gtZero = gtZero * 0.5
-    output = output + gtZero
-    ltZero = (quant_image < 0).astype(int)
-    ltZero = ltZero * (-0.5)
-    output = output + ltZero
-    return output.astype(np.int8)
-
-
-def ref_generic(path, c) -> bytes:
-    interpolation_method = cv2.INTER_AREA if c.interpolation == "area" else cv2.INTER_LINEAR
-    image_data = ref_load_image(str(path), c.resolution, c.crop_factor, c.convert_to_bgr, interpolation_method)
-    image_data = np.asarray(image_data, dtype=c.data_type_input)
-    if c.normalize:
-        image_data = image_data / 127.5 - 1.0
-    if c.subtract_means:
-        if len(c.channel_means):
-            image_data -= list(c.channel_means)
-        else:
-            image_data -= np.mean(image_data)
-    if len(c.channel_stds):
-        image_data /= list(c.channel_stds)
-    if c.layout.lower() == "nchw":
-        image_data = image_data[:, :, 0:3].transpose(2, 0, 1)
-    if c.quantize:
-        image_data = ref_quantize_to_int8(image_data, c.quant_scale, c.quant_offset)
-    if c.convert_to_unsigned:
-        image_data = (image_data.astype(np.int16) + 128).astype(np.uint8)
-    buf = io.BytesIO()
-    buf.write(image_data.tobytes(order="C"))  # what ndarray.tofile writes
-    return buf.getvalue()
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -213,7 +53,7 @@ def test_decode_matches_imread(images, kind: str) -> None:
     assert np.array_equal(ops.decode_bgr(path.read_bytes(), path.name), cv2.imread(str(path)))
 
 
-@pytest.mark.parametrize("function", list(REFERENCES))
+@pytest.mark.parametrize("function", list(ref.REFERENCES))
 @pytest.mark.parametrize("kind", KINDS)
 def test_reference_functions_are_byte_identical(images, kind: str, function: str) -> None:
     path = images[kind]
@@ -221,7 +61,9 @@ def test_reference_functions_are_byte_identical(images, kind: str, function: str
     for layout in layouts:
         config = resolve_preprocess_config({"layout": layout}, TAGS[function] or None)
         assert config.reference_function == function
-        expected = np_save_bytes(REFERENCES[function](cv2.imread(str(path)), dims=[224, 224, 3], need_transpose=layout == "NCHW"))
+        expected = ref.np_save_bytes(
+            ref.REFERENCES[function](cv2.imread(str(path)), dims=[224, 224, 3], need_transpose=layout == "NCHW")
+        )
         got = ops.Preprocessor(config).encode(path.read_bytes(), path.name)
         assert got.key == f"{path.name}.npy"
         assert got.to_bytes() == expected, f"{function} {layout} {kind}"
@@ -265,9 +107,9 @@ def test_generic_options_match_cm(images, kind: str, case: str) -> None:
     assert config.preprocessor == "generic"
     path = images[kind]
     got = ops.Preprocessor(config).encode(path.read_bytes(), path.name)
-    expected = ref_generic(path, config)
+    expected = ref.generic(path, config)
     if config.extension == "npy":  # CM wrote raw bytes under a .npy name; we write a real .npy
-        assert got.to_bytes() == np_save_bytes(np.frombuffer(expected, dtype=got.array.dtype).reshape(got.array.shape))
+        assert got.to_bytes() == ref.np_save_bytes(np.frombuffer(expected, dtype=got.array.dtype).reshape(got.array.shape))
     else:
         assert got.to_bytes() == expected, case
     assert got.key == path.name.replace(".JPEG", f".{config.extension}")
@@ -279,7 +121,7 @@ def test_generic_int8_saturates_where_cm_wraps(images) -> None:
     assert (config.precision, config.data_type_input, config.quantize) == ("int8", "int8", True)
     path = images["landscape"]
     got = ops.Preprocessor(config).array(path.read_bytes(), path.name)
-    pixels = ref_load_image(str(path), 224).transpose(2, 0, 1)
+    pixels = ref.load_image(str(path), 224).transpose(2, 0, 1)
     assert got.dtype == np.int8 and pixels.max() > 127
     assert np.array_equal(got, np.minimum(pixels, 127).astype(np.int8))
 
@@ -293,7 +135,7 @@ def test_quantize_saturates() -> None:
 
 def test_npy_header_is_np_saves() -> None:
     for arr in (np.zeros((3, 224, 224), np.float32), np.zeros((160, 160, 3), np.uint8), np.zeros((3, 5, 5), np.int8)):
-        assert np_save_bytes(arr) == ops.npy_header(arr.shape, arr.dtype) + arr.tobytes()
+        assert ref.np_save_bytes(arr) == ops.npy_header(arr.shape, arr.dtype) + arr.tobytes()
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path, images) -> None:
