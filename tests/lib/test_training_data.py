@@ -23,15 +23,9 @@ from imagenet_ops.testing.samples import (
     val_synset_labels,
     write_tar,
 )
-from imagenet_ops.training.pipeline import (
-    TRAINING_TABLE,
-    build_training_data,
-    finalize_training,
-    load_plan,
-    plan_training,
-    resolve_training_config,
-    write_units,
-)
+from imagenet_ops.training.pipeline import build_training_data, finalize_training, write_units
+from imagenet_ops.training.plan import load_plan, plan_training
+from imagenet_ops.training.variations import TRAINING_TABLE, resolve_training_config
 
 WNIDS = ["n01440764", "n01739381", "n02105855", "n02447366"]
 PNG_NAME, CMYK_NAME, GRAY_NAME = "n02105855_2933.JPEG", "n01739381_1309.JPEG", "n02447366_7.JPEG"
@@ -525,7 +519,7 @@ def test_md5_check_of_the_big_tars(data, tmp_path):
 def test_md5_check_of_a_tar_in_a_bucket(data, s3_bucket):
     """The optional md5 task reads an s3:// tar through the object store (one sequential pass)."""
     from imagenet_ops.core.digests import file_digests
-    from imagenet_ops.training.pipeline import check_archive_md5
+    from imagenet_ops.training.inputs import check_archive_md5
 
     client, bucket = s3_bucket
     client.upload_file(str(data["val"]), bucket, "raw/ILSVRC2012_img_val.tar")
