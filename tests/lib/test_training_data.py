@@ -590,12 +590,12 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
     import logging
 
     from imagenet_ops.core.digests import file_digests
-    from imagenet_ops.training import pipeline as training_data
+    from imagenet_ops.training import variations as training_variations
 
     verified = _build(data, tmp_path / "full", tmp_path / "w0")
     # The published ImageNet md5s pointed at the fixture tars (the real ones are 146 GB).
-    monkeypatch.setattr(training_data, "TRAIN_TAR_MD5", file_digests(data["train"]).md5)
-    monkeypatch.setattr(training_data, "VAL_TAR_MD5", file_digests(data["val"]).md5)
+    monkeypatch.setattr(training_variations, "TRAIN_TAR_MD5", file_digests(data["train"]).md5)
+    monkeypatch.setattr(training_variations, "VAL_TAR_MD5", file_digests(data["val"]).md5)
     caplog.set_level(logging.INFO, logger="imagenet_ops")
     caplog.clear()  # only the second build's lines (an earlier test may have left INFO on)
     fast = _build(data, tmp_path / "fast", tmp_path / "w1", check_md5=True)

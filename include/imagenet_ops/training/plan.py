@@ -22,12 +22,11 @@ from imagenet_ops.core.errors import ConfigError, ValidationError
 from imagenet_ops.core.output_location import begin_output
 from imagenet_ops.core.storage import STATE_DIR, Sink, cache_key_for, read_manifest
 from imagenet_ops.core.uris import is_remote
-from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
 from imagenet_ops.training.inputs import resolve_val_labels
 from imagenet_ops.training.order import Shard, plan_nvidia, plan_reference
 from imagenet_ops.training.units import Unit, completed_unit
-from imagenet_ops.training.variations import ARTIFACT, TrainingConfig, require_images
+from imagenet_ops.training.variations import ARTIFACT, TrainingConfig, published_md5s, require_images
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +151,7 @@ def plan_training(
         )
     # Only bytes whose tar matched the *published* md5 are known to decode; a user-given md5 proves
     # the bytes are the user's, not that they are good. Units of those tars skip the full decode.
-    published = {TRAIN_TAR_MD5, VAL_TAR_MD5}
+    published = published_md5s()
     trusted = {
         str(path) if is_remote(str(path)) else str(Path(path))
         for path, md5 in (checked or {}).items()

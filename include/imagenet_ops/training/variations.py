@@ -187,6 +187,14 @@ def resolve_training_config(
     )
 
 
+def published_md5s() -> set[str]:
+    """The md5s of the published ImageNet tars: bytes from a tar that matched one are known to decode.
+
+    Read at call time, so the tests and the bench can point them at their own small tars.
+    """
+    return {TRAIN_TAR_MD5, VAL_TAR_MD5}
+
+
 def require_images(train: str | Path | None, validation: str | Path | None) -> None:
     """A run needs the train images, the validation images, or both.
 
