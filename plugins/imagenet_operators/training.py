@@ -36,7 +36,7 @@ class TrainingChecksumOperator(_TrainingJobOperator):
         job = self.typed_job()
         store = self._store() if job.config.check_md5 else None  # no input clients for a no-op
         checked = check_input_archives(config=job.config, train=job.train, validation=job.validation, store=store)
-        self.log.info("md5 checked for %d input tar(s)", len(checked))
+        self.log.info("md5 check of the input tars (check_md5=%s): %d tar(s) matched", job.config.check_md5, len(checked))
         return checked
 
 

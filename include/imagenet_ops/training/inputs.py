@@ -64,7 +64,7 @@ def check_input_archives(
         ChecksumMismatch: a tar whose md5 differs (names the file, both sums).
     """
     if not config.check_md5:
-        log.info("md5 check of the input tars is off (check_md5=false)")
+        log.debug("md5 check of the input tars is off (check_md5=false)")
         return {}
     todo = archives_to_check(train=train and str(train), validation=validation and str(validation), config=config)
     if not todo:
