@@ -44,7 +44,7 @@ from pathlib import Path
 from imagenet_ops.imagenet.image_header import CMYK_TRAIN_IMAGES, PNG_TRAIN_IMAGES
 from imagenet_ops.imagenet.images import ImageReader, ImageRef, list_train_images
 from imagenet_ops.testing.samples import imagenet_like_jpeg, sample_wnids, write_tar
-from imagenet_ops.training.plan import plan_reference
+from imagenet_ops.training.order import plan_reference
 from imagenet_ops.training.shards import write_tfrecord_shard
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tensorflow is imported later, inside functions

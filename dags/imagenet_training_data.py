@@ -35,7 +35,7 @@ from imagenet_operators import (
     TrainingShardsOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
-from imagenet_ops.training.pipeline import ARTIFACT, TRAINING_TABLE
+from imagenet_ops.training.variations import ARTIFACT, TRAINING_TABLE, TrainingJob
 
 TRAINING_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -53,19 +53,7 @@ with DAG(
     tags=["imagenet", "mlperf", "training"],
     params={
         **table_params(TRAINING_TABLE),
-        "train": input_param(
-            "Train images",
-            "ILSVRC2012_img_train.tar, a folder of <wnid>.tar, or a folder of <wnid>/ folders; local, s3:// or gs://.",
-        ),
-        "validation": input_param("Validation images", "ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG."),
-        "validation_labels": input_param(
-            "Validation labels file", "imagenet_2012_validation_synset_labels.txt (50,000 wnids, line i = image i)."
-        ),
-        "aux_path": input_param(
-            "Aux artifact folder",
-            "Folder (or s3:// / gs:// prefix) of the imagenet_aux artifact; its val.txt + synsets.txt give the validation "
-            "labels when no labels file is given.",
-        ),
+        **{f.name: input_param(f.metadata["title"], f.metadata["description"]) for f in TrainingJob.inputs()},
         **scale_out_params(
             tasks_name="parallel_tasks",
             tasks_default=8,
@@ -78,24 +66,12 @@ with DAG(
 ) as dag:
 
     @task(task_display_name="Resolve job")
-    def resolve(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-        """Config, inputs and locations in one dict; a bad variation or missing input fails here, before any read."""
-        from imagenet_operators.dag_helpers import sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.core.errors import ConfigError
-        from imagenet_ops.training.pipeline import resolve_training_config
+    def resolve(params: dict[str, Any], run_id: str, dag_run: Any = None) -> dict[str, Any]:
+        """The run's TrainingJob as a dict; a bad variation or missing input fails here, before any read."""
+        from imagenet_operators import dag_helpers
+        from imagenet_ops.training.variations import resolve_job
 
-        config = resolve_training_config(TRAINING_TABLE.selections_from_form(params))
-        if not params.get("train") and not params.get("validation"):
-            raise ConfigError("give the train and/or validation images (both inputs are empty)")
-        uri = sink_uri(ARTIFACT, params.get("sink_uri"))
-        return {
-            "config": config.as_params(),
-            **{k: params.get(k) for k in ("train", "validation", "validation_labels", "aux_path", "source_conn_id")},
-            "sink_uri": uri,
-            "conn_id": sink_conn_id(uri, params.get("conn_id")),
-            "work_dir": work_dir(ARTIFACT, run_id),
-            "tasks": params["parallel_tasks"],
-        }
+        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
 
     job = resolve()
     checked = TrainingChecksumOperator(task_id="check_md5", task_display_name="Check md5 of the input tars", job=job)

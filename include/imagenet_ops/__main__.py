@@ -31,6 +31,7 @@ from imagenet_ops.core.uris import scheme_of
 from imagenet_ops.model import pipeline as resnet50
 from imagenet_ops.testing import samples
 from imagenet_ops.training import pipeline as training_data
+from imagenet_ops.training import variations as training_variations
 
 log = logging.getLogger("imagenet_ops")
 
@@ -126,7 +127,7 @@ def _cmd_model(args: argparse.Namespace) -> Any:
 
 
 def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
-    config = training_data.resolve_training_config(training_data.TRAINING_TABLE.selections_from_args(args))
+    config = training_variations.resolve_training_config(training_variations.TRAINING_TABLE.selections_from_args(args))
     sink = open_sink(args.output)
     workers = args.workers or os.cpu_count() or 1
     return _build_and_report(
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.set_defaults(func=_cmd_model)
 
     tdata = sub.add_parser("training-data", help="ResNet-50 training TFRecords or RecordIO (prepare-training-data-resnet)")
-    training_data.TRAINING_TABLE.add_cli_arguments(tdata)
+    training_variations.TRAINING_TABLE.add_cli_arguments(tdata)
     tdata.add_argument("--train", help="ILSVRC2012_img_train.tar, a folder of <wnid>.tar or <wnid>/ folders, or s3://, gs://")
     tdata.add_argument("--validation", help="ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG, or s3://, gs://")
     tdata.add_argument("--validation-labels", help="imagenet_2012_validation_synset_labels.txt (default: --aux, else download)")

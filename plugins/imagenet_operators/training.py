@@ -1,8 +1,9 @@
 """Operators for the training data (TFRecords / RecordIO): md5 check, plan, mapped shard writers, finalize.
 
-A *job* is the dict the resolve task makes (``config``, inputs, ``sink_uri``, ``conn_id``,
-``source_conn_id``, ``work_dir``, ``tasks``); every step gets it whole, so a mapped writer on any
-worker has what it needs. The plan itself lives in the sink (``.imagenet_ops/plan.json.gz``), not in XCom.
+A *job* is the :class:`~imagenet_ops.training.variations.TrainingJob` the resolve task makes
+(config, inputs, sink, connections, work dir, writer tasks); every step gets it whole and rebuilds
+it with :meth:`typed_job`, so a mapped writer on any worker has what it needs. The plan itself
+lives in the sink (``.imagenet_ops/plan.json.gz``), not in XCom.
 """
 
 from __future__ import annotations
@@ -19,20 +20,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def group_label(names: Sequence[str]) -> str:
-    """``train-00000-of-01024 … train-00127-of-01024 (128)``: what a mapped task is called in the UI."""
-    if not names:
-        return "no units"
-    return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]} ({len(names)})"
-
-
 class _TrainingJobOperator(LeasedJobOperator):
-    input_keys = ("train", "validation", "validation_labels", "aux_path")
-
-    def _config(self) -> Any:
-        from imagenet_ops.training.pipeline import TrainingConfig
-
-        return TrainingConfig.from_params(self.job["config"])
+    job_type = "imagenet_ops.training.variations:TrainingJob"
 
 
 class TrainingChecksumOperator(_TrainingJobOperator):
@@ -42,17 +31,13 @@ class TrainingChecksumOperator(_TrainingJobOperator):
     """
 
     def execute(self, context: Context) -> dict[str, str]:
-        from imagenet_ops.training.pipeline import archives_to_check, check_archive_md5
+        from imagenet_ops.training.inputs import check_input_archives
 
-        config = self._config()
-        if not config.check_md5:
-            self.log.info("md5 check of the input tars is off (check_md5=false)")
-            return {}
-        todo = archives_to_check(train=self.job.get("train"), validation=self.job.get("validation"), config=config)
-        if not todo:
-            self.log.info("no single-tar inputs to check (folders have no published md5)")
-        store = self._store()
-        return {path: check_archive_md5(path=path, expected=md5, store=store).md5 for path, md5 in todo}
+        job = self.typed_job()
+        store = self._store() if job.config.check_md5 else None  # no input clients for a no-op
+        checked = check_input_archives(config=job.config, train=job.train, validation=job.validation, store=store)
+        self.log.info("md5 check of the input tars (check_md5=%s): %d tar(s) matched", job.config.check_md5, len(checked))
+        return checked
 
 
 class TrainingPlanOperator(_TrainingJobOperator):
@@ -69,20 +54,22 @@ class TrainingPlanOperator(_TrainingJobOperator):
         self.checked = checked
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.training.pipeline import plan_training
+        from imagenet_ops.training.plan import plan_training
 
+        job = self.typed_job()
         plan = plan_training(
-            config=self._config(),
+            config=job.config,
             sink=self._sink(),
-            train=self.job.get("train"),
-            validation=self.job.get("validation"),
-            validation_labels=self.job.get("validation_labels"),
-            aux_path=self.job.get("aux_path"),
-            work_dir=Path(self.job["work_dir"]),
-            tasks=int(self.job["tasks"]),
+            train=job.train,
+            validation=job.validation,
+            validation_labels=job.validation_labels,
+            aux_path=job.aux_path,
+            work_dir=Path(job.work_dir),
+            tasks=int(job.tasks),
             store=self._store(),
             checked=self.checked or {},
         )
+        self.log.info("Plan: %d units in %d groups%s", plan.units, len(plan.groups), " (cache hit)" if plan.cache_hit else "")
         return plan.as_dict()
 
 
@@ -102,26 +89,19 @@ class TrainingShardsOperator(_TrainingJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.training.pipeline import load_plan, write_units
+        from imagenet_ops.training.pipeline import write_units
 
-        sink, indices = self._sink(), list(self.group)
-        plan = load_plan(sink)
-        context["shard_group"] = group_label([plan.units[i].name for i in indices])  # the mapped task's name in the UI
         results = write_units(
-            sink=sink,
-            plan=plan,
-            indices=indices,
-            work_dir=Path(self.job["work_dir"]),
+            sink=self._sink(),
+            indices=list(self.group),
+            work_dir=Path(self.typed_job().work_dir),
             workers=int(self.workers) or os.cpu_count() or 1,
             store=self._store(),
+            on_group_label=lambda label: context.__setitem__("shard_group", label),  # map_index_template's name
         )
         written = [r for r in results if not r.skipped]
-        self.log.info(
-            "Group done: %d units written (%d records), %d already complete",
-            len(written),
-            sum(r.records for r in written),
-            len(results) - len(written),
-        )
+        skipped, records = len(results) - len(written), sum(r.records for r in written)
+        self.log.info("Group done: %d units written (%d records), %d already complete", len(written), records, skipped)
         return {"units": len(results), "written": len(written), "records": sum(r.records for r in results)}
 
 

@@ -23,15 +23,9 @@ from imagenet_ops.testing.samples import (
     val_synset_labels,
     write_tar,
 )
-from imagenet_ops.training.pipeline import (
-    TRAINING_TABLE,
-    build_training_data,
-    finalize_training,
-    load_plan,
-    plan_training,
-    resolve_training_config,
-    write_units,
-)
+from imagenet_ops.training.pipeline import build_training_data, finalize_training, write_units
+from imagenet_ops.training.plan import load_plan, plan_training
+from imagenet_ops.training.variations import TRAINING_TABLE, resolve_training_config
 
 WNIDS = ["n01440764", "n01739381", "n02105855", "n02447366"]
 PNG_NAME, CMYK_NAME, GRAY_NAME = "n02105855_2933.JPEG", "n01739381_1309.JPEG", "n02447366_7.JPEG"
@@ -525,7 +519,7 @@ def test_md5_check_of_the_big_tars(data, tmp_path):
 def test_md5_check_of_a_tar_in_a_bucket(data, s3_bucket):
     """The optional md5 task reads an s3:// tar through the object store (one sequential pass)."""
     from imagenet_ops.core.digests import file_digests
-    from imagenet_ops.training.pipeline import check_archive_md5
+    from imagenet_ops.training.inputs import check_archive_md5
 
     client, bucket = s3_bucket
     client.upload_file(str(data["val"]), bucket, "raw/ILSVRC2012_img_val.tar")
@@ -596,12 +590,12 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
     import logging
 
     from imagenet_ops.core.digests import file_digests
-    from imagenet_ops.training import pipeline as training_data
+    from imagenet_ops.training import variations as training_variations
 
     verified = _build(data, tmp_path / "full", tmp_path / "w0")
     # The published ImageNet md5s pointed at the fixture tars (the real ones are 146 GB).
-    monkeypatch.setattr(training_data, "TRAIN_TAR_MD5", file_digests(data["train"]).md5)
-    monkeypatch.setattr(training_data, "VAL_TAR_MD5", file_digests(data["val"]).md5)
+    monkeypatch.setattr(training_variations, "TRAIN_TAR_MD5", file_digests(data["train"]).md5)
+    monkeypatch.setattr(training_variations, "VAL_TAR_MD5", file_digests(data["val"]).md5)
     caplog.set_level(logging.INFO, logger="imagenet_ops")
     caplog.clear()  # only the second build's lines (an earlier test may have left INFO on)
     fast = _build(data, tmp_path / "fast", tmp_path / "w1", check_md5=True)

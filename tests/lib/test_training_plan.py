@@ -10,7 +10,7 @@ import pytest
 from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.imagenet.images import ImageRef
 from imagenet_ops.imagenet.labels import ValLabels, read_wnid_labels, val_labels_from_aux
-from imagenet_ops.training.plan import (
+from imagenet_ops.training.order import (
     PlanItem,
     Shard,
     chunk,

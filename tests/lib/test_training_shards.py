@@ -7,10 +7,15 @@ import json
 
 import pytest
 
+from imagenet_ops.core.storage import STATE_DIR, open_sink
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
 from imagenet_ops.testing.samples import imagenet_like_jpeg, make_train_tar, make_val_tar, val_synset_labels
-from imagenet_ops.training.plan import plan_reference
-from imagenet_ops.training.shards import completed_shard, write_tfrecord_shard
+from imagenet_ops.training.order import plan_reference
+from imagenet_ops.training.pipeline import write_units
+from imagenet_ops.training.plan import TrainingPlan
+from imagenet_ops.training.shards import write_tfrecord_shard
+from imagenet_ops.training.units import Unit, completed_unit
+from imagenet_ops.training.variations import TrainingConfig
 
 WNIDS = ["n01739381", "n02105855", "n02447366"]
 PNG_NAME, CMYK_NAME, GRAY_NAME = "n02105855_2933.JPEG", "n01739381_1309.JPEG", "n02447366_7.JPEG"
@@ -117,18 +122,32 @@ def test_png_and_cmyk_train_files_are_converted_to_3_channel_jpeg(dataset):
     assert sum(r.converted for r in dataset["results"]) == 2
 
 
-def test_a_rerun_skips_complete_shards_and_rewrites_a_damaged_one(dataset):
+def test_a_rerun_skips_complete_shards_and_rewrites_a_damaged_one(dataset, tmp_path):
+    # One done-record per unit, kept in the sink: a re-run trusts a shard only while it still matches it.
     shard = dataset["shards"][0]
-    out = dataset["out"]
-    assert completed_shard(shard, out) is not None
-    again = write_tfrecord_shard(shard=shard, out_dir=out)
-    assert again.skipped and again.checksum == dataset["results"][0].checksum
+    out = tmp_path / "out"
+    sink = open_sink(str(out))
+    plan = TrainingPlan(TrainingConfig(), [Unit(shard, "reference", "flat")], {}, 0, "")
+    labels: list[str] = []
+
+    def write():
+        (result,) = write_units(sink=sink, plan=plan, indices=[0], work_dir=tmp_path / "work", on_group_label=labels.append)
+        return result
+
+    first = write()
+    assert not first.skipped and first.files[0]["checksum"] == dataset["results"][0].checksum
+    assert completed_unit(plan.units[0], sink) is not None
+    again = write()
+    assert again.skipped and again.files == first.files
     # A killed writer: a stray temp file, and a shard file that no longer matches its record.
     (out / f".{shard.name}.tmp-dead").write_bytes(b"partial")
     (out / shard.name).write_bytes((out / shard.name).read_bytes()[:100])
-    redone = write_tfrecord_shard(shard=shard, out_dir=out)
-    assert not redone.skipped and redone.checksum == dataset["results"][0].checksum
-    assert json.loads((out / f".{shard.name}.done.json").read_text())["checksum"] == redone.checksum
+    assert completed_unit(plan.units[0], sink) is None
+    redone = write()
+    assert not redone.skipped and redone.files == first.files
+    record = json.loads((out / STATE_DIR / "done" / f"{shard.name}.json").read_text())
+    assert record["files"][0]["checksum"] == redone.files[0]["checksum"]
+    assert labels == [shard.name] * 3, "each run names its group before it writes"
 
 
 def test_a_file_that_is_not_an_image_is_named(tmp_path):

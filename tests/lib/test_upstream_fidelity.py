@@ -26,7 +26,8 @@ from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.core.storage import LocalSink
 from imagenet_ops.imagenet.image_header import CMYK_TRAIN_IMAGES, PNG_TRAIN_IMAGES, to_rgb_jpeg
 from imagenet_ops.testing.samples import imagenet_like_jpeg, val_synset_labels
-from imagenet_ops.training.pipeline import build_training_data, resolve_training_config
+from imagenet_ops.training.pipeline import build_training_data
+from imagenet_ops.training.variations import resolve_training_config
 
 UPSTREAM = Path(__file__).parent / "upstream"
 TPU_DEFS = (

@@ -8,7 +8,9 @@ from unittest import mock
 import pytest
 
 from imagenet_operators import TrainingChecksumOperator, TrainingFinalizeOperator, TrainingPlanOperator, TrainingShardsOperator
-from imagenet_ops.training.pipeline import PlanResult, UnitResult, resolve_training_config
+from imagenet_ops.training.plan import PlanResult
+from imagenet_ops.training.units import UnitResult
+from imagenet_ops.training.variations import resolve_training_config
 
 CONFIG = resolve_training_config({"train_shards": 4, "validation_shards": 2})
 JOB = {
@@ -42,7 +44,7 @@ def test_template_fields_are_attributes(cls, kwargs):
 
 
 def test_checksum_is_a_no_op_unless_asked():
-    with mock.patch("imagenet_ops.training.pipeline.check_archive_md5") as check:
+    with mock.patch("imagenet_ops.training.inputs.check_archive_md5") as check:
         assert TrainingChecksumOperator(task_id="c", job=JOB).execute(context={}) == {}
     check.assert_not_called()
 
@@ -53,11 +55,11 @@ def test_plan_passes_inputs_store_and_sink():
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store) as make_store,
-        mock.patch("imagenet_ops.training.pipeline.plan_training", return_value=plan) as plan_training,
+        mock.patch("imagenet_ops.training.plan.plan_training", return_value=plan) as plan_training,
     ):
         out = TrainingPlanOperator(task_id="plan", job=JOB, checked={"x.tar": "m"}).execute(context={})
     make_sink.assert_called_once_with("/out/td", None)
-    make_store.assert_called_once_with([JOB["train"], JOB["validation"], JOB["validation_labels"], None], "raw_s3")
+    make_store.assert_called_once_with([JOB["train"], JOB["validation"], JOB["validation_labels"]], "raw_s3")
     plan_training.assert_called_once_with(
         config=CONFIG,
         sink=sink,
@@ -81,18 +83,35 @@ def test_shards_write_their_group_and_count_records():
         ),
     ]
     sink, store = object(), object()
-    plan = mock.Mock(units=[mock.Mock(), mock.Mock()])
-    plan.units[0].name, plan.units[1].name = "train-00000-of-00004", "train-00001-of-00004"
+    label = "train-00000-of-00004 … train-00001-of-00004 (2)"
+
+    def write_units_(**kwargs):
+        kwargs["on_group_label"](label)  # the library names the group before it writes
+        return results
+
     context: dict = {}
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink),
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store),
-        mock.patch("imagenet_ops.training.pipeline.load_plan", return_value=plan) as load_plan,
-        mock.patch("imagenet_ops.training.pipeline.write_units", return_value=results) as write_units,
+        mock.patch("imagenet_ops.training.pipeline.write_units", side_effect=write_units_) as write_units,
     ):
         out = TrainingShardsOperator(task_id="w", job=JOB, group=[0, 1], workers="2").execute(context=context)
-    load_plan.assert_called_once_with(sink)
-    write_units.assert_called_once_with(sink=sink, plan=plan, indices=[0, 1], work_dir=Path("/w/run"), workers=2, store=store)
+    write_units.assert_called_once_with(
+        sink=sink, indices=[0, 1], work_dir=Path("/w/run"), workers=2, store=store, on_group_label=mock.ANY
+    )
     assert out == {"units": 2, "written": 1, "records": 9}
     # The mapped task's name in the UI (map_index_template="{{ shard_group }}").
-    assert context["shard_group"] == "train-00000-of-00004 … train-00001-of-00004 (2)"
+    assert context["shard_group"] == label
+
+
+def test_checksum_checks_every_single_tar_input_the_job_asks_for():
+    job = {**JOB, "config": resolve_training_config({"check_md5": True}).as_params()}
+    store = object()
+    with (
+        mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store),
+        mock.patch("imagenet_ops.training.inputs.check_archive_md5", return_value=mock.Mock(md5="m")) as check,
+    ):
+        out = TrainingChecksumOperator(task_id="c", job=job).execute(context={})
+    assert out == {JOB["train"]: "m", JOB["validation"]: "m"}
+    assert [c.kwargs["path"] for c in check.call_args_list] == [JOB["train"], JOB["validation"]]
+    assert all(c.kwargs["store"] is store for c in check.call_args_list)

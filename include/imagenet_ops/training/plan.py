@@ -1,175 +1,231 @@
-"""The global order of the training-data converters, fixed before any shard is written.
+"""The plan step: list the inputs, fix the global order, store the plan in the sink, and group the units.
 
-Reference (``imagenet_to_gcs``) contract: labels 1..1000 over the sorted wnids; validation in
-sorted order, labelled from the synset-labels file; train in a ``Random(0)`` shuffle of the list;
-contiguous ``ceil(N/S)`` chunks per shard, trailing shards possibly empty, names
-``train-%05d-of-%05d`` / ``validation-%05d-of-%05d``.
-
-One deliberate difference: the reference shuffles its glob order, which depends on the
-filesystem (not reproducible); here the list is sorted by ``<wnid>/<name>`` first, so the same
-input always gives the same shards. Validation labels are paired by the 8-digit index in the
-file name (line i labels ``ILSVRC2012_val_%08d`` i), which equals the reference's zip of sorted
-names on the full set and cannot shift on a partial one.
-
-Labels come from the train classes whenever train images are written (the reference numbers the
-union of train wnids and every wnid of the labels file, so on a subset one validation wnid that
-is not a train class shifted every later train label); a validation image whose wnid is not a
-train class is refused, naming the labels file and line. Without train images the labels
-number every wnid of the labels file (the 1000 classes of the full file: the same labels as a
-full run). im2rec numbers the folders it lists, each split on its own (:func:`im2rec_order`).
+The plan (:class:`TrainingPlan`, every unit in output order) is kept in the sink at
+``.imagenet_ops/plan.json.gz``, so each mapped writer reads the same order and XCom carries only
+the unit groups (:class:`PlanResult`). An unchanged input and config is a cache hit, once every
+unit has been checked against its done-record.
 """
 
 from __future__ import annotations
 
-import math
-import random
-import re
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+import gzip
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from imagenet_ops.core.errors import ValidationError
-from imagenet_ops.imagenet.images import ImageRef
+from imagenet_ops.core.errors import ConfigError, ValidationError
+from imagenet_ops.core.output_location import begin_output
+from imagenet_ops.core.storage import STATE_DIR, Sink, cache_key_for, read_manifest
+from imagenet_ops.core.uris import is_remote
+from imagenet_ops.imagenet.images import list_train_images, list_val_images
+from imagenet_ops.training.inputs import resolve_val_labels
+from imagenet_ops.training.order import Shard, plan_nvidia, plan_reference
+from imagenet_ops.training.units import Unit, completed_unit
+from imagenet_ops.training.variations import ARTIFACT, TrainingConfig, published_md5s, require_images
 
-TRAIN_SEED = 0
-IM2REC_SEED = 100
-_VAL_INDEX = re.compile(r"ILSVRC2012_val_(\d{8})\.", re.IGNORECASE)
+log = logging.getLogger(__name__)
+
+PLAN_KEY = f"{STATE_DIR}/plan.json.gz"
 
 
-@dataclass(frozen=True)
-class PlanItem:
-    """One record: the image's bytes location, its label and synset."""
+@dataclass
+class TrainingPlan:
+    """The global order: every unit in output order, plus what the cache key needs."""
 
-    ref: ImageRef
-    label: int
-    synset: str
+    config: TrainingConfig
+    units: list[Unit]
+    counts: dict[str, int]
+    classes: int
+    labels_source: str
+    upstream: dict[str, Any] = field(default_factory=dict)
 
-    def as_list(self) -> list[Any]:
-        return [*self.ref.as_list(), self.label, self.synset]
+    def to_bytes(self) -> bytes:
+        payload = {
+            "config": self.config.as_params(),
+            "counts": self.counts,
+            "classes": self.classes,
+            "labels_source": self.labels_source,
+            "upstream": self.upstream,
+            "units": [u.shard.as_dict() for u in self.units],
+            "md5_verified": [i for i, u in enumerate(self.units) if u.md5_verified],
+        }
+        return gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), compresslevel=3, mtime=0)
 
     @classmethod
-    def from_list(cls, row: list[Any]) -> PlanItem:
-        return cls(ImageRef.from_list(row[:4]), int(row[4]), str(row[5]))
+    def from_bytes(cls, raw: bytes) -> TrainingPlan:
+        d = json.loads(gzip.decompress(raw))
+        config = TrainingConfig.from_params(d["config"])
+        verified = set(d.get("md5_verified", ()))
+        units = [Unit(Shard.from_dict(s), config.implementation, config.layout, i in verified) for i, s in enumerate(d["units"])]
+        return cls(config, units, d["counts"], d["classes"], d["labels_source"], d["upstream"])
 
 
 @dataclass(frozen=True)
-class Shard:
-    """One output file of a split and the records it holds, in order."""
+class PlanResult:
+    """What the plan step hands to the writers: unit groups (indices), or a cache hit."""
 
-    split: str
-    index: int
-    count: int
-    items: tuple[PlanItem, ...]
-
-    @property
-    def name(self) -> str:
-        return f"{self.split}-{self.index:05d}-of-{self.count:05d}"
+    cache_hit: bool
+    cache_key: str
+    groups: list[list[int]]
+    counts: dict[str, int]
+    units: int
+    plan_uri: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "index": self.index, "count": self.count, "items": [i.as_list() for i in self.items]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Shard:
-        return cls(d["split"], int(d["index"]), int(d["count"]), tuple(PlanItem.from_list(r) for r in d["items"]))
+        return asdict(self)
 
 
-def label_map(wnids: set[str]) -> dict[str, int]:
-    """``{wnid: 1 + rank}`` over the sorted wnids (labels 1..1000, 0 unused)."""
-    return {w: i + 1 for i, w in enumerate(sorted(wnids))}
+def _input_digest(units: Sequence[Unit]) -> str:
+    """sha256 over what the output depends on: per record the split, order, relpath, size and label.
+
+    Container paths and offsets are left out, so the same data moved elsewhere is the same input.
+    """
+    h = hashlib.sha256()
+    for u in units:
+        h.update(f"{u.shard.split}/{u.shard.index}/{u.shard.count}\n".encode())
+        for item in u.shard.items:
+            h.update(f"{item.ref.relpath}\t{item.ref.size}\t{item.label}\t{item.synset}\n".encode())
+    return h.hexdigest()
 
 
-def reference_label_map(*, train: Sequence[ImageRef], val_labels: Sequence[str]) -> dict[str, int]:
-    """The reference's ``{wnid: 1..N}``: over the train classes when train images are given, else
-    over every wnid of the labels file (on the full file: the 1000 classes, as in a full run)."""
-    return label_map({r.wnid for r in train} or set(val_labels))
-
-
-def chunk(items: Sequence[PlanItem], split: str, shards: int) -> list[Shard]:
-    """Contiguous ``ceil(N/S)`` chunks; every one of the ``S`` shards exists, trailing ones may be empty."""
-    size = math.ceil(len(items) / shards) if items else 0
-    return [Shard(split, k, shards, tuple(items[k * size : (k + 1) * size])) for k in range(shards)]
-
-
-def val_synsets(refs: Sequence[ImageRef], labels: Sequence[str], *, classes: Collection[str] | None = None) -> list[str]:
-    """The wnid of each validation image (in ``refs`` order), by the index in its name.
+def plan_training(
+    *,
+    config: TrainingConfig,
+    sink: Sink,
+    train: str | Path | None = None,
+    validation: str | Path | None = None,
+    validation_labels: str | Path | None = None,
+    aux_path: str | Path | None = None,
+    work_dir: Path,
+    tasks: int = 8,
+    store: Any = None,
+    checked: Mapping[str, Any] | None = None,
+) -> PlanResult:
+    """List the inputs, fix the global order, store the plan in the sink, and group the units.
 
     Args:
-        refs: ``ILSVRC2012_val_%08d.JPEG`` images.
-        labels: line i - 1 names image i (a :class:`ValLabels` names its file in errors).
-        classes: the train classes, when train images are written; every image's wnid must be one.
+        config: resolved configuration.
+        sink: where the artifact goes; the plan and done-records are kept there too (``.imagenet_ops/``).
+        train: ``ILSVRC2012_img_train.tar``, a folder of ``<wnid>.tar`` or of ``<wnid>/`` folders.
+        validation: ``ILSVRC2012_img_val.tar`` or a flat folder of ``ILSVRC2012_val_*.JPEG``.
+        validation_labels: the synset labels file; ``aux_path`` or a download otherwise.
+        aux_path: folder of the aux artifact (``val.txt``, ``synsets.txt``).
+        work_dir: scratch folder (the labels download).
+        tasks: how many groups to split the units into (one mapped task each).
+        store: an ``ObjectStore`` for s3:// and gs:// inputs.
+        checked: md5 results of the big tars, recorded in the manifest's upstream facts.
+
+    Returns:
+        The unit groups, or ``cache_hit`` when the sink already holds this exact artifact.
 
     Raises:
-        ValidationError: an image with another name, labels shorter than an image's index, or a
-            wnid that is not in ``classes``; the message names the image, the file and the line.
+        ValidationError: missing inputs, labels that do not cover the images, an empty class tar.
     """
-    source = getattr(labels, "source", "validation labels")
-    out = []
-    for ref in refs:
-        m = _VAL_INDEX.search(ref.name)
-        if not m:
-            raise ValidationError(f"{ref.container}: {ref.name} is not named ILSVRC2012_val_%08d.JPEG; cannot find its label")
-        i = int(m.group(1))
-        if i > len(labels):
-            raise ValidationError(f"{source}: validation labels hold {len(labels)} lines but image {ref.name} needs line {i}")
-        wnid = labels[i - 1]
-        if classes is not None and wnid not in classes:
-            # Regression (issue 10 item 4): a validation wnid that is not a train class shifted every later train label.
-            raise ValidationError(
-                f"{source}: line {i} gives {ref.name} the wnid {wnid}, which is not one of the {len(classes)} train classes "
-                f"({_span(classes)}); give the train images of that class, or leave that validation image out"
-            )
-        out.append(wnid)
-    return out
+    started = time.monotonic()
+    require_images(train, validation)
+    want_train, want_val = bool(train and config.train_shards), bool(validation and config.validation_shards)
+    if not (want_train or want_val):
+        raise ConfigError("nothing to write: the given splits all have 0 shards")
+    train_refs = list_train_images(train, store=store) if want_train else []
+    val_refs = list_val_images(validation, store=store) if want_val else []
+    val_labels: list[str] = []
+    labels_source = ""
+    if want_val:
+        val_labels, labels_source = resolve_val_labels(
+            labels=validation_labels, aux_path=aux_path, config=config, work_dir=work_dir, store=store
+        )
+    if config.implementation == "nvidia":
+        shards = plan_nvidia(train=train_refs, validation=val_refs, val_labels=val_labels)
+    else:
+        shards = plan_reference(
+            train=train_refs,
+            validation=val_refs,
+            val_labels=val_labels,
+            train_shards=config.train_shards if want_train else 0,
+            validation_shards=config.validation_shards if want_val else 0,
+        )
+    # Only bytes whose tar matched the *published* md5 are known to decode; a user-given md5 proves
+    # the bytes are the user's, not that they are good. Units of those tars skip the full decode.
+    published = published_md5s()
+    trusted = {
+        str(path) if is_remote(str(path)) else str(Path(path))
+        for path, md5 in (checked or {}).items()
+        if str(md5).lower() in published
+    }
+    units = [
+        Unit(s, config.implementation, config.layout, bool(s.items) and all(i.ref.container in trusted for i in s.items))
+        for s in shards
+    ]
+    if checked:
+        fast = [u for u in units if u.md5_verified]
+        log.info(
+            "plan: %d of %d units come only from tars whose md5 matched the published ImageNet md5 (%s): "
+            "header check only; the other units' images are fully decoded",
+            len(fast),
+            sum(1 for u in units if u.shard.items),
+            ", ".join(sorted(trusted)) or "none",
+        )
+    counts = {"train": len(train_refs), "validation": len(val_refs)}
+    classes = len({item.synset for u in units for item in u.shard.items})
+    upstream = {"input_digest": _input_digest(units), "counts": counts, **({"md5": dict(checked)} if checked else {})}
+    plan = TrainingPlan(config, units, counts, classes, labels_source, upstream)
+    key = cache_key_for(artifact=ARTIFACT, params=config.output_params(), upstream={"input_digest": upstream["input_digest"]})
+    existing = read_manifest(sink)
+    if existing and existing["cache_key"] == key:
+        damaged = [u.name for u in units if completed_unit(u, sink, store) is None]
+        if not damaged:
+            log.info("plan: %s already holds this artifact (cache key %s); nothing to write", sink.uri, key[:12])
+            return PlanResult(True, key, [], counts, len(units), sink.location(PLAN_KEY))
+        # Regression: a truncated shard under an intact manifest stayed truncated on re-runs.
+        log.warning(
+            "plan: %s has this artifact's manifest, but %d unit(s) are missing or damaged (%s); rewriting them",
+            sink.uri,
+            len(damaged),
+            ", ".join(damaged[:5]) + (" …" if len(damaged) > 5 else ""),
+        )
+    # the old manifest first, then the files of an earlier artifact or a killed run that this plan will not rewrite
+    begin_output(sink, files=[u.key(f) for u in units for f in u.files])
+    sink.put_bytes(plan.to_bytes(), PLAN_KEY)
+    groups = group_units(units, tasks)
+    log.info(
+        "plan: %d train + %d validation images, %d classes, %d %s in %d groups (%.1fs); labels from %s",
+        counts["train"],
+        counts["validation"],
+        classes,
+        len(units),
+        "RecordIO splits" if config.implementation == "nvidia" else "shards",
+        len(groups),
+        time.monotonic() - started,
+        labels_source or "-",
+    )
+    return PlanResult(False, key, groups, counts, len(units), sink.location(PLAN_KEY))
 
 
-def _span(wnids: Collection[str]) -> str:
-    ordered = sorted(wnids)
-    return ", ".join(ordered) if len(ordered) <= 3 else f"{ordered[0]} .. {ordered[-1]}"
+def group_units(units: Sequence[Unit], tasks: int) -> list[list[int]]:
+    """Split unit indices into at most ``tasks`` contiguous groups of about equal image counts."""
+    tasks = max(1, min(tasks, len(units)))
+    total = sum(len(u.shard.items) for u in units) or 1
+    groups: list[list[int]] = [[] for _ in range(tasks)]
+    seen = 0
+    for i, u in enumerate(units):
+        g = min(tasks - 1, seen * tasks // total)
+        groups[g].append(i)
+        seen += len(u.shard.items)
+    return [g for g in groups if g]
 
 
-def val_items(refs: Sequence[ImageRef], labels: Sequence[str], mapping: dict[str, int]) -> list[PlanItem]:
-    """Label each validation image by the index in its name with ``mapping`` (wnids outside it are refused)."""
-    return [PlanItem(ref, mapping[w], w) for ref, w in zip(refs, val_synsets(refs, labels, classes=mapping), strict=True)]
-
-
-def plan_reference(
-    *,
-    train: Sequence[ImageRef],
-    validation: Sequence[ImageRef],
-    val_labels: Sequence[str],
-    train_shards: int,
-    validation_shards: int,
-) -> list[Shard]:
-    """The reference converter's shards (train first, then validation). A split with no images or 0 shards is left out.
-
-    Labels are :func:`reference_label_map`'s: the train classes when train shards are written.
+def load_plan(sink: Sink) -> TrainingPlan:
+    """Read the plan the plan step stored in ``sink``.
 
     Raises:
-        ValidationError: a validation image not labelled by ``val_labels``, or labelled with a wnid
-            that is not a train class (naming the labels file and line).
+        ValidationError: no plan (the plan step has not run against this sink).
     """
-    mapping = reference_label_map(train=train if train_shards else (), val_labels=val_labels)
-    shards: list[Shard] = []
-    if train and train_shards:
-        ordered = sorted(train)
-        order = list(range(len(ordered)))
-        random.Random(TRAIN_SEED).shuffle(order)
-        shards += chunk([PlanItem(ordered[i], mapping[ordered[i].wnid], ordered[i].wnid) for i in order], "train", train_shards)
-    if validation and validation_shards:
-        shards += chunk(val_items(sorted(validation), val_labels, mapping), "validation", validation_shards)
-    return shards
-
-
-def im2rec_order(refs: Sequence[ImageRef], *, seed: int = IM2REC_SEED) -> list[tuple[int, ImageRef, int]]:
-    """im2rec ``--list --recursive``: sorted walk, label = class index 0..999, idx in walk order, ``seed`` shuffle.
-
-    The labels number the folders of ``refs`` (``<wnid>/<name>``) that hold an image, as
-    im2rec's ``list_image`` numbers the folders under the root it lists: each split on its own.
-
-    Returns ``(idx, ref, label)`` in the order records are written.
-    """
-    ordered = sorted(refs)
-    classes = {w: i for i, w in enumerate(sorted({r.wnid for r in ordered}))}
-    items = [(i, r, classes[r.wnid]) for i, r in enumerate(ordered)]
-    random.Random(seed).shuffle(items)  # im2rec: random.seed(100); random.shuffle(list) - same sequence
-    return items
+    raw = sink.get_bytes(PLAN_KEY)
+    if raw is None:
+        raise ValidationError(f"{sink.location(PLAN_KEY)}: no training plan; run the plan step first")
+    return TrainingPlan.from_bytes(raw)
