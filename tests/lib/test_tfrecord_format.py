@@ -7,7 +7,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import google_crc32c
@@ -318,36 +317,6 @@ def test_library_modules_import_neither_tensorflow_nor_airflow():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-
-
-def best_rate(fn, n: int = 2000, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - start)
-    return n / best
-
-
-def test_measure_throughput(record_property, capsys):
-    """Measured, not asserted: imagenet_example + frame_record, and + TFRecordWriter.write, on 100 KB payloads.
-
-    frame_record copies the Example into a second 100 KB buffer; with glibc's default malloc
-    settings the two large allocations per record can cost more than the encoding itself. The
-    writer writes header, payload and CRC separately and avoids that copy.
-    """
-    fields = imagenet_fields(9, 100_000)
-    size = len(fields["encoded"])
-    framed = best_rate(lambda: frame_record(imagenet_example(**fields)))
-    with TFRecordWriter(os.devnull) as writer:
-        written = best_rate(lambda: writer.write(imagenet_example(**fields)))
-    lines = []
-    for name, rate in (("imagenet_example+frame_record", framed), ("imagenet_example+TFRecordWriter(/dev/null)", written)):
-        record_property(f"{name} records/s", round(rate))
-        lines.append(f"[throughput] {name}, 100 KB: {rate:,.0f} records/s, {rate * size / 1e6:,.0f} MB/s\n")
-    with capsys.disabled():
-        sys.stdout.write("\n" + "".join(lines))
 
 
 def test_write_parts_equals_write_of_the_joined_payload_and_tracks_the_file_crc(tmp_path):
