@@ -114,7 +114,11 @@ def _scheme_tests(path: Path) -> list[str]:
     return found
 
 
-SOURCE_FILES = sorted(p for folder in ("include", "plugins", "dags") for p in (ROOT / folder).rglob("*.py") if p != URI_PARSER)
+# redact.py looks for URLs inside free text (log lines, error messages); it parses no input or output location.
+NOT_URI_PARSING = {URI_PARSER, PACKAGE / "core" / "redact.py"}
+SOURCE_FILES = sorted(
+    p for folder in ("include", "plugins", "dags") for p in (ROOT / folder).rglob("*.py") if p not in NOT_URI_PARSING
+)
 
 
 @pytest.mark.parametrize("path", SOURCE_FILES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_ops.core.errors import ArchiveError, ConfigError, ValidationError
-from imagenet_ops.core.uris import is_remote
+from imagenet_ops.core.uris import is_remote, is_url
 from imagenet_ops.imagenet.images import IMAGE_SUFFIXES, ImageRef, list_val_images
 from imagenet_ops.preprocessed.config import PreprocessConfig
 
@@ -201,7 +201,7 @@ def default_store() -> Any:
 def locate_images(*, source: str, names: Sequence[str], store: Any = None) -> list[ImageRef]:
     """Find ``names`` in ``source``; images it does not hold come back with an empty container."""
     source = str(source)
-    if source.startswith(("http://", "https://", "file://")):
+    if is_url(source):
         raise ConfigError(
             f"image source {source} is a URL: download it first (fetch_images, or --images download with --images-url)"
         )
