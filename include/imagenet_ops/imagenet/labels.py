@@ -8,10 +8,12 @@ label into ``synsets.txt``. Both give the same mapping; every artifact reads the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from imagenet_ops.core.errors import ValidationError
+from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.constants import NUM_CLASSES, WNID
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
@@ -106,3 +108,13 @@ def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> ValLabels:
     # Regression: a label of -1 named the last synset, and malformed lines gave tracebacks.
     out = [synsets[label] for _, label in read_val_map(Path(val_txt), classes=len(synsets))]
     return ValLabels(out, source=str(val_txt))
+
+
+def local_aux_folder(aux_path: str | Path, names: Sequence[str], *, dest_dir: Path, store: Any) -> Path:
+    """A local folder holding the aux artifact's files ``names``: the folder itself when it is local,
+    else ``dest_dir`` with copies of the s3:// / gs:// objects (read through ``store``)."""
+    if not is_remote(str(aux_path)):
+        return Path(aux_path)
+    for name in names:
+        store.download(f"{str(aux_path).rstrip('/')}/{name}", Path(dest_dir) / name)
+    return Path(dest_dir)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from imagenet_ops.core.errors import ArchiveError, ConfigError, ValidationError
 from imagenet_ops.core.uris import is_remote, is_url
 from imagenet_ops.imagenet.images import IMAGE_SUFFIXES, ImageRef, list_val_images
+from imagenet_ops.imagenet.labels import local_aux_folder
 from imagenet_ops.preprocessed.config import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -253,10 +254,8 @@ def fetch_calibration_list(*, config: PreprocessConfig, dest_dir: Path) -> Downl
 
 def aux_val_map(aux_path: str, *, dest_dir: Path, store: Any = None) -> Path:
     """The aux artifact's ``val.txt``: the file in a local folder, or a copy of the object-storage one in ``dest_dir``."""
-    if not is_remote(aux_path):
-        return Path(aux_path) / "val.txt"
-    store = store if store is not None else default_store()
-    return Path(store.download(f"{aux_path.rstrip('/')}/val.txt", Path(dest_dir) / "val.txt"))
+    store = store if store is not None or not is_remote(aux_path) else default_store()
+    return local_aux_folder(aux_path, ("val.txt",), dest_dir=dest_dir, store=store) / "val.txt"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from imagenet_ops.core.download import download
 from imagenet_ops.core.errors import ChecksumMismatch, ValidationError
 from imagenet_ops.core.progress import human_bytes
 from imagenet_ops.core.uris import is_remote
-from imagenet_ops.imagenet.labels import read_wnid_labels, val_labels_from_aux
+from imagenet_ops.imagenet.labels import local_aux_folder, read_wnid_labels, val_labels_from_aux
 from imagenet_ops.training.variations import VAL_LABELS_NAME, TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,8 @@ def resolve_val_labels(
         remote_labels = str(labels)
         labels = store.download(remote_labels, Path(work_dir) / "labels" / VAL_LABELS_NAME)
     if store is not None and aux_path and is_remote(str(aux_path)):
-        local_aux = Path(work_dir) / "aux"
-        for name in ("val.txt", "synsets.txt"):
-            store.download(f"{str(aux_path).rstrip('/')}/{name}", local_aux / name)
         remote_val_txt = f"{str(aux_path).rstrip('/')}/val.txt"
-        aux_path = local_aux
+        aux_path = local_aux_folder(aux_path, ("val.txt", "synsets.txt"), dest_dir=Path(work_dir) / "aux", store=store)
     if labels:
         path = Path(labels)
         if not path.is_file():
