@@ -140,7 +140,7 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
             train=args.train,
             validation=args.validation,
             validation_labels=args.validation_labels,
-            aux_path=args.aux,
+            aux_path=args.aux_path,
             work_dir=work,
             workers=workers,
         ),
@@ -162,7 +162,8 @@ def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
             config=config,
             source=args.images,
             output=args.output,
-            val_map=Path(args.labels) if args.labels else None,
+            val_map=Path(args.val_map) if args.val_map else None,
+            aux_path=args.aux_path,
             calibration_list=Path(args.calibration_list) if args.calibration_list else None,
             workers=args.workers or None,
             chunks=args.chunks,
@@ -208,19 +209,34 @@ def _add_lease_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The CLI takes a value the form cannot: "download" for the images.
+PREPROCESSED_CLI_HELP = {"images": "On the command line, 'download' does the same."}
+# Flags the CLI had before each input got one name in the form and the CLI (issue 11); still accepted.
+INPUT_FLAG_ALIASES = {"val_map": ("--labels",), "aux_path": ("--aux",)}
+
+
+def add_job_inputs(
+    parser: argparse.ArgumentParser,
+    job_type: Any,
+    *,
+    required: tuple[str, ...] = (),
+    cli_help: dict[str, str] | None = None,
+) -> None:
+    """One flag per input the artifact's Job declares, named as the form names it (``val_map`` -> ``--val-map``)."""
+    for field in job_type.inputs():
+        flags = (f"--{field.name.replace('_', '-')}", *INPUT_FLAG_ALIASES.get(field.name, ()))
+        text = field.metadata["description"] + (f" {cli_help[field.name]}" if cli_help and field.name in cli_help else "")
+        parser.add_argument(*flags, dest=field.name, required=field.name in required, help=text.replace("%", "%%"))
+
+
 def _add_preprocessed_parser(sub: Any) -> None:
+    from imagenet_ops.preprocessed.job import PreprocessJob
     from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
 
     pre = sub.add_parser("preprocessed", help="preprocessed ImageNet val/calibration sets (get-preprocessed-dataset-imagenet)")
     PREPROCESS_TABLE.add_cli_arguments(pre)
-    pre.add_argument(
-        "--images",
-        required=True,
-        help="folder of ILSVRC2012_val_*.JPEG, ILSVRC2012_img_val.tar, s3://…, gs://…, or 'download' (the val tar)",
-    )
+    add_job_inputs(pre, PreprocessJob, required=("images",), cli_help=PREPROCESSED_CLI_HELP)
     pre.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
-    pre.add_argument("--labels", help="val_map.txt / aux val.txt ('name label' lines; validation)")
-    pre.add_argument("--calibration-list", help="MLPerf calibration list, option 1 or 2 format (default: download)")
     pre.add_argument("--workers", type=_count(0), default=0, help="processes, 0 to 256 (default 0: all cores)")
     pre.add_argument("--chunks", type=_count(1, 1024), default=1, help="chunks, run one after the other (1 to 1024)")
     pre.add_argument("--work-dir", help="scratch folder for downloads (default: a temporary folder, removed after)")
@@ -255,12 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lease_argument(model)
     model.set_defaults(func=_cmd_model)
 
+    from imagenet_ops.training.variations import TrainingJob
+
     tdata = sub.add_parser("training-data", help="ResNet-50 training TFRecords or RecordIO (prepare-training-data-resnet)")
     training_variations.TRAINING_TABLE.add_cli_arguments(tdata)
-    tdata.add_argument("--train", help="ILSVRC2012_img_train.tar, a folder of <wnid>.tar or <wnid>/ folders, or s3://, gs://")
-    tdata.add_argument("--validation", help="ILSVRC2012_img_val.tar or a flat folder of ILSVRC2012_val_*.JPEG, or s3://, gs://")
-    tdata.add_argument("--validation-labels", help="imagenet_2012_validation_synset_labels.txt (default: --aux, else download)")
-    tdata.add_argument("--aux", help="folder of the aux artifact (val.txt + synsets.txt) to derive the validation labels from")
+    add_job_inputs(tdata, TrainingJob)
     tdata.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     tdata.add_argument(
         "--workers", type=_count(0), default=0, help="processes writing shards at once, 0 to 256 (default 0: all cores)"

@@ -179,7 +179,7 @@ def test_unreachable_gcs_input_is_one_error_line_after_logged_retries(closed_por
     assert [line.rpartition("(")[2] for line in retries] == ["attempt 2 of 4)", "attempt 3 of 4)", "attempt 4 of 4)"]
     assert all(f"list via GCS endpoint {closed_port_url} failed (" in line for line in retries), retries
     [error] = [line for line in proc.stderr.splitlines() if " ERROR " in line]
-    expected = f"ERROR imagenet_ops: sink gs://imagenet-in/val/: list via GCS endpoint {closed_port_url} failed after 4 attempts"
+    expected = f"ERROR imagenet_ops: gs://imagenet-in/val/: list via GCS endpoint {closed_port_url} failed after 4 attempts"
     assert expected in error, error
 
 
@@ -255,3 +255,28 @@ def test_a_full_stdout_is_one_error_line_not_a_traceback() -> None:
         )
     assert done.returncode == 1
     assert "cannot write the result to stdout" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_each_input_has_the_forms_name_on_the_command_line(dag_inputs, tmp_path: Path) -> None:
+    # Regression (issue 11): the form said val_map / aux_path where the CLI said --labels / --aux, and the
+    # preprocessed CLI could not take the aux artifact at all. The old flags stay accepted.
+    inputs = dag_inputs.inputs["imagenet_preprocessed"]
+    common = ["preprocessed", "--images", inputs["images"], "--subset", "1", "--workers", "1"]
+    outputs = {}
+    for name, given in {
+        "val-map": ["--val-map", f"{inputs['aux_path']}/val.txt"],
+        "labels": ["--labels", f"{inputs['aux_path']}/val.txt"],
+        "aux-path": ["--aux-path", inputs["aux_path"]],
+    }.items():
+        out = tmp_path / name
+        proc = run_cli(*common, *given, "--output", str(out))
+        assert proc.returncode == 0, proc.stderr
+        files = [p for p in out.iterdir() if p.is_file() and p.name != "manifest.json"]
+        outputs[name] = {p.name: p.read_bytes().replace(str(out).encode(), b"OUT") for p in files}  # lists name the folder
+    assert outputs["val-map"] == outputs["labels"] == outputs["aux-path"]
+    assert "val_map.txt" in outputs["aux-path"]
+    helps = {cmd: run_cli(cmd, "--help").stdout for cmd in ("preprocessed", "training-data")}
+    for flag in ("--images", "--val-map", "--aux-path", "--calibration-list"):
+        assert flag in helps["preprocessed"], flag
+    for flag in ("--train", "--validation", "--validation-labels", "--aux-path"):
+        assert flag in helps["training-data"], flag

@@ -349,6 +349,7 @@ def build_preprocessed(
     source: str,
     output: str,
     val_map: Path | None = None,
+    aux_path: str | None = None,
     calibration_list: Path | None = None,
     workers: int | None = None,
     chunks: int = 1,
@@ -365,6 +366,8 @@ def build_preprocessed(
             validation tar, fetched into ``work_dir``).
         output: local folder or ``s3://``/``gs://`` prefix (ignored when ``sink`` is given).
         val_map: the aux ``val.txt`` (validation).
+        aux_path: the aux artifact (folder, ``s3://`` or ``gs://``) whose ``val.txt`` labels a validation
+            set given no ``val_map``.
         calibration_list: the calibration list; downloaded into ``work_dir`` when omitted.
         workers: processes per chunk (default ``os.cpu_count()``).
         chunks: chunks run one after the other (the DAG maps them to tasks instead).
@@ -378,7 +381,13 @@ def build_preprocessed(
     work = Path(tempfile.mkdtemp(prefix="imagenet_ops-preprocess-")) if temporary else Path(work_dir)
     try:
         inputs = fetch_inputs(
-            config=config, images=source, work_dir=work, val_map=val_map, calibration_list=calibration_list, store=store
+            config=config,
+            images=source,
+            work_dir=work,
+            val_map=val_map,
+            aux_path=aux_path,
+            calibration_list=calibration_list,
+            store=store,
         )
         source, val_map, calibration_list = inputs.images, inputs.val_map, inputs.calibration_list
         sink = sink or open_sink(output)
