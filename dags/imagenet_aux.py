@@ -29,7 +29,7 @@ from imagenet_operators import (
     ChecksumVerifyOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
-from imagenet_ops.aux.pipeline import ARTIFACT, AUX_TABLE
+from imagenet_ops.aux.variations import ARTIFACT, AUX_TABLE
 
 AUX_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -49,23 +49,14 @@ with DAG(
 
     @task(task_display_name="Resolve variations", multiple_outputs=True)
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> dict[str, Any]:
-        """Turn the form / CM tags into a config; bad combinations fail here, before any download.
+        """Turn the form / CM tags into the run's job; bad combinations fail here, before any download.
 
         Config fields are returned at the top level too, so operators can take ``run["urls"]``.
         """
-        from imagenet_operators.dag_helpers import run_params, sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.aux.pipeline import resolve_aux_config
+        from imagenet_operators import dag_helpers
+        from imagenet_ops.aux.variations import resolve_job
 
-        params = run_params(params, dag_run, dag.dag_id)
-        config = resolve_aux_config(AUX_TABLE.selections_from_form(params))
-        uri = sink_uri(ARTIFACT, params.get("sink_uri"))
-        return {
-            **config.as_params(),
-            "config": config.as_params(),
-            "work_dir": work_dir(ARTIFACT, run_id),
-            "sink_uri": uri,
-            "conn_id": sink_conn_id(uri, params.get("conn_id")),
-        }
+        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
 
     run = resolve()
     download = ArchiveDownloadOperator(
@@ -101,11 +92,9 @@ with DAG(
     publish = AuxPublishOperator(
         task_id="publish",
         task_display_name="Publish with manifest",
+        job=run,
         extracted_dir=validate.output["path"],
-        config=run["config"],
         archive=download.output,
-        sink_uri=run["sink_uri"],
-        conn_id=run["conn_id"],
         outlets=[AUX_ASSET_ALIAS],
     )
 

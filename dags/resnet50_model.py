@@ -26,9 +26,26 @@ from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
-from imagenet_ops.model.pipeline import ARTIFACT, MODEL_TABLE
+from imagenet_ops.model.variations import ARTIFACT, MODEL_TABLE
 
 MODEL_ASSET_ALIAS = AssetAlias(ARTIFACT)
+
+
+# One variant's job and the results of its earlier steps, zipped by map index -> a step's arguments.
+def _job_and_fetched(values: tuple[Any, ...]) -> dict[str, Any]:
+    job, fetched = values
+    return {"job": job, "fetched": fetched}
+
+
+def _job_and_prepared(values: tuple[Any, ...]) -> dict[str, Any]:
+    job, prepared = values
+    return {"job": job, "prepared": prepared}
+
+
+def _job_fetched_and_prepared(values: tuple[Any, ...]) -> dict[str, Any]:
+    job, fetched, prepared = values
+    return {"job": job, "fetched": fetched, "prepared": prepared}
+
 
 with DAG(
     dag_id=Path(__file__).stem,
@@ -66,51 +83,27 @@ with DAG(
 
     @task(task_display_name="Resolve variants")
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> list[dict[str, Any]]:
-        """One dict per variant (config, work dir, sink); bad combinations fail here, before any download."""
-        from imagenet_operators.dag_helpers import is_scheduled, run_params, sink_conn_id, sink_uri, work_dir
-        from imagenet_ops.core.errors import ConfigError
-        from imagenet_ops.model.pipeline import resolve_model_config, supported_combinations
+        """One job per variant (config, work dir, sink); bad combinations fail here, before any download."""
+        from imagenet_operators import dag_helpers
+        from imagenet_ops.model.variations import resolve_job
 
-        params = run_params(params, dag_run, dag.dag_id)
-        tag_lists = list(params.get("variants") or [])
-        if not tag_lists and is_scheduled(dag_run):
-            tag_lists = supported_combinations()
-        md5_by_file = params.get("md5_by_file") or {}
-        if tag_lists:
-            if params.get("url") or params.get("md5"):
-                raise ConfigError("url and md5 apply to a single variant; with several use mirror and md5_by_file")
-            common = {k: params[k] for k in ("mirror", "skip_ssl_verification") if params.get(k) is not None}
-            configs = [resolve_model_config(common, variations=t, md5_by_file=md5_by_file) for t in tag_lists]
-        else:
-            configs = [resolve_model_config(MODEL_TABLE.selections_from_form(params), md5_by_file=md5_by_file)]
-        configs = list({c.variant_id: c for c in configs}.values())
-        root = sink_uri(ARTIFACT, params.get("sink_uri")).rstrip("/")
-        conn_id = sink_conn_id(root, params.get("conn_id"))
-        run_dir = work_dir(ARTIFACT, run_id)
-        return [
-            {
-                "config": c.as_params(),
-                "work_dir": f"{run_dir}/{c.variant_id}",
-                "sink_uri": f"{root}/{c.variant_id}",
-                "conn_id": conn_id,
-            }
-            for c in configs
-        ]
+        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
 
     variants = resolve()
-    by_variant = "{{ task.variant.config.variant_id }}"  # mapped tasks are named by variant in the UI
+    by_variant = "{{ task.job.config.variant_id }}"  # mapped tasks are named by variant in the UI
     downloaded = ModelDownloadOperator.partial(
         task_id="download", task_display_name="Download model", pool="imagenet_downloads", map_index_template=by_variant
-    ).expand(variant=variants)
+    ).expand(job=variants)
     prepared = ModelPrepareOperator.partial(
         task_id="prepare", task_display_name="Prepare (fix input shape)", map_index_template=by_variant
-    ).expand(variant=downloaded.output)
+    ).expand_kwargs(variants.zip(downloaded.output).map(_job_and_fetched))
     checked = ModelLoadCheckOperator.partial(
         task_id="load_check", task_display_name="Load check", map_index_template=by_variant
-    ).expand(variant=prepared.output)
+    ).expand_kwargs(variants.zip(prepared.output).map(_job_and_prepared))
     published = ModelPublishOperator.partial(
         task_id="publish", task_display_name="Publish with manifest", outlets=[MODEL_ASSET_ALIAS], map_index_template=by_variant
-    ).expand(variant=checked.output)
+    ).expand_kwargs(variants.zip(downloaded.output, prepared.output).map(_job_fetched_and_prepared))
+    checked >> published  # only a load-checked variant is published
 
     @task(task_display_name="Clean work dir")
     def cleanup(variants: list[dict[str, Any]]) -> None:

@@ -257,7 +257,7 @@ class DagInputs:
 def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
     from imagenet_ops.aux.pipeline import NUM_CLASSES
     from imagenet_ops.core.digests import file_digests
-    from imagenet_ops.model.pipeline import MODEL_TABLE
+    from imagenet_ops.model.variations import MODEL_TABLE
     from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE, SUBSET_SIZES
     from imagenet_ops.testing import model_samples
     from imagenet_ops.testing.preprocess_samples import plain_images, write_images_tar

@@ -24,11 +24,14 @@ from typing import Any
 
 from imagenet_ops import VERSION
 from imagenet_ops.aux import pipeline as aux_files
+from imagenet_ops.aux import variations as aux_variations
 from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
 from imagenet_ops.core.storage import open_sink
 from imagenet_ops.core.uris import scheme_of
 from imagenet_ops.model import pipeline as resnet50
+from imagenet_ops.model import sources as model_sources
+from imagenet_ops.model import variations as model_variations
 from imagenet_ops.testing import samples
 from imagenet_ops.training import pipeline as training_data
 from imagenet_ops.training import variations as training_variations
@@ -107,22 +110,26 @@ def _build_and_report(args: argparse.Namespace, label: str, sink: Any, build: Ca
 
 
 def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
-    config = aux_files.resolve_aux_config(aux_files.AUX_TABLE.selections_from_args(args))
-    sink = open_sink(args.output)
+    # the job's work dir is not used: the CLI picks its own under the output's lease (_work_dir)
+    job = aux_variations.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir=args.work_dir or "")
+    sink = open_sink(job.sink_uri)
     return _build_and_report(
-        args, f"aux {config.version}", sink, lambda work: aux_files.build_aux(config=config, sink=sink, work_dir=work)
+        args, f"aux {job.config.version}", sink, lambda work: aux_files.build_aux(config=job.config, sink=sink, work_dir=work)
     )
 
 
 def _cmd_model(args: argparse.Namespace) -> Any:
     if args.list:
-        return resnet50.model_table_listing()
+        return model_sources.model_table_listing()
     if not args.output:
         raise ConfigError("model: --output is required (or use --list)")
-    config = resnet50.resolve_model_config(resnet50.MODEL_TABLE.selections_from_args(args))
-    sink = open_sink(f"{args.output.rstrip('/')}/{config.variant_id}" if args.per_variant_folder else args.output)
+    # the DAG's rules, with the CLI's one variant; the work dir is picked under the output's lease (_work_dir)
+    (job,) = model_variations.resolve_job(
+        vars(args), sink_uri=args.output, conn_id=None, work_dir=args.work_dir or "", per_variant_folder=args.per_variant_folder
+    )
+    sink = open_sink(job.sink_uri)
     return _build_and_report(
-        args, f"model {config.variant_id}", sink, lambda work: resnet50.build_model(config=config, sink=sink, work_dir=work)
+        args, f"model {job.variant_id}", sink, lambda work: resnet50.build_model(config=job.config, sink=sink, work_dir=work)
     )
 
 
@@ -245,7 +252,7 @@ def _add_preprocessed_parser(sub: Any) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
-    path = samples.make_aux_archive(Path(args.output) / aux_files.ARCHIVE_NAME, seed=args.seed)
+    path = samples.make_aux_archive(Path(args.output) / aux_variations.ARCHIVE_NAME, seed=args.seed)
     return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
 
 
@@ -256,14 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     aux = sub.add_parser("aux", help="ImageNet aux files (get-dataset-imagenet-aux)")
-    aux_files.AUX_TABLE.add_cli_arguments(aux)
+    aux_variations.AUX_TABLE.add_cli_arguments(aux)
     aux.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     aux.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
     _add_lease_argument(aux)
     aux.set_defaults(func=_cmd_aux)
 
     model = sub.add_parser("model", help="ResNet-50 model variants (get-ml-model-resnet50)")
-    resnet50.MODEL_TABLE.add_cli_arguments(model)
+    model_variations.MODEL_TABLE.add_cli_arguments(model)
     model.add_argument("--list", action="store_true", help="print every supported combination (URLs, file names, md5s) as JSON")
     model.add_argument("--output", help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     model.add_argument("--per-variant-folder", action="store_true", help="publish into <output>/<variant id>")

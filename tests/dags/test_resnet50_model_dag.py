@@ -27,7 +27,7 @@ def test_one_variant_from_the_form(model_dag, model_mirror, tmp_path):
     assert env["CM_ML_MODEL_FILE_WITH_PATH"] == str(tmp_path / "m" / "onnx-fp32-argmax-opset11" / "resnet50_v1.onnx")
     assert env["CM_ML_MODEL_INPUT_LAYERS"] == "input_tensor:0"
     (check,) = run.xcoms("load_check")
-    assert check["check"]["framework"] == "onnx"
+    assert check["framework"] == "onnx"
 
 
 def test_several_variants_are_mapped_and_a_rerun_republishes_nothing(model_dag, model_mirror, tmp_path):
@@ -55,6 +55,18 @@ def test_several_variants_are_mapped_and_a_rerun_republishes_nothing(model_dag, 
         assert Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).is_file()
     manifests = {p.parent.name: p.stat().st_mtime_ns for p in (tmp_path / "m").glob("*/manifest.json")}
     assert len(manifests) == 5
+
+    # every mapped step is named by its variant in the UI (map_index_template reads the job)
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        names = session.execute(
+            select(TaskInstance.task_id, TaskInstance.rendered_map_index).where(TaskInstance.run_id == run.run_id)
+        ).all()
+    by_task = {t: sorted(n for task, n in names if task == t) for t in ("download", "prepare", "load_check", "publish")}
+    assert all(v == sorted(manifests) for v in by_task.values()), by_task
 
     again = run_dag(model_dag, conf)
     assert again.state == "success"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagenet_ops.aux.pipeline import AUX_FILES
+from imagenet_ops.aux.variations import AUX_FILES
 from imagenet_ops.core.digests import file_digests
 
 pytestmark = pytest.mark.slow

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.aux.pipeline import (
-    ARCHIVE_NAME,
-    AUX_FILES,
-    build_aux,
-    resolve_aux_config,
-    validate_aux_dir,
-    verify_aux_archive,
-)
+from imagenet_ops.aux.pipeline import build_aux, validate_aux_dir, verify_aux_archive
+from imagenet_ops.aux.variations import ARCHIVE_NAME, AUX_FILES, resolve_aux_config
 from imagenet_ops.core.errors import ChecksumMismatch, ValidationError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.storage import open_sink
@@ -260,3 +254,18 @@ def test_build_aux_with_a_malformed_val_txt_names_the_line(http_server, tmp_path
         build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work")
 
     assert not (out / "manifest.json").exists()
+
+
+def test_resolve_job_holds_the_config_and_its_xcom_form_keeps_the_templated_fields() -> None:
+    from imagenet_ops.aux.variations import AuxJob, resolve_job
+
+    job = resolve_job(
+        {"source": "dropbox", "md5": "a" * 32, "sink_uri": "ignored"}, sink_uri="gs://b/aux", conn_id="g", work_dir="/w/r"
+    )
+    assert job.config == resolve_aux_config({"source": "dropbox", "md5": "a" * 32})
+    assert (job.sink_uri, job.conn_id, job.work_dir) == ("gs://b/aux", "g", "/w/r")
+    data = json.loads(json.dumps(job.to_xcom()))
+    # the DAG templates run["urls"], run["md5"] ... and pulls key="work_dir": the keys the resolve task always had
+    assert list(data) == [*job.config.as_params(), "config", "work_dir", "sink_uri", "conn_id"]
+    assert data["urls"] == data["config"]["urls"] and data["md5"] == ["a" * 32]
+    assert AuxJob.from_xcom(data) == job

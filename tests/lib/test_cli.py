@@ -14,7 +14,7 @@ import pytest
 
 from imagenet_ops import VERSION
 from imagenet_ops.__main__ import main
-from imagenet_ops.aux.pipeline import ARCHIVE_NAME, AUX_FILES
+from imagenet_ops.aux.variations import ARCHIVE_NAME, AUX_FILES
 from imagenet_ops.testing.samples import make_aux_archive
 
 WRONG_MD5 = "0" * 32

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_ops.aux.pipeline import ARCHIVE_NAME, NUM_CLASSES
+from imagenet_ops.aux.variations import ARCHIVE_NAME
 from imagenet_ops.core.digests import AcceptedChecksums
 from imagenet_ops.core.diskspace import disk_full_error, disk_full_guard
 from imagenet_ops.core.download import download
 from imagenet_ops.core.errors import DiskFullError, StorageError
+from imagenet_ops.imagenet.constants import NUM_CLASSES
 from imagenet_ops.testing.samples import make_aux_archive
 
 DEV_FULL = Path("/dev/full")

@@ -9,14 +9,9 @@ import pytest
 
 from imagenet_ops.core.errors import ChecksumMismatch, ConfigError
 from imagenet_ops.core.storage import open_sink
-from imagenet_ops.model.pipeline import (
-    MODEL_TABLE,
-    build_model,
-    model_env,
-    model_table_listing,
-    resolve_model_config,
-    supported_combinations,
-)
+from imagenet_ops.model.pipeline import build_model
+from imagenet_ops.model.sources import model_table_listing, supported_combinations
+from imagenet_ops.model.variations import MODEL_TABLE, ModelJob, model_env, resolve_job, resolve_model_config
 
 # (variations, file, first URL, md5) straight from the reference's download table (cm_spec.md §2).
 REFERENCE = [
@@ -249,3 +244,55 @@ def test_a_file_of_the_wrong_framework_fails_the_load_check_and_is_not_published
 def test_supported_combinations_are_tag_strings_that_resolve():
     for tags in supported_combinations():
         assert resolve_model_config(variations=tags).tags == tags
+
+
+def test_resolve_job_gives_one_job_per_variant_in_its_own_folders():
+    jobs = resolve_job(
+        {"variants": ["_onnx", "_tflite", "_onnxruntime"], "mirror": "http://m/"},
+        sink_uri="s3://b/m/",
+        conn_id="c",
+        work_dir="/w/r",
+    )
+    # _onnxruntime is _onnx again: one job per variant id
+    assert [j.variant_id for j in jobs] == ["onnx-fp32-argmax-opset11", "tflite-fp32-argmax"]
+    assert (jobs[1].sink_uri, jobs[1].work_dir, jobs[1].conn_id) == (
+        "s3://b/m/tflite-fp32-argmax",
+        "/w/r/tflite-fp32-argmax",
+        "c",
+    )
+    assert jobs[1].config.files[0].urls[0] == "http://m/resnet50_v1.tflite.gz"
+    assert jobs[1].download_dir == Path("/w/r/tflite-fp32-argmax/download")
+
+
+def test_a_job_in_xcom_has_the_keys_the_resolve_task_always_returned():
+    (job,) = resolve_job({"framework": "ncnn"}, sink_uri="/out", conn_id=None, work_dir="/w/r")
+    data = json.loads(json.dumps(job.to_xcom()))
+    assert list(data) == ["config", "work_dir", "sink_uri", "conn_id"]
+    assert data["config"]["variant_id"] == "ncnn-fp32" and data["sink_uri"] == "/out/ncnn-fp32"
+    assert ModelJob.from_xcom(data) == job
+
+
+def test_a_scheduled_run_without_variants_refreshes_every_supported_variant():
+    refresh = resolve_job({}, sink_uri="/out", conn_id=None, work_dir="/w/r", scheduled=True)
+    assert [j.config.tags for j in refresh] == supported_combinations()
+    (manual,) = resolve_job({}, sink_uri="/out", conn_id=None, work_dir="/w/r")
+    assert manual.variant_id == "onnx-fp32-argmax-opset11"
+    (listed,) = resolve_job({"variants": ["_ncnn"]}, sink_uri="/out", conn_id=None, work_dir="/w/r", scheduled=True)
+    assert listed.variant_id == "ncnn-fp32"
+
+
+@pytest.mark.parametrize(
+    ("params", "scheduled"),
+    [({"variants": ["_onnx"], "md5": "a" * 32}, False), ({"url": "http://x/resnet50_v1.onnx"}, True)],
+)
+def test_url_and_md5_apply_to_a_single_variant(params, scheduled):
+    with pytest.raises(ConfigError, match="url and md5 apply to a single variant"):
+        resolve_job(params, sink_uri="/out", conn_id=None, work_dir="/w/r", scheduled=scheduled)
+    (single,) = resolve_job({k: v for k, v in params.items() if k != "variants"}, sink_uri="/out", conn_id=None, work_dir="/w")
+    assert len(single.config.files) == 1
+
+
+def test_without_per_variant_folders_the_locations_are_used_as_given():
+    # the CLI's default: --output is the variant's folder
+    (job,) = resolve_job({"variations": "_tflite"}, sink_uri="s3://b/m/", conn_id=None, work_dir="/w", per_variant_folder=False)
+    assert (job.sink_uri, job.work_dir) == ("s3://b/m/", "/w")

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from imagenet_ops.aux.pipeline import (
+from imagenet_ops.aux.variations import (
     AUX_TABLE,
     BERKELEYVISION_MD5,
     BERKELEYVISION_URL,

@@ -1,4 +1,4 @@
-"""Model operators: each reads the variant dict, makes one library call and returns the dict plus its result."""
+"""Model operators: each rebuilds the variant's job, makes one library call and returns only its own result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from unittest import mock
 import pytest
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
-from imagenet_ops.model.pipeline import resolve_model_config
+from imagenet_ops.model.interface import ModelCheckResult
+from imagenet_ops.model.pipeline import FetchedFile, ModelFetched, ModelPrepared
+from imagenet_ops.model.variations import ModelJob, resolve_model_config
 
 
 @contextlib.contextmanager
@@ -20,43 +22,63 @@ def lease_passthrough(sink: object, context: object) -> Iterator[object]:
 
 
 CONFIG = resolve_model_config(variations="_tflite,_no-argmax")
-VARIANT = {"config": CONFIG.as_params(), "work_dir": "/w/run/tflite", "sink_uri": "s3://b/m/tflite", "conn_id": "aws"}
+JOB = {"config": CONFIG.as_params(), "work_dir": "/w/run/tflite", "sink_uri": "s3://b/m/tflite", "conn_id": "aws"}
+FETCHED = ModelFetched((FetchedFile("resnet50_v1.no-argmax.tflite", "/w/x", "u", 1, "m", "s"),))
+PREPARED = ModelPrepared("/w/run/tflite/prepared", "f", None, ("f",))
+
+OPERATORS = [
+    (ModelDownloadOperator, {}),
+    (ModelPrepareOperator, {"fetched": FETCHED.as_dict()}),
+    (ModelLoadCheckOperator, {"prepared": PREPARED.as_dict()}),
+    (ModelPublishOperator, {"fetched": FETCHED.as_dict(), "prepared": PREPARED.as_dict()}),
+]
 
 
-@pytest.mark.parametrize("cls", [ModelDownloadOperator, ModelPrepareOperator, ModelLoadCheckOperator, ModelPublishOperator])
-def test_variant_is_the_templated_field(cls):
-    op = cls(task_id="t", variant=VARIANT)
-    assert op.template_fields == ("variant",) and op.variant is VARIANT
+@pytest.mark.parametrize(("cls", "results"), OPERATORS, ids=lambda o: getattr(o, "__name__", ""))
+def test_the_job_and_the_step_inputs_are_the_templated_fields(cls, results):
+    op = cls(task_id="t", job=JOB, **results)
+    assert op.template_fields == ("job", *results) and op.job is JOB
+    for name, value in results.items():
+        assert getattr(op, name) is value
+    assert op.typed_job() == ModelJob(config=CONFIG, sink_uri="s3://b/m/tflite", conn_id="aws", work_dir="/w/run/tflite")
 
 
 def test_download_passes_config_and_dest_dir():
-    fetched = [{"filename": "resnet50_v1.no-argmax.tflite", "path": "/w/x", "size": 1, "md5": "m", "url": "u"}]
-    with mock.patch("imagenet_ops.model.pipeline.fetch_model", return_value=fetched) as fetch:
-        out = ModelDownloadOperator(task_id="download", variant=VARIANT).execute(context={})
+    with mock.patch("imagenet_ops.model.pipeline.fetch_model", return_value=FETCHED) as fetch:
+        out = ModelDownloadOperator(task_id="download", job=JOB).execute(context={})
     fetch.assert_called_once_with(config=CONFIG, dest_dir=Path("/w/run/tflite/download"))
-    assert out == {**VARIANT, "fetched": fetched}
+    assert out == FETCHED.as_dict()
+    assert out["files"][0] == {
+        "filename": "resnet50_v1.no-argmax.tflite",
+        "path": "/w/x",
+        "url": "u",
+        "size": 1,
+        "md5": "m",
+        "sha256": "s",
+        "etag": None,
+        "last_modified": None,
+        "resumed_from": 0,
+        "reused": False,
+    }
 
 
-def test_prepare_and_check_chain_the_variant():
-    variant = {**VARIANT, "fetched": [{"filename": "f", "path": "/w/f"}]}
-    prepared = {"dir": "/w/run/tflite/prepared", "model_file": "f", "starting_file": None, "files": ["f"]}
-    with mock.patch("imagenet_ops.model.pipeline.prepare_model", return_value=prepared) as prepare:
-        out = ModelPrepareOperator(task_id="prepare", variant=variant).execute(context={})
-    prepare.assert_called_once_with(config=CONFIG, fetched=variant["fetched"], dest_dir=Path("/w/run/tflite/prepared"))
-    assert out == {**variant, "prepared": prepared}
+def test_prepare_and_check_take_the_earlier_results_explicitly():
+    with mock.patch("imagenet_ops.model.pipeline.prepare_model", return_value=PREPARED) as prepare:
+        out = ModelPrepareOperator(task_id="prepare", job=JOB, fetched=FETCHED.as_dict()).execute(context={})
+    prepare.assert_called_once_with(config=CONFIG, fetched=FETCHED, dest_dir=Path("/w/run/tflite/prepared"))
+    assert out == {"dir": "/w/run/tflite/prepared", "model_file": "f", "starting_file": None, "files": ["f"]}
 
-    check = {"framework": "tflite", "summary": "ok"}
+    check = ModelCheckResult("tflite", ["/w/f"], "tflite", {}, {}, "ok")
     with mock.patch("imagenet_ops.model.pipeline.check_prepared_model", return_value=check) as check_model:
-        out2 = ModelLoadCheckOperator(task_id="load_check", variant=out).execute(context={})
-    check_model.assert_called_once_with(config=CONFIG, prepared=prepared)
-    assert out2 == {**out, "check": check}
+        out2 = ModelLoadCheckOperator(task_id="load_check", job=JOB, prepared=out).execute(context={})
+    check_model.assert_called_once_with(config=CONFIG, prepared=PREPARED)
+    assert out2 == check.as_dict() and out2["summary"] == "ok"
 
 
 def test_publish_builds_the_sink_from_the_connection_and_returns_the_env():
     from imagenet_ops.core.storage import PublishResult
     from imagenet_ops.model.pipeline import ModelPublished
 
-    variant = {**VARIANT, "fetched": [{"filename": "f"}], "prepared": {"dir": "/w/p", "model_file": "f"}, "check": {}}
     result = PublishResult(
         uri="s3://b/m/tflite",
         asset_uri="s3://b/m/tflite",
@@ -76,8 +98,9 @@ def test_publish_builds_the_sink_from_the_connection_and_returns_the_env():
             "imagenet_ops.model.pipeline.publish_model", return_value=ModelPublished(result, {"CM_ML_MODEL": "RESNET50"})
         ) as publish,
     ):
-        out = ModelPublishOperator(task_id="publish", variant=variant).execute(context=context)
+        op = ModelPublishOperator(task_id="publish", job=JOB, fetched=FETCHED.as_dict(), prepared=PREPARED.as_dict())
+        out = op.execute(context=context)
     make_sink.assert_called_once_with("s3://b/m/tflite", "aws")
     lease.assert_called_once_with(sink, context)  # the publish runs under the run's lease
-    publish.assert_called_once_with(config=CONFIG, prepared=variant["prepared"], fetched=variant["fetched"], sink=sink)
+    publish.assert_called_once_with(config=CONFIG, prepared=PREPARED, fetched=FETCHED, sink=sink)
     assert out == {"CM_ML_MODEL": "RESNET50"}

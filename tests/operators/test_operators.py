@@ -34,7 +34,7 @@ OPERATORS = [
     ChecksumVerifyOperator(task_id="v", path="/w/a.tar.gz"),
     ArchiveExtractOperator(task_id="e", archive="/w/a.tar.gz", dest="/w/x"),
     AuxValidateOperator(task_id="a", path="/w/x"),
-    AuxPublishOperator(task_id="p", extracted_dir="/w/x", config={}, archive={}, sink_uri="/out"),
+    AuxPublishOperator(task_id="p", job={}, extracted_dir="/w/x", archive={}),
 ]
 
 
@@ -122,16 +122,26 @@ class TestAuxPublishOperator:
     }
     ARCHIVE = {"md5": "a" * 32, "sha256": "b" * 64, "size": 5, "url": "http://m/caffe_ilsvrc12.tar.gz", "etag": '"e"'}
 
+    # what the resolve task returns: the config's fields at the top level too (the DAG templates run["urls"])
+    JOB = {**CONFIG, "config": CONFIG, "work_dir": "/w", "sink_uri": "s3://bucket/aux", "conn_id": "my_s3"}
+
     def _op(self):
         return AuxPublishOperator(
             task_id="publish",
+            job=self.JOB,
             extracted_dir="/w/out",
-            config=self.CONFIG,
             archive=self.ARCHIVE,
-            sink_uri="s3://bucket/aux",
-            conn_id="my_s3",
             outlets=[AssetAlias("imagenet_aux")],
         )
+
+    def test_the_job_is_rebuilt_from_its_xcom_form(self):
+        from imagenet_ops.aux.variations import AuxConfig, AuxJob
+
+        op = self._op()
+        assert op.template_fields == ("job", "extracted_dir", "archive")
+        job = AuxJob(config=AuxConfig.from_params(self.CONFIG), sink_uri="s3://bucket/aux", conn_id="my_s3", work_dir="/w")
+        assert op.typed_job() == job
+        assert job.to_xcom() == self.JOB and list(job.to_xcom()) == list(self.JOB)
 
     def _published(self, cache_hit: bool):
         from imagenet_ops.aux.pipeline import AuxPublished
@@ -151,7 +161,7 @@ class TestAuxPublishOperator:
 
     @pytest.mark.parametrize("cache_hit", [False, True])
     def test_execute_publishes_and_emits_an_event_only_when_something_changed(self, cache_hit):
-        from imagenet_ops.aux.pipeline import AuxConfig
+        from imagenet_ops.aux.variations import AuxConfig
 
         sink = object()
         events = _Events()

@@ -1,166 +1,29 @@
-"""ImageNet aux files (CM recipe get-dataset-imagenet-aux): synsets, val labels, Caffe mean.
+"""ImageNet aux files: download, verify, extract, validate and publish the 8 files.
 
-The archive ``caffe_ilsvrc12.tar.gz`` is flat and holds 8 files; only ``val.txt`` (and
-``synsets.txt``) are used downstream. Its mirrors serve *different bytes* (berkeleyvision vs
-dropbox/armi), so every source accepts both md5s, as CM's CHECKSUM/CHECKSUM1 pair does.
+The artifact's declaration (table, config, job, version) is in :mod:`imagenet_ops.aux.variations`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.core.digests import AcceptedChecksums, verify_file
-from imagenet_ops.core.download import DownloadResult, download, filename_from_url
+from imagenet_ops.aux.variations import ARTIFACT, AUX_FILES, AuxConfig
+from imagenet_ops.core.digests import verify_file
+from imagenet_ops.core.download import DownloadResult, download
 from imagenet_ops.core.env import aux_env
-from imagenet_ops.core.errors import ConfigError, ValidationError
+from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.storage import PublishResult, Sink, publish_dir
-from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
 from imagenet_ops.imagenet.constants import NUM_CLASSES, NUM_VAL_IMAGES, WNID
 from imagenet_ops.imagenet.labels import read_lines as _lines
 from imagenet_ops.imagenet.labels import read_val_map
 
 log = logging.getLogger(__name__)
-
-ARTIFACT = "imagenet_aux"
-ARCHIVE_NAME = "caffe_ilsvrc12.tar.gz"
-AUX_FILES = (
-    "synsets.txt",
-    "synset_words.txt",
-    "val.txt",
-    "train.txt",
-    "test.txt",
-    "det_synset_words.txt",
-    "imagenet_mean.binaryproto",
-    "imagenet.bet.pickle",
-)
-
-BERKELEYVISION_URL = "http://dl.caffe.berkeleyvision.org/caffe_ilsvrc12.tar.gz"
-DROPBOX_URL = "https://www.dropbox.com/s/92n2fyej3lzy3s3/caffe_ilsvrc12.tar.gz"
-GO_URL = "https://armi.in/files/caffe_ilsvrc12.tar.gz"
-BERKELEYVISION_MD5 = "f963098ea0e785a968ca1eb634003a90"
-DROPBOX_MD5 = "ee346d67141e476df9c1a3f813552503"
-
-AUX_TABLE = VariationTable(
-    artifact=ARTIFACT,
-    groups=(
-        Group(
-            name="source",
-            title="Download source",
-            description="Mirror tried first; the fallback mirror follows. Mirrors serve different bytes, both md5s are accepted.",
-            tag_prefix="from.",
-            default="berkeleyvision",
-            choices=(
-                Choice(
-                    "berkeleyvision",
-                    "dl.caffe.berkeleyvision.org (http only, often down)",
-                    {"urls": (BERKELEYVISION_URL, DROPBOX_URL), "md5": (BERKELEYVISION_MD5, DROPBOX_MD5)},
-                ),
-                Choice(
-                    "dropbox", "Dropbox", {"urls": (DROPBOX_URL, BERKELEYVISION_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)}
-                ),
-                Choice(
-                    "go",
-                    "armi.in (MLCommons automation default)",
-                    {"urls": (GO_URL, DROPBOX_URL), "md5": (DROPBOX_MD5, BERKELEYVISION_MD5)},
-                ),
-            ),
-        ),
-        Group(
-            name="version",
-            title="Dataset version",
-            description="ImageNet release the aux files belong to.",
-            default="2012",
-            choices=(Choice("2012", "ILSVRC 2012", {"version": "2012"}),),
-        ),
-    ),
-    options=(
-        Option(
-            "url",
-            "string",
-            "Custom URL",
-            "Download from this URL instead of the source's mirrors (an internal mirror or artifact store).",
-            section="Custom source",
-            pattern=r"^(https?|file)://",
-        ),
-        Option(
-            "md5",
-            "string",
-            "Custom md5",
-            "Accepted md5 of the archive; replaces the source's md5 list.",
-            section="Custom source",
-            pattern=r"^[0-9a-fA-F]{32}$",
-        ),
-        Option(
-            "sha256",
-            "string",
-            "Custom sha256",
-            "Accepted sha256 of the archive. Alone it replaces the source's md5 list; with a custom md5 both are checked.",
-            section="Custom source",
-            pattern=r"^[0-9a-fA-F]{64}$",
-        ),
-        SKIP_SSL_VERIFICATION,
-    ),
-)
-
-
-@dataclass(frozen=True)
-class AuxConfig:
-    """Everything one aux build depends on, resolved from variations and options."""
-
-    source: str
-    version: str
-    urls: tuple[str, ...]
-    md5: tuple[str, ...]
-    sha256: tuple[str, ...] = ()
-    verify_ssl: bool = True
-    filename: str = ARCHIVE_NAME
-
-    @property
-    def accepted(self) -> AcceptedChecksums:
-        return AcceptedChecksums.of(md5=self.md5, sha256=self.sha256)
-
-    def as_params(self) -> dict[str, Any]:
-        """JSON-friendly form (XCom, manifest, cache key)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> AuxConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-
-
-def resolve_aux_config(given: Mapping[str, Any] | None = None, *, variations: str | Iterable[str] | None = None) -> AuxConfig:
-    """Resolve form fields / CLI options and CM tags into an :class:`AuxConfig`.
-
-    A custom ``url`` replaces the mirror list and keeps the source's checksums unless ``md5``
-    or ``sha256`` is given too (an internal mirror usually serves the same bytes).
-
-    Raises:
-        ConfigError: unknown tag/option, or a custom checksum without any way to download.
-    """
-    sel = AUX_TABLE.selections(given, variations)
-    values = AUX_TABLE.resolve(sel)
-    urls = (sel["url"],) if sel["url"] else tuple(values["urls"])
-    md5 = (sel["md5"],) if sel["md5"] else (() if sel["sha256"] else tuple(values["md5"]))
-    if sel["url"] and not (sel["md5"] or sel["sha256"]):
-        log.info("custom URL %s is checked against the %s source's md5s %s", sel["url"], sel["source"], ", ".join(md5))
-    filename = filename_from_url(urls[0]) if sel["url"] else ARCHIVE_NAME
-    if not filename.endswith((".tar.gz", ".tgz", ".tar")):
-        raise ConfigError(f"custom URL {sel['url']} does not name a .tar.gz/.tgz/.tar archive")
-    return AuxConfig(
-        source=sel["source"],
-        version=values["version"],
-        urls=urls,
-        md5=md5,
-        sha256=(sel["sha256"],) if sel["sha256"] else (),
-        verify_ssl=not sel["skip_ssl_verification"],
-        filename=filename,
-    )
 
 
 def fetch_aux(*, config: AuxConfig, dest_dir: Path) -> DownloadResult:

@@ -10,31 +10,41 @@ Shapes are tuples where ``None`` means "any size". A dimension the model leaves 
 ``dim_param`` such as ``N``, a TF ``?``, a TFLite ``-1``) accepts any expected size, because the
 model accepts that size at run time; a static dimension must equal the expected one.
 
-Heavy imports (onnx, tensorflow, torch) happen inside the per-framework checks only.
+This module holds the per-framework readers; the types they compare (:class:`ModelInterface`,
+:class:`ModelCheckResult`) and the shared matching and error wording are in
+:mod:`imagenet_ops.model.interface`. Heavy imports (onnx, tensorflow, torch) happen inside the
+per-framework checks only.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import ConfigError, ModelCheckError
+from imagenet_ops.model.interface import (
+    FoundShape,
+    ModelCheckResult,
+    ModelInterface,
+    Shape,
+    compatible,
+    fmt_shape,
+    match_exact,
+    match_loose,
+    mismatch,
+    normalize_framework,
+    single_file,
+    summary,
+    tensor_node_name,
+    unreadable,
+)
 
 log = logging.getLogger(__name__)
-
-FRAMEWORKS = ("onnx", "tensorflow", "tflite", "pytorch", "ncnn")
-# CM's aliases for the framework variation group.
-FRAMEWORK_ALIASES = {"onnxruntime": "onnx", "tf": "tensorflow"}
-
-Shape = tuple[int | None, ...]
-# What a model declares: a static size, a symbolic name (ONNX dim_param) or None (unknown).
-FoundShape = list[int | str | None] | None
 
 # A representative subset of torchvision's resnet50 state dict (resnet50-19c8e357.pth): the stem,
 # one block per stage including the stride/downsample blocks, and the classifier. Every key exists
@@ -67,160 +77,6 @@ RESNET50_STATE_DICT_SHAPES: dict[str, tuple[int, ...]] = {
 NCNN_MAGIC = "7767517"
 # ncnn layers that keep the shape of their (first) input: walked through to find the classifier width.
 _NCNN_SHAPE_KEEPING = {"Softmax", "Split", "Dropout", "Noop", "ReLU", "Sigmoid", "BatchNorm", "Scale"}
-_TENSOR_INDEX = re.compile(r":\d+$")
-
-
-def normalize_framework(framework: str) -> str:
-    """Map a framework name or CM alias (``tf``, ``onnxruntime``) to one of :data:`FRAMEWORKS`.
-
-    Raises:
-        ConfigError: unknown framework.
-    """
-    name = FRAMEWORK_ALIASES.get(str(framework).strip().lower(), str(framework).strip().lower())
-    if name not in FRAMEWORKS:
-        raise ConfigError(f"unknown model framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
-    return name
-
-
-def _norm_shape(shape: Iterable[Any]) -> Shape:
-    # -1, None, "N" and other symbols all mean "any size"; bools are not sizes.
-    return tuple(d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else None for d in shape)
-
-
-@dataclass(frozen=True)
-class ModelInterface:
-    """What a model must offer: tensor names mapped to shapes (``None`` = any size).
-
-    Lists and ``-1`` are accepted and normalised to tuples and ``None``, so the JSON form from
-    :meth:`as_dict` round-trips through :meth:`from_dict`.
-    """
-
-    framework: str
-    inputs: Mapping[str, Shape]
-    outputs: Mapping[str, Shape]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "framework", normalize_framework(self.framework))
-        object.__setattr__(self, "inputs", {str(k): _norm_shape(v) for k, v in self.inputs.items()})
-        object.__setattr__(self, "outputs", {str(k): _norm_shape(v) for k, v in self.outputs.items()})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "framework": self.framework,
-            "inputs": {k: list(v) for k, v in self.inputs.items()},
-            "outputs": {k: list(v) for k, v in self.outputs.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelInterface:
-        return cls(framework=data["framework"], inputs=data["inputs"], outputs=data["outputs"])
-
-
-@dataclass(frozen=True)
-class ModelCheckResult:
-    """What :func:`check_model` found in a model that passed.
-
-    ``kind`` says how the file was read (``onnx``, ``graphdef``, ``tflite``, ``state_dict``,
-    ``torchscript``, ``ncnn``). For a state dict, ``inputs``/``outputs`` hold the first conv and
-    the classifier weights, which fix the input channels and the class count.
-    """
-
-    framework: str
-    files: list[str]
-    kind: str
-    inputs: dict[str, FoundShape]
-    outputs: dict[str, FoundShape]
-    summary: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _fmt_shape(shape: Sequence[int | str | None] | None) -> str:
-    if shape is None:
-        return "[unknown rank]"
-    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def _fmt_tensors(role: str, tensors: Mapping[str, FoundShape]) -> str:
-    if not tensors:
-        return f"found no {role}s"
-    return f"found {role}s " + ", ".join(f"{name} {_fmt_shape(shape)}" for name, shape in tensors.items())
-
-
-def _compatible(expected: Shape, found: FoundShape) -> bool:
-    if found is None:
-        return True
-    if len(expected) != len(found):
-        return False
-    return all(e is None or not isinstance(f, int) or e == f for e, f in zip(expected, found, strict=True))
-
-
-def _mismatch(path: Path, role: str, name: str, shape: Shape, found: Mapping[str, FoundShape]) -> ModelCheckError:
-    return ModelCheckError(f"{path}: expected {role} {name} {_fmt_shape(shape)}, {_fmt_tensors(role, found)}")
-
-
-def _unreadable(path: Path, what: str, exc: BaseException) -> ModelCheckError:
-    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-    return ModelCheckError(f"{path}: expected {what}, found an unreadable file ({type(exc).__name__}: {reason})")
-
-
-def tensor_node_name(name: str) -> str:
-    """``softmax_tensor:0`` -> ``softmax_tensor`` (TF graphs name nodes, tensors add ``:<index>``)."""
-    return _TENSOR_INDEX.sub("", name)
-
-
-def _match_exact(
-    path: Path, role: str, expected: Mapping[str, Shape], found: Mapping[str, FoundShape], *, strip_index: bool = False
-) -> None:
-    for name, shape in expected.items():
-        key = tensor_node_name(name) if strip_index else name
-        if key not in found or not _compatible(shape, found[key]):
-            raise _mismatch(path, role, name, shape, found)
-
-
-def _match_loose(
-    path: Path,
-    role: str,
-    expected: Mapping[str, Shape],
-    found: Mapping[str, FoundShape],
-    aliases: Mapping[str, Sequence[str]],
-) -> list[str]:
-    """Match by name containment (tensor name or alias); else accept the only tensor of that shape."""
-    notes: list[str] = []
-    used: set[str] = set()
-    for name, shape in expected.items():
-        key = tensor_node_name(name)
-        by_name = [t for t in found if t not in used and any(key in a for a in (t, *aliases.get(t, ())))]
-        fitting = [t for t in by_name if _compatible(shape, found[t])]
-        if fitting:
-            used.add(fitting[0])
-            continue
-        if by_name:
-            raise _mismatch(path, role, name, shape, found)
-        by_shape = [t for t in found if t not in used and _compatible(shape, found[t])]
-        if len(by_shape) != 1:
-            raise _mismatch(path, role, name, shape, found)
-        used.add(by_shape[0])
-        notes.append(f"{role} {name} matched by shape to {by_shape[0]} {_fmt_shape(found[by_shape[0]])}")
-    return notes
-
-
-def _single(paths: Sequence[Path], framework: str) -> Path:
-    if len(paths) != 1:
-        names = ", ".join(str(p) for p in paths) or "none"
-        raise ModelCheckError(f"expected one {framework} model file, found {len(paths)}: {names}")
-    return paths[0]
-
-
-def _summary(path: Path, kind: str, inputs: Mapping[str, FoundShape], outputs: Mapping[str, FoundShape], notes: list[str]) -> str:
-    text = f"{path.name}: {kind}; " + "; ".join(
-        (
-            "inputs " + ", ".join(f"{n} {_fmt_shape(s)}" for n, s in inputs.items()),
-            "outputs " + ", ".join(f"{n} {_fmt_shape(s)}" for n, s in outputs.items()),
-        )
-    )
-    return text + "".join(f"; note: {note}" for note in notes)
 
 
 # --- ONNX ---------------------------------------------------------------------------------------
@@ -234,30 +90,30 @@ def _onnx_shape(value_info: Any) -> FoundShape:
 
 
 def _check_onnx(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckResult:
-    path = _single(paths, "onnx")
+    path = single_file(paths, "onnx")
     import onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(str(path))
     except Exception as exc:  # any reader failure means "not this framework's file"
-        raise _unreadable(path, "an ONNX model", exc) from exc
+        raise unreadable(path, "an ONNX model", exc) from exc
     graph = model.graph
     # IR < 4 (opset-8 files) lists every initializer as a graph input too; only the rest are fed.
     initializers = {t.name for t in graph.initializer}
     inputs = {vi.name: _onnx_shape(vi) for vi in graph.input if vi.name not in initializers}
     outputs = {vi.name: _onnx_shape(vi) for vi in graph.output}
-    _match_exact(path, "input", expected.inputs, inputs)
-    _match_exact(path, "output", expected.outputs, outputs)
+    match_exact(path, "input", expected.inputs, inputs)
+    match_exact(path, "output", expected.outputs, outputs)
     extra = [n for n in inputs if n not in expected.inputs]
     if extra:
         raise ModelCheckError(
             f"{path}: expected only inputs {', '.join(expected.inputs)}, found inputs "
-            + ", ".join(f"{n} {_fmt_shape(inputs[n])}" for n in inputs)
+            + ", ".join(f"{n} {fmt_shape(inputs[n])}" for n in inputs)
         )
     opsets = ",".join(str(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
     kind = f"onnx opset {opsets} ir_version {model.ir_version}"
-    return ModelCheckResult("onnx", [str(path)], "onnx", inputs, outputs, _summary(path, kind, inputs, outputs, []))
+    return ModelCheckResult("onnx", [str(path)], "onnx", inputs, outputs, summary(path, kind, inputs, outputs, []))
 
 
 # --- TensorFlow frozen graph --------------------------------------------------------------------
@@ -278,7 +134,7 @@ def load_graph_def(path: Path) -> Any:
     try:
         graph_def.ParseFromString(path.read_bytes())
     except Exception as exc:
-        raise _unreadable(path, "a frozen TensorFlow GraphDef", exc) from exc
+        raise unreadable(path, "a frozen TensorFlow GraphDef", exc) from exc
     if not graph_def.node:
         raise ModelCheckError(f"{path}: expected a frozen TensorFlow GraphDef, found a file that parses to a graph without nodes")
     return graph_def
@@ -300,7 +156,7 @@ def _tf_sinks(graph_def: Any) -> list[str]:
 
 
 def _check_tensorflow(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckResult:
-    path = _single(paths, "tensorflow")
+    path = single_file(paths, "tensorflow")
     graph_def = load_graph_def(path)
     from imagenet_ops.core.native_logs import import_tensorflow
 
@@ -311,22 +167,22 @@ def _check_tensorflow(paths: Sequence[Path], expected: ModelInterface) -> ModelC
         with graph.as_default():
             tf.graph_util.import_graph_def(graph_def, name="")
     except Exception as exc:
-        raise _unreadable(path, "a frozen TensorFlow GraphDef that imports into a graph", exc) from exc
+        raise unreadable(path, "a frozen TensorFlow GraphDef that imports into a graph", exc) from exc
     nodes = {n.name for n in graph_def.node}
     inputs = {n.name: _tf_placeholder_shape(n) for n in graph_def.node if n.op == "Placeholder"}
-    _match_exact(path, "input", expected.inputs, inputs, strip_index=True)
+    match_exact(path, "input", expected.inputs, inputs, strip_index=True)
 
     wanted = [tensor_node_name(n) for n in expected.outputs]
     outputs: dict[str, FoundShape] = {}
     for name in [*(w for w in wanted if w in nodes), *_tf_sinks(graph_def)]:
         op = graph.get_operation_by_name(name)
         outputs.setdefault(name, _tf_tensor_shape(op.outputs[0].shape) if op.outputs else None)
-    _match_exact(path, "output", expected.outputs, outputs, strip_index=True)
+    match_exact(path, "output", expected.outputs, outputs, strip_index=True)
     outputs = {n: outputs[n] for n in wanted}
     extra = [n for n in inputs if n not in {tensor_node_name(i) for i in expected.inputs}]
     notes = [f"unused placeholder(s) {', '.join(extra)}"] if extra else []
     kind = f"tensorflow graphdef, {len(graph_def.node)} nodes"
-    return ModelCheckResult("tensorflow", [str(path)], "graphdef", inputs, outputs, _summary(path, kind, inputs, outputs, notes))
+    return ModelCheckResult("tensorflow", [str(path)], "graphdef", inputs, outputs, summary(path, kind, inputs, outputs, notes))
 
 
 # --- TFLite -------------------------------------------------------------------------------------
@@ -339,7 +195,7 @@ def _tflite_shape(detail: Mapping[str, Any]) -> FoundShape:
 
 
 def _check_tflite(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckResult:
-    path = _single(paths, "tflite")
+    path = single_file(paths, "tflite")
     from imagenet_ops.core.native_logs import import_tensorflow
 
     tf = import_tensorflow()
@@ -363,7 +219,7 @@ def _check_tflite(paths: Sequence[Path], expected: ModelInterface) -> ModelCheck
             for alias, detail in (*runner.get_input_details().items(), *runner.get_output_details().items()):
                 by_index.setdefault(int(detail["index"]), []).append(alias)
     except Exception as exc:
-        raise _unreadable(path, "a TFLite flatbuffer model", exc) from exc
+        raise unreadable(path, "a TFLite flatbuffer model", exc) from exc
 
     def table(details: list[dict[str, Any]]) -> tuple[dict[str, FoundShape], dict[str, list[str]]]:
         shapes: dict[str, FoundShape] = {}
@@ -376,11 +232,11 @@ def _check_tflite(paths: Sequence[Path], expected: ModelInterface) -> ModelCheck
 
     inputs, in_aliases = table(in_details)
     outputs, out_aliases = table(out_details)
-    notes = _match_loose(path, "input", expected.inputs, inputs, in_aliases)
-    notes += _match_loose(path, "output", expected.outputs, outputs, out_aliases)
+    notes = match_loose(path, "input", expected.inputs, inputs, in_aliases)
+    notes += match_loose(path, "output", expected.outputs, outputs, out_aliases)
     dtypes = ",".join(sorted({getattr(d["dtype"], "__name__", str(d["dtype"])) for d in in_details}))
     kind = f"tflite, input dtype {dtypes}"
-    return ModelCheckResult("tflite", [str(path)], "tflite", inputs, outputs, _summary(path, kind, inputs, outputs, notes))
+    return ModelCheckResult("tflite", [str(path)], "tflite", inputs, outputs, summary(path, kind, inputs, outputs, notes))
 
 
 # --- PyTorch ------------------------------------------------------------------------------------
@@ -402,7 +258,7 @@ def _check_state_dict(path: Path, expected: ModelInterface) -> ModelCheckResult:
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise _unreadable(path, "a PyTorch state dict (torch.save) or TorchScript module", exc) from exc
+        raise unreadable(path, "a PyTorch state dict (torch.save) or TorchScript module", exc) from exc
     state = loaded.get("state_dict", loaded) if isinstance(loaded, Mapping) else None
     if not isinstance(state, Mapping) or not state:
         raise ModelCheckError(f"{path}: expected a PyTorch state dict (name -> tensor), found a {type(loaded).__name__}")
@@ -412,7 +268,7 @@ def _check_state_dict(path: Path, expected: ModelInterface) -> ModelCheckResult:
 
     problems = [f"missing {k}" for k in RESNET50_STATE_DICT_SHAPES if k not in shapes]
     problems += [
-        f"{k} {_fmt_shape(want)} has shape {_fmt_shape(shapes[k])}"
+        f"{k} {fmt_shape(want)} has shape {fmt_shape(shapes[k])}"
         for k, want in RESNET50_STATE_DICT_SHAPES.items()
         if k in shapes and shapes[k] != want
     ]
@@ -427,11 +283,11 @@ def _check_state_dict(path: Path, expected: ModelInterface) -> ModelCheckResult:
     for name, shape in expected.outputs.items():
         if shape and shape[-1] is not None and shape[-1] != shapes["fc.weight"][0]:
             raise ModelCheckError(
-                f"{path}: expected output {name} {_fmt_shape(shape)}, found a classifier fc.weight "
-                f"{_fmt_shape(shapes['fc.weight'])} ({shapes['fc.weight'][0]} classes)"
+                f"{path}: expected output {name} {fmt_shape(shape)}, found a classifier fc.weight "
+                f"{fmt_shape(shapes['fc.weight'])} ({shapes['fc.weight'][0]} classes)"
             )
     kind = f"pytorch state dict, {len(shapes)} tensors"
-    return ModelCheckResult("pytorch", [str(path)], "state_dict", inputs, outputs, _summary(path, kind, inputs, outputs, []))
+    return ModelCheckResult("pytorch", [str(path)], "state_dict", inputs, outputs, summary(path, kind, inputs, outputs, []))
 
 
 def _check_torchscript(path: Path, expected: ModelInterface) -> ModelCheckResult:
@@ -451,7 +307,7 @@ def _check_torchscript(path: Path, expected: ModelInterface) -> ModelCheckResult
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=DeprecationWarning)
             module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:
-        raise _unreadable(path, "a TorchScript module (torch.jit.load)", exc) from exc
+        raise unreadable(path, "a TorchScript module (torch.jit.load)", exc) from exc
     try:
         arg_name = module.forward.schema.arguments[1].name
     except (AttributeError, IndexError, RuntimeError):
@@ -462,7 +318,7 @@ def _check_torchscript(path: Path, expected: ModelInterface) -> ModelCheckResult
             result = module(sample)
     except Exception as exc:
         raise ModelCheckError(
-            f"{path}: expected a forward pass on input {in_name} {_fmt_shape(sample.shape)} to work, found an error "
+            f"{path}: expected a forward pass on input {in_name} {fmt_shape(sample.shape)} to work, found an error "
             f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
         ) from exc
     if isinstance(result, Mapping):
@@ -471,14 +327,14 @@ def _check_torchscript(path: Path, expected: ModelInterface) -> ModelCheckResult
         result = result[0]
     inputs: dict[str, FoundShape] = {arg_name: list(sample.shape)}
     outputs: dict[str, FoundShape] = {"output": list(getattr(result, "shape", ()))}
-    if not _compatible(out_shape, outputs["output"]):
-        raise _mismatch(path, "output", out_name, out_shape, outputs)
+    if not compatible(out_shape, outputs["output"]):
+        raise mismatch(path, "output", out_name, out_shape, outputs)
     kind = "pytorch torchscript, forward pass on zeros"
-    return ModelCheckResult("pytorch", [str(path)], "torchscript", inputs, outputs, _summary(path, kind, inputs, outputs, []))
+    return ModelCheckResult("pytorch", [str(path)], "torchscript", inputs, outputs, summary(path, kind, inputs, outputs, []))
 
 
 def _check_pytorch(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckResult:
-    path = _single(paths, "pytorch")
+    path = single_file(paths, "pytorch")
     return _check_torchscript(path, expected) if _is_torchscript(path) else _check_state_dict(path, expected)
 
 
@@ -513,7 +369,7 @@ def _parse_ncnn_param(path: Path) -> tuple[int, list[_NcnnLayer]]:
     try:
         lines = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError as exc:
-        raise _unreadable(path, "an ncnn .param text file", exc) from exc
+        raise unreadable(path, "an ncnn .param text file", exc) from exc
     counts = lines[1].split() if len(lines) > 1 else []
     if len(counts) != 2 or not all(c.isdigit() for c in counts):
         raise ModelCheckError(f"{path}: expected '<layer_count> <blob_count>' on line 2, found {' '.join(counts)[:40]!r}")
@@ -588,11 +444,11 @@ def _check_ncnn(paths: Sequence[Path], expected: ModelInterface) -> ModelCheckRe
     def no_batch(shapes: Mapping[str, Shape], rank: int) -> dict[str, Shape]:
         return {n: s[1:] if len(s) == rank else s for n, s in shapes.items()}
 
-    notes = _match_loose(param, "input", no_batch(expected.inputs, 4), inputs, in_aliases)
-    notes += _match_loose(param, "output", no_batch(expected.outputs, 2), outputs, out_aliases)
+    notes = match_loose(param, "input", no_batch(expected.inputs, 4), inputs, in_aliases)
+    notes += match_loose(param, "output", no_batch(expected.outputs, 2), outputs, out_aliases)
     kind = f"ncnn, {len(layers)} layers, {size} weight bytes"
     files = [str(param), str(weights)]
-    return ModelCheckResult("ncnn", files, "ncnn", inputs, outputs, _summary(param, kind, inputs, outputs, notes))
+    return ModelCheckResult("ncnn", files, "ncnn", inputs, outputs, summary(param, kind, inputs, outputs, notes))
 
 
 _CHECKS = {
@@ -620,7 +476,7 @@ def check_model(*, framework: str, files: Sequence[Path], expected: ModelInterfa
       layer, a non-empty ``.bin``; names match loosely as for tflite, shapes without the batch dim.
 
     Args:
-        framework: one of :data:`FRAMEWORKS` or a CM alias (``tf``, ``onnxruntime``).
+        framework: one of :data:`~imagenet_ops.model.interface.FRAMEWORKS` or a CM alias (``tf``, ``onnxruntime``).
         files: the model file (two files for ncnn).
         expected: the interface the model must offer.
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import ConfigError, ModelCheckError
-from imagenet_ops.model.checks import load_graph_def, tensor_node_name
+from imagenet_ops.model.checks import load_graph_def
+from imagenet_ops.model.interface import tensor_node_name
 
 log = logging.getLogger(__name__)
 
