@@ -178,7 +178,7 @@ def gcs_conditional_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _new_gcs_bucket(endpoint: str, request: pytest.FixtureRequest) -> tuple[object, str]:
-    from imagenet_ops.core.storage import default_gcs_client
+    from imagenet_ops.core.clients import default_gcs_client
 
     client = default_gcs_client(endpoint=endpoint, project="test-project")
     name = _bucket_name(request)

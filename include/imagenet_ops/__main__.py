@@ -27,7 +27,7 @@ from imagenet_ops.aux import pipeline as aux_files
 from imagenet_ops.aux import variations as aux_variations
 from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
-from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.core.uris import scheme_of
 from imagenet_ops.model import pipeline as resnet50
 from imagenet_ops.model import sources as model_sources

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from imagenet_ops.core.lease import LEASE_KEY, Lease, LeaseRecord
-from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.testing.samples import make_train_tar, make_val_tar
 
 pytestmark = pytest.mark.slow

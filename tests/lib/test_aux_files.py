@@ -14,7 +14,7 @@ from imagenet_ops.aux.pipeline import build_aux, validate_aux_dir, verify_aux_ar
 from imagenet_ops.aux.variations import ARCHIVE_NAME, AUX_FILES, resolve_aux_config
 from imagenet_ops.core.errors import ChecksumMismatch, ValidationError
 from imagenet_ops.core.extract import extract_archive
-from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.imagenet.labels import read_val_map
 from imagenet_ops.testing.samples import aux_file_contents, make_aux_archive, sample_wnids
 

@@ -216,7 +216,7 @@ from pathlib import Path
 from imagenet_ops.core.errors import DiskFullError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.store import ObjectStore
-from imagenet_ops.core.storage import default_gcs_client
+from imagenet_ops.core.clients import default_gcs_client
 
 mnt = Path({str(mnt)!r})
 for name, call in [

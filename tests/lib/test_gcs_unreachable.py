@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from imagenet_ops.core import gcs_requests
+from imagenet_ops.core.clients import RetrySettings, default_gcs_client
 from imagenet_ops.core.errors import StorageError
-from imagenet_ops.core.storage import RetrySettings, default_gcs_client, open_sink
+from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.core.store import ObjectStore
 
 

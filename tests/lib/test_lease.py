@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from imagenet_ops.core.lease import LEASE_KEY, Lease, LeaseHeldError, LeaseLostError, LeaseRecord
-from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.sinks import open_sink
 
 
 @dataclass
@@ -138,7 +138,7 @@ _RACER = textwrap.dedent(
     """
     import sys, time
     from imagenet_ops.core.lease import Lease, LeaseHeldError
-    from imagenet_ops.core.storage import open_sink
+    from imagenet_ops.core.sinks import open_sink
     uri, owner, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
     sink = open_sink(uri)
     lease = Lease(sink, owner=owner, ttl=60)
@@ -184,7 +184,7 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     from imagenet_ops.core.lease import Lease
-    from imagenet_ops.core.storage import open_sink
+    from imagenet_ops.core.sinks import open_sink
     Lease(open_sink(sys.argv[1]), owner="cli:holder", ttl=3600, process_bound=True).acquire()
     print("holding", flush=True)
     time.sleep(600)

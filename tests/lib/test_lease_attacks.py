@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from imagenet_ops.core.lease import LEASE_KEY, Lease, LeaseHeldError, LeaseRecord
-from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.sinks import open_sink
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def _script(code: str, *args: str, env: dict[str, str] | None = None) -> subproc
 _HOLDER = """
     import sys, time
     from imagenet_ops.core.lease import Lease
-    from imagenet_ops.core.storage import open_sink
+    from imagenet_ops.core.sinks import open_sink
     Lease(open_sink(sys.argv[1]), owner=sys.argv[2], ttl=float(sys.argv[3]), process_bound=True).acquire()
     print("holding", flush=True)
     time.sleep(600)
@@ -192,7 +192,7 @@ _SLOW_BINDER = """
         time.sleep(3)  # a preemption right after the record is written
         return done
     B.LocalBackend.create = slow
-    from imagenet_ops.core.storage import open_sink
+    from imagenet_ops.core.sinks import open_sink
     L.Lease(open_sink(sys.argv[1]), owner="cli:first", ttl=3600, process_bound=True).acquire()
     print("holding", flush=True)
     time.sleep(600)
@@ -302,7 +302,7 @@ def test_the_lease_record_holds_no_secret(tmp_path: Path) -> None:
 _TAKER = """
     import sys, time
     from imagenet_ops.core.lease import Lease, LeaseHeldError
-    from imagenet_ops.core.storage import open_sink
+    from imagenet_ops.core.sinks import open_sink
     lease = Lease(open_sink(sys.argv[1]), owner=sys.argv[2], ttl=60)
     while time.time() < float(sys.argv[3]):
         pass

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_ops.core.clients import RetrySettings
 from imagenet_ops.core.errors import ArchiveError, StorageError
-from imagenet_ops.core.storage import RetrySettings
 from imagenet_ops.core.store import ObjectInfo, ObjectStore, ShortReadError
 from imagenet_ops.core.uris import is_remote
 

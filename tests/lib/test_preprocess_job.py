@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.core.errors import ConfigError, StorageError
-from imagenet_ops.core.storage import MANIFEST_NAME, LocalSink
+from imagenet_ops.core.manifest import MANIFEST_NAME
+from imagenet_ops.core.sinks import LocalSink
 from imagenet_ops.preprocessed.config import resolve_preprocess_config
 from imagenet_ops.preprocessed.job import PreprocessJob, resolve_job
 from imagenet_ops.preprocessed.pipeline import build_preprocessed

@@ -14,7 +14,8 @@ import pytest
 
 from imagenet_ops.__main__ import main
 from imagenet_ops.core.errors import ChecksumMismatch, ConfigError, ImageError, StorageError, ValidationError
-from imagenet_ops.core.storage import MANIFEST_NAME, LocalSink, S3Sink, read_manifest
+from imagenet_ops.core.manifest import MANIFEST_NAME, read_manifest
+from imagenet_ops.core.sinks import LocalSink, S3Sink
 from imagenet_ops.core.store import ObjectStore
 from imagenet_ops.preprocessed import chunks as chunk_state
 from imagenet_ops.preprocessed import pipeline as preprocess

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.core.errors import ChecksumMismatch, ConfigError
-from imagenet_ops.core.storage import open_sink
+from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.model.pipeline import build_model
 from imagenet_ops.model.sources import model_table_listing, supported_combinations
 from imagenet_ops.model.variations import MODEL_TABLE, ModelJob, model_env, resolve_job, resolve_model_config

@@ -12,23 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_ops.core.clients import RetrySettings, default_gcs_client
 from imagenet_ops.core.errors import ConfigError, StorageError
+from imagenet_ops.core.manifest import MANIFEST_NAME, asset_uri, cache_key_for, publish_dir, read_manifest
 from imagenet_ops.core.output_location import INTENT_KEY
-from imagenet_ops.core.storage import (
-    MANIFEST_NAME,
-    GCSSink,
-    LocalSink,
-    RetrySettings,
-    S3Sink,
-    Sink,
-    asset_uri,
-    cache_key_for,
-    default_gcs_client,
-    open_sink,
-    publish_dir,
-    read_manifest,
-    split_uri,
-)
+from imagenet_ops.core.sinks import GCSSink, LocalSink, S3Sink, Sink, open_sink
+from imagenet_ops.core.uris import split_uri
 
 FAST = RetrySettings(attempts=2, backoff=0.01)
 FILES = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.core.errors import ChecksumMismatch, ConfigError, ImageError, ValidationError
-from imagenet_ops.core.storage import LocalSink, S3Sink
+from imagenet_ops.core.sinks import LocalSink, S3Sink
 from imagenet_ops.core.store import ObjectStore
 from imagenet_ops.testing.samples import (
     imagenet_like_jpeg,

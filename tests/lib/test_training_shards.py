@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from imagenet_ops.core.storage import STATE_DIR, open_sink
+from imagenet_ops.core.sinks import STATE_DIR, open_sink
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
 from imagenet_ops.testing.samples import imagenet_like_jpeg, make_train_tar, make_val_tar, val_synset_labels
 from imagenet_ops.training.order import plan_reference

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.core.errors import ValidationError
-from imagenet_ops.core.storage import LocalSink
+from imagenet_ops.core.sinks import LocalSink
 from imagenet_ops.imagenet.image_header import CMYK_TRAIN_IMAGES, PNG_TRAIN_IMAGES, to_rgb_jpeg
 from imagenet_ops.testing.samples import imagenet_like_jpeg, val_synset_labels
 from imagenet_ops.training.pipeline import build_training_data

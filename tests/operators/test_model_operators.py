@@ -76,7 +76,7 @@ def test_prepare_and_check_take_the_earlier_results_explicitly():
 
 
 def test_publish_builds_the_sink_from_the_connection_and_returns_the_env():
-    from imagenet_ops.core.storage import PublishResult
+    from imagenet_ops.core.manifest import PublishResult
     from imagenet_ops.model.pipeline import ModelPublished
 
     result = PublishResult(

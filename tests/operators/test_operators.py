@@ -20,7 +20,7 @@ from imagenet_operators import (
 from imagenet_ops.core.digests import AcceptedChecksums, Digests
 from imagenet_ops.core.download import DownloadResult
 from imagenet_ops.core.extract import ExtractResult
-from imagenet_ops.core.storage import PublishResult
+from imagenet_ops.core.manifest import PublishResult
 
 
 @contextlib.contextmanager

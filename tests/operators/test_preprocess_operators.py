@@ -12,7 +12,7 @@ from imagenet_operators import (
     PreprocessInputsOperator,
     PreprocessSelectOperator,
 )
-from imagenet_ops.core.storage import LocalSink
+from imagenet_ops.core.sinks import LocalSink
 from imagenet_ops.preprocessed.chunks import ChunkResult, save_chunk_plan
 from imagenet_ops.preprocessed.config import resolve_preprocess_config
 

@@ -18,7 +18,8 @@ from imagenet_ops.core.download import DownloadResult, download
 from imagenet_ops.core.env import aux_env
 from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.core.extract import extract_archive
-from imagenet_ops.core.storage import PublishResult, Sink, publish_dir
+from imagenet_ops.core.manifest import PublishResult, publish_dir
+from imagenet_ops.core.sinks import Sink
 from imagenet_ops.imagenet.constants import NUM_CLASSES, NUM_VAL_IMAGES, WNID
 from imagenet_ops.imagenet.labels import read_lines as _lines
 from imagenet_ops.imagenet.labels import read_val_map

@@ -5,7 +5,7 @@ retries per call) and waits up to 60 s for each answer, so a run against an unre
 sat silent for 85-119 s before failing. Every call the sinks and the object store make passes
 :func:`call_options`: ``retry=None`` and an explicit ``timeout=(connect, read)``. The transient
 failures (:func:`transient_errors`) are retried by the sinks' retry loop under
-:class:`~imagenet_ops.core.storage.RetrySettings`, which logs each retry with the endpoint waited for.
+:class:`~imagenet_ops.core.clients.RetrySettings`, which logs each retry with the endpoint waited for.
 
 Bounds with the default settings (4 attempts, pauses of 1 + 2 + 4 s, connect timeout 10 s, read
 timeout 30 s), before a :class:`~imagenet_ops.core.errors.StorageError` names the endpoint:

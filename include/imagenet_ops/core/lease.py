@@ -172,7 +172,7 @@ class Lease:
     """The lease of one sink's output for one owner.
 
     Args:
-        sink: the output (:class:`~imagenet_ops.core.storage.LocalSink`, ``S3Sink`` or ``GCSSink``).
+        sink: the output (:class:`~imagenet_ops.core.sinks.LocalSink`, ``S3Sink`` or ``GCSSink``).
         owner: the holder's stable name (:func:`cli_owner`, or ``dag_id/run_id``).
         ttl: seconds the lease outlives its last renewal.
         process_bound: the lease belongs to this process alone (the CLI); on a local folder it

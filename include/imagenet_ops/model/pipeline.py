@@ -25,7 +25,8 @@ from typing import Any
 from imagenet_ops.core.digests import AcceptedChecksums
 from imagenet_ops.core.download import download
 from imagenet_ops.core.extract import extract_archive
-from imagenet_ops.core.storage import PublishResult, Sink, publish_dir
+from imagenet_ops.core.manifest import PublishResult, publish_dir
+from imagenet_ops.core.sinks import Sink
 from imagenet_ops.model.interface import ModelCheckResult, ModelInterface
 from imagenet_ops.model.variations import ARTIFACT, DOWNLOAD_DIR, PREPARED_DIR, ModelConfig, model_env
 

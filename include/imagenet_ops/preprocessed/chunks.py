@@ -27,7 +27,7 @@ from typing import Any
 from imagenet_ops.core.errors import ConfigError, ImageError, StorageError
 from imagenet_ops.core.lease import guard_writes
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
-from imagenet_ops.core.storage import LocalSink, Sink
+from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import ImageRef
 from imagenet_ops.preprocessed.config import PreprocessConfig

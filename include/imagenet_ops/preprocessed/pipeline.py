@@ -38,18 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import StorageError, ValidationError
+from imagenet_ops.core.manifest import PublishResult, cache_key_for, cached_result, read_manifest, write_manifest
 from imagenet_ops.core.output_location import begin_output
 from imagenet_ops.core.progress import human_bytes, human_seconds
-from imagenet_ops.core.storage import (
-    LocalSink,
-    PublishResult,
-    Sink,
-    cache_key_for,
-    cached_result,
-    open_sink,
-    read_manifest,
-    write_manifest,
-)
+from imagenet_ops.core.sinks import LocalSink, Sink, open_sink
 from imagenet_ops.imagenet.images import ImageRef
 from imagenet_ops.preprocessed.chunks import ChunkResult, plan_chunks, preprocess_chunk
 from imagenet_ops.preprocessed.config import PreprocessConfig, config_env

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import StorageError
-from imagenet_ops.core.storage import PublishResult, Sink, read_manifest
+from imagenet_ops.core.manifest import PublishResult, read_manifest
+from imagenet_ops.core.sinks import Sink
 from imagenet_ops.preprocessed.chunks import (
     ChunkResult,
     load_chunk_plan,

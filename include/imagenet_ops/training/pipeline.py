@@ -44,9 +44,10 @@ from typing import Any
 
 from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.core.lease import guard_writes
+from imagenet_ops.core.manifest import PublishResult, cached_result, read_manifest, write_manifest
 from imagenet_ops.core.process_pool import worker_pool
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
-from imagenet_ops.core.storage import LocalSink, PublishResult, Sink, cached_result, read_manifest, write_manifest
+from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.core.uris import is_remote
 from imagenet_ops.training.inputs import check_input_archives
 from imagenet_ops.training.plan import TrainingPlan, load_plan, plan_training

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.errors import ConfigError, ValidationError
+from imagenet_ops.core.manifest import cache_key_for, read_manifest
 from imagenet_ops.core.output_location import begin_output
-from imagenet_ops.core.storage import STATE_DIR, Sink, cache_key_for, read_manifest
+from imagenet_ops.core.sinks import STATE_DIR, Sink
 from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
 from imagenet_ops.training.inputs import resolve_val_labels

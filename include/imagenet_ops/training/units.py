@@ -23,7 +23,7 @@ from typing import Any
 from imagenet_ops.core.digests import file_crc32c
 from imagenet_ops.core.diskspace import disk_full_guard
 from imagenet_ops.core.progress import Progress
-from imagenet_ops.core.storage import STATE_DIR, LocalSink, Sink
+from imagenet_ops.core.sinks import STATE_DIR, LocalSink, Sink
 from imagenet_ops.imagenet.images import ImageReader
 from imagenet_ops.training.order import Shard
 from imagenet_ops.training.recordio import RecordIOWriter, lst_line, pack_irheader
