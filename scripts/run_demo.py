@@ -107,7 +107,8 @@ DEMOS = [
 
 
 def main() -> int:
-    from imagenet_operators.local_run import load_dag, run_dag
+    sys.path.insert(0, str(ROOT / "tests"))  # the in-process dag.test() runner the DAG tests use
+    from local_run import load_dag, run_dag
 
     SAMPLES.mkdir(parents=True, exist_ok=True)
     failed = []

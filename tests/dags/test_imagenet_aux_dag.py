@@ -23,7 +23,7 @@ def served_archive(http_server, aux_archive_bytes):
 
 @pytest.fixture
 def aux_dag(airflow_db):
-    from imagenet_operators.local_run import load_dag
+    from local_run import load_dag
 
     return load_dag("imagenet_aux")
 
@@ -40,7 +40,7 @@ def _asset_events(uri: str) -> int:
 
 
 def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     sink = tmp_path / "aux"
     first = run_dag(aux_dag, {**served_archive, "sink_uri": str(sink)})
@@ -62,7 +62,8 @@ def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive,
 
 
 def test_changed_upstream_bytes_republish(aux_dag, http_server, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
+
     from imagenet_ops.testing.samples import make_aux_archive
 
     sink = tmp_path / "aux"
@@ -77,7 +78,7 @@ def test_changed_upstream_bytes_republish(aux_dag, http_server, tmp_path):
 
 
 def test_s3_sink_through_an_airflow_connection(aux_dag, served_archive, s3_bucket, s3_endpoint, monkeypatch):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     client, bucket = s3_bucket
     conn = {
@@ -98,7 +99,7 @@ def test_s3_sink_through_an_airflow_connection(aux_dag, served_archive, s3_bucke
 
 
 def test_gcs_sink_through_an_airflow_connection(aux_dag, served_archive, gcs_bucket, gcs_endpoint, monkeypatch):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     client, bucket = gcs_bucket
     conn = {"conn_type": "google_cloud_platform", "extra": {"endpoint_url": gcs_endpoint, "project": "test-project"}}
@@ -112,7 +113,7 @@ def test_gcs_sink_through_an_airflow_connection(aux_dag, served_archive, gcs_buc
 
 
 def test_cm_tags_in_the_form_are_resolved(aux_dag, served_archive, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     run = run_dag(aux_dag, {**served_archive, "variations": "_from.dropbox,_2012", "sink_uri": str(tmp_path / "aux")})
     assert run.state == "success"
@@ -120,7 +121,7 @@ def test_cm_tags_in_the_form_are_resolved(aux_dag, served_archive, tmp_path):
 
 
 def test_wrong_md5_fails_fast_and_publishes_nothing(aux_dag, served_archive, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     sink = tmp_path / "aux"
     run = run_dag(aux_dag, {**served_archive, "md5": "0" * 32, "sink_uri": str(sink)})
@@ -132,7 +133,7 @@ def test_wrong_md5_fails_fast_and_publishes_nothing(aux_dag, served_archive, tmp
 
 
 def test_unknown_cm_tag_fails_before_any_download(aux_dag, served_archive, http_server, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     run = run_dag(aux_dag, {**served_archive, "variations": "_from.nowhere", "sink_uri": str(tmp_path / "aux")})
     assert run.state == "failed"
@@ -141,7 +142,7 @@ def test_unknown_cm_tag_fails_before_any_download(aux_dag, served_archive, http_
 
 
 def test_unreachable_sink_is_retried_then_fails(aux_dag, served_archive, monkeypatch, closed_port_url):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conn = {
         "conn_type": "aws",
@@ -168,7 +169,7 @@ def test_url_credentials_stay_out_of_the_manifest_and_the_published_xcoms(aux_da
     # Issue 10 item 3, at the DAG level: the download result, the publish env and manifest.json
     # record the mirror with its password and token masked. (The resolve task's XCom still holds
     # the URL as given: the download needs it; see the README.)
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     url = served_archive["url"].replace("http://", "http://reader:pa55w0rd@", 1) + "?token=t0ken"
     sink = tmp_path / "aux"

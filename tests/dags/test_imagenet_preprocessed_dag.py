@@ -24,7 +24,7 @@ def val_inputs(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def preprocessed_dag(airflow_db):
-    from imagenet_operators.local_run import load_dag
+    from local_run import load_dag
 
     return load_dag("imagenet_preprocessed")
 
@@ -49,7 +49,7 @@ def _reference_vgg(data: bytes) -> np.ndarray:
 def test_mapped_chunks_bit_exact_then_cache_hit(preprocessed_dag, val_inputs, tmp_path):
     import tarfile
 
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conf = {
         "images": val_inputs["images"],
@@ -86,7 +86,7 @@ def test_mapped_chunks_bit_exact_then_cache_hit(preprocessed_dag, val_inputs, tm
 
 
 def test_generic_uint8_from_cm_tags(preprocessed_dag, val_inputs, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conf = {
         "images": val_inputs["images"],
@@ -106,7 +106,7 @@ def test_generic_uint8_from_cm_tags(preprocessed_dag, val_inputs, tmp_path):
 
 
 def test_conflicting_variations_fail_in_resolve(preprocessed_dag, val_inputs, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conf = {
         **{k: val_inputs[k] for k in ("images", "val_map")},
@@ -119,7 +119,8 @@ def test_conflicting_variations_fail_in_resolve(preprocessed_dag, val_inputs, tm
 
 
 def test_corrupt_image_fails_its_chunk_and_publishes_nothing(preprocessed_dag, val_inputs, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
+
     from imagenet_ops.testing.preprocess_samples import val_name
 
     images = plain_images(3)

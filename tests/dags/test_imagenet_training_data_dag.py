@@ -29,7 +29,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def training_dag(airflow_db):
-    from imagenet_operators.local_run import load_dag
+    from local_run import load_dag
 
     return load_dag("imagenet_training_data")
 
@@ -39,7 +39,7 @@ def _records(folder: Path) -> dict[str, int]:
 
 
 def test_mapped_groups_to_a_local_folder_then_a_cache_hit(training_dag, inputs, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conf = {
         **inputs,
@@ -73,7 +73,7 @@ def test_mapped_groups_to_a_local_folder_then_a_cache_hit(training_dag, inputs, 
 
 
 def test_nvidia_to_s3_through_a_connection(training_dag, inputs, s3_bucket, s3_endpoint, monkeypatch):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     client, bucket = s3_bucket
     conn = {
@@ -103,7 +103,7 @@ def test_nvidia_to_s3_through_a_connection(training_dag, inputs, s3_bucket, s3_e
 
 
 def test_missing_inputs_fail_in_resolve(training_dag, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     run = run_dag(training_dag, {"sink_uri": str(tmp_path / "x")})
     assert run.state == "failed" and run.task_states["resolve"] == "failed"
@@ -111,7 +111,7 @@ def test_missing_inputs_fail_in_resolve(training_dag, tmp_path):
 
 
 def test_missing_labels_fail_the_plan_without_retries(training_dag, inputs, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conf = {**inputs, "validation_labels": str(tmp_path / "missing.txt"), "train_shards": 2, "validation_shards": 1}
     run = run_dag(training_dag, {**conf, "sink_uri": str(tmp_path / "x")})

@@ -33,7 +33,7 @@ def training_conf(tmp_path) -> dict:
 
 
 def test_a_training_run_on_a_busy_output_fails_at_once_and_leaves_the_holder_alone(airflow_db, training_conf, capfd):
-    from imagenet_operators.local_run import load_dag, run_dag
+    from local_run import load_dag, run_dag
 
     sink = open_sink(training_conf["sink_uri"])
     holder = Lease(sink, owner="cli:somewhere:4242:feedbeef", ttl=600).acquire()
@@ -49,7 +49,7 @@ def test_a_training_run_on_a_busy_output_fails_at_once_and_leaves_the_holder_alo
 
 
 def test_a_training_run_takes_and_releases_its_lease(airflow_db, training_conf):
-    from imagenet_operators.local_run import load_dag, run_dag
+    from local_run import load_dag, run_dag
 
     run = run_dag(load_dag("imagenet_training_data"), training_conf)
     assert run.state == "success", run.task_states
@@ -58,7 +58,7 @@ def test_a_training_run_takes_and_releases_its_lease(airflow_db, training_conf):
 
 
 def test_a_failed_run_still_releases_its_lease_and_stays_failed(airflow_db, training_conf):
-    from imagenet_operators.local_run import load_dag, run_dag
+    from local_run import load_dag, run_dag
 
     conf = {**training_conf, "validation_labels": training_conf["train"]}  # not a labels file: the plan fails
     run = run_dag(load_dag("imagenet_training_data"), conf)
@@ -68,7 +68,7 @@ def test_a_failed_run_still_releases_its_lease_and_stays_failed(airflow_db, trai
 
 
 def test_a_preprocessed_run_on_a_busy_output_fails_at_once(airflow_db, dag_inputs, tmp_path, capfd):
-    from imagenet_operators.local_run import load_dag, run_dag
+    from local_run import load_dag, run_dag
 
     sink = open_sink(str(tmp_path / "pre"))
     holder = Lease(sink, owner="imagenet_preprocessed/manual__other", ttl=600).acquire()

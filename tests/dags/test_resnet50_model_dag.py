@@ -12,13 +12,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def model_dag(airflow_db):
-    from imagenet_operators.local_run import load_dag
+    from local_run import load_dag
 
     return load_dag("resnet50_model")
 
 
 def test_one_variant_from_the_form(model_dag, model_mirror, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     md5 = model_mirror["md5_by_file"]["resnet50_v1.onnx"]
     run = run_dag(model_dag, {"framework": "onnx", "mirror": model_mirror["mirror"], "md5": md5, "sink_uri": str(tmp_path / "m")})
@@ -31,7 +31,7 @@ def test_one_variant_from_the_form(model_dag, model_mirror, tmp_path):
 
 
 def test_several_variants_are_mapped_and_a_rerun_republishes_nothing(model_dag, model_mirror, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     conf = {
         "variants": ["_onnx", "_tflite", "_tensorflow,_fix-input-shape", "_pytorch", "_ncnn"],
@@ -74,7 +74,7 @@ def test_several_variants_are_mapped_and_a_rerun_republishes_nothing(model_dag, 
 
 
 def test_wrong_framework_file_fails_the_load_check_and_publishes_nothing(model_dag, model_mirror, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     root = model_mirror["server"].root
     (root / "resnet50_v1.no-argmax.tflite").write_bytes((root / "resnet50_v1.onnx").read_bytes())
@@ -90,7 +90,7 @@ def test_wrong_framework_file_fails_the_load_check_and_publishes_nothing(model_d
 
 
 def test_unsupported_combination_fails_before_any_download(model_dag, model_mirror, tmp_path):
-    from imagenet_operators.local_run import run_dag
+    from local_run import run_dag
 
     run = run_dag(
         model_dag, {"variations": "_tflite,_int8,_argmax", "mirror": model_mirror["mirror"], "sink_uri": str(tmp_path / "m")}

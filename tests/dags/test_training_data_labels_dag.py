@@ -13,7 +13,7 @@ WNIDS = ["n01440764", "n01443537", "n01484850"]
 
 def test_a_validation_wnid_that_is_not_a_train_class_fails_the_plan_without_retries(airflow_db, tmp_path, capfd):
     # Regression (issue 10 item 4): a validation wnid that is not a train class shifted every later train label.
-    from imagenet_operators.local_run import load_dag, run_dag
+    from local_run import load_dag, run_dag
 
     labels = tmp_path / "imagenet_2012_validation_synset_labels.txt"
     labels.write_text("".join(w + "\n" for w in [WNIDS[0], WNIDS[2], "n01443000", WNIDS[1]]))

@@ -1,6 +1,7 @@
 """Run a DAG in-process with ``dag.test()`` and read back task states and XComs.
 
-Used by the demo command and the DAG tests (the embedded default: SQLite, local execution).
+Used by the DAG tests and the demo command (the embedded default: SQLite, local execution). It uses
+Airflow internals (the XCom model, sessions), so it is test support, not shipped with the plugins.
 """
 
 from __future__ import annotations
