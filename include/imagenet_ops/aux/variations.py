@@ -22,7 +22,16 @@ from imagenet_ops.core.digests import AcceptedChecksums
 from imagenet_ops.core.download import filename_from_url
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.jobs import Job
-from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+from imagenet_ops.core.variations import (
+    SKIP_SSL_VERIFICATION,
+    Choice,
+    Group,
+    Option,
+    VariationTable,
+    md5_option,
+    source_urls,
+    url_option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +113,15 @@ AUX_TABLE = VariationTable(
         ),
     ),
     options=(
-        Option(
+        url_option(
             "url",
-            "string",
-            "Custom URL",
-            "Download from this URL instead of the source's mirrors (an internal mirror or artifact store).",
-            section="Custom source",
-            pattern=r"^(https?|file)://",
+            title="Custom URL",
+            description="Download from this URL instead of the source's mirrors (an internal mirror or artifact store).",
         ),
-        Option(
+        md5_option(
             "md5",
-            "string",
-            "Custom md5",
-            "Accepted md5 of the archive; replaces the source's md5 list.",
-            section="Custom source",
-            pattern=r"^[0-9a-fA-F]{32}$",
+            title="Custom md5",
+            description="Accepted md5 of the archive; replaces the source's md5 list.",
         ),
         Option(
             "sha256",
@@ -169,7 +172,7 @@ def resolve_aux_config(given: Mapping[str, Any] | None = None, *, variations: st
     """
     sel = AUX_TABLE.selections(given, variations)
     values = AUX_TABLE.resolve(sel)
-    urls = (sel["url"],) if sel["url"] else tuple(values["urls"])
+    urls = source_urls(values["urls"], url=sel["url"])
     md5 = (sel["md5"],) if sel["md5"] else (() if sel["sha256"] else tuple(values["md5"]))
     if sel["url"] and not (sel["md5"] or sel["sha256"]):
         log.info("custom URL %s is checked against the %s source's md5s %s", sel["url"], sel["source"], ", ".join(md5))

@@ -157,6 +157,9 @@ MD5_PATTERN = r"^[0-9a-fA-F]{32}$"
 MD5_LIST_PATTERN = r"^[0-9a-fA-F]{32}(,[0-9a-fA-F]{32})*$"
 
 
+SOURCE_SECTION = "Custom source"
+
+
 def mirror_option(name: str = "mirror") -> Option:
     """The internal artifact store tried before the published mirrors (``<mirror>/<file name>``)."""
     return Option(
@@ -164,20 +167,22 @@ def mirror_option(name: str = "mirror") -> Option:
         "string",
         "Mirror base URL",
         "Internal artifact store tried first: files are fetched as <mirror>/<file name>.",
-        section="Custom source",
+        section=SOURCE_SECTION,
         pattern=URL_PATTERN,
     )
 
 
-def url_option(name: str, *, title: str = "Custom URL", description: str) -> Option:
+def url_option(name: str, *, title: str = "Custom URL", description: str, section: str = SOURCE_SECTION) -> Option:
     """A URL that replaces the published mirrors of one download."""
-    return Option(name, "string", title, description, section="Custom source", pattern=URL_PATTERN)
+    return Option(name, "string", title, description, section=section, pattern=URL_PATTERN)
 
 
-def md5_option(name: str, *, title: str = "Custom md5", description: str, several: bool = False) -> Option:
-    """An md5 (or, with ``several``, comma-separated md5s) that replaces a download's published sum."""
+def md5_option(
+    name: str, *, title: str = "Custom md5", description: str, several: bool = False, section: str = SOURCE_SECTION
+) -> Option:
+    """An md5 (or, with ``several``, comma-separated md5s) that replaces or sets a download's expected sum."""
     pattern = MD5_LIST_PATTERN if several else MD5_PATTERN
-    return Option(name, "string", title, description, section="Custom source", pattern=pattern)
+    return Option(name, "string", title, description, section=section, pattern=pattern)
 
 
 def source_urls(

@@ -30,7 +30,16 @@ from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.jobs import Job
-from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+from imagenet_ops.core.variations import (
+    SKIP_SSL_VERIFICATION,
+    Choice,
+    Group,
+    Option,
+    VariationTable,
+    mirror_option,
+    source_urls,
+    url_option,
+)
 from imagenet_ops.imagenet.constants import RESNET50_CHANNEL_MEANS
 from imagenet_ops.model.sources import MODEL_SOURCES, ZENODO_PB, RemoteFile, describe, matches, supported_combinations
 
@@ -148,21 +157,11 @@ MODEL_TABLE = VariationTable(
             tag="huggingface_default",
             section="Model",
         ),
-        Option(
-            "mirror",
-            "string",
-            "Mirror base URL",
-            "Internal artifact store tried first: files are fetched as <mirror>/<file name>.",
-            section="Custom source",
-            pattern=r"^(https?|file)://",
-        ),
-        Option(
+        mirror_option(),
+        url_option(
             "url",
-            "string",
-            "Custom URL",
-            "Download the (single) model file from this URL only.",
-            section="Custom source",
-            pattern=r"^(https?|file)://",
+            title="Custom URL",
+            description="Download the (single) model file from this URL only.",
         ),
         Option(
             "md5",
@@ -282,9 +281,7 @@ def _override_files(
         raise ConfigError(f"{ARTIFACT}: --url replaces a single file; this variant downloads {len(files)}: use --mirror")
     out = []
     for i, f in enumerate(files):
-        urls = (sel["url"],) if sel["url"] else f.urls
-        if sel["mirror"]:
-            urls = (f"{sel['mirror'].rstrip('/')}/{f.download_name}", *urls)
+        urls = source_urls(f.urls, url=sel["url"], mirror=sel["mirror"], name=f.download_name)
         md5 = md5s[i] if md5s else md5_by_file.get(f.filename, f.md5)
         out.append(RemoteFile(f.filename, urls, md5.lower(), f.gunzip))
     return tuple(out)

@@ -29,6 +29,7 @@ from math import isfinite
 from typing import Any
 
 from imagenet_ops.core.errors import ConfigError
+from imagenet_ops.core.variations import source_urls
 from imagenet_ops.preprocessed.variations import (
     ARTIFACT,
     CALIBRATION_BASE_URL,
@@ -258,15 +259,13 @@ def _size(sel: Mapping[str, Any]) -> int:
 
 
 def _downloads(sel: Mapping[str, Any], dataset_type: str, size: int) -> dict[str, Any]:
-    mirror = (sel["mirror"] or "").rstrip("/")
     subset = dataset_type == "validation" and size <= 500
     images = VAL_500_TAR if subset else VAL_FULL_TAR
-    images_urls = (sel["images_url"],) if sel["images_url"] else (VAL_500_URLS if subset else VAL_FULL_URLS)
+    published = VAL_500_URLS if subset else VAL_FULL_URLS
+    images_urls = source_urls(published, url=sel["images_url"], mirror=sel["mirror"], name=images)
     cal_name, cal_md5 = CALIBRATION_LISTS[sel["calibration_option"]]
-    cal_urls = (sel["calibration_url"],) if sel["calibration_url"] else (f"{CALIBRATION_BASE_URL}/{cal_name}",)
-    if mirror:
-        images_urls = (f"{mirror}/{images}", *images_urls)
-        cal_urls = (f"{mirror}/{cal_name}", *cal_urls)
+    cal_published = (f"{CALIBRATION_BASE_URL}/{cal_name}",)
+    cal_urls = source_urls(cal_published, url=sel["calibration_url"], mirror=sel["mirror"], name=cal_name)
     return {
         "images_filename": images,
         "images_urls": images_urls,

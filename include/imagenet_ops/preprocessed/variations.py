@@ -11,7 +11,17 @@ change to the published bytes must bump it and say why in :data:`RELEASE_NOTES`.
 
 from __future__ import annotations
 
-from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Combo, Group, Option, VariationTable
+from imagenet_ops.core.variations import (
+    SKIP_SSL_VERIFICATION,
+    Choice,
+    Combo,
+    Group,
+    Option,
+    VariationTable,
+    md5_option,
+    mirror_option,
+    url_option,
+)
 from imagenet_ops.imagenet.constants import (
     NUM_VAL_IMAGES,
     RESNET50_CHANNEL_MEANS,
@@ -293,45 +303,26 @@ PREPROCESS_TABLE = VariationTable(
             optional=False,
             section="Options",
         ),
-        Option(
-            "mirror",
-            "string",
-            "Mirror base URL",
-            "Internal artifact store tried first: files are fetched as <mirror>/<file name>.",
-            section=_SOURCE,
-            pattern=r"^(https?|file)://",
-        ),
-        Option(
+        mirror_option(),
+        url_option(
             "images_url",
-            "string",
-            "Images tar URL",
-            "Download the validation tar from this URL instead of the reference mirrors.",
-            section=_SOURCE,
-            pattern=r"^(https?|file)://",
+            title="Images tar URL",
+            description="Download the validation tar from this URL instead of the reference mirrors.",
         ),
-        Option(
+        md5_option(
             "images_md5",
-            "string",
-            "Images tar md5",
-            "Accepted md5 of the downloaded validation tar.",
-            section=_SOURCE,
-            pattern=r"^[0-9a-fA-F]{32}$",
+            title="Images tar md5",
+            description="Accepted md5 of the downloaded validation tar.",
         ),
-        Option(
+        url_option(
             "calibration_url",
-            "string",
-            "Calibration list URL",
-            "Download the calibration list from this URL instead of GitHub.",
-            section=_SOURCE,
-            pattern=r"^(https?|file)://",
+            title="Calibration list URL",
+            description="Download the calibration list from this URL instead of GitHub.",
         ),
-        Option(
+        md5_option(
             "calibration_md5",
-            "string",
-            "Calibration list md5",
-            "Accepted md5 of the downloaded calibration list.",
-            section=_SOURCE,
-            pattern=r"^[0-9a-fA-F]{32}$",
+            title="Calibration list md5",
+            description="Accepted md5 of the downloaded calibration list.",
         ),
         SKIP_SSL_VERIFICATION,
     ),

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.jobs import Job, input_field
-from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable
+from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable, md5_option, url_option
 from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 
 ARTIFACT = "imagenet_training_data"
@@ -35,7 +35,6 @@ VAL_LABELS_URL = (
     "https://raw.githubusercontent.com/tensorflow/models/master/research/slim/datasets/imagenet_2012_validation_synset_labels.txt"
 )
 VAL_LABELS_NAME = "imagenet_2012_validation_synset_labels.txt"
-_MD5 = r"^[0-9a-fA-F]{32}$"
 
 TRAINING_TABLE = VariationTable(
     artifact=ARTIFACT,
@@ -100,30 +99,26 @@ TRAINING_TABLE = VariationTable(
             section="Inputs",
             tag="check_md5",
         ),
-        Option(
+        md5_option(
             "train_md5",
-            "string",
-            "Train tar md5",
-            f"Expected md5 of the train tar when checking (default {TRAIN_TAR_MD5}).",
+            title="Train tar md5",
+            description=f"Expected md5 of the train tar when checking (default {TRAIN_TAR_MD5}).",
             section="Inputs",
-            pattern=_MD5,
         ),
-        Option(
+        md5_option(
             "validation_md5",
-            "string",
-            "Validation tar md5",
-            f"Expected md5 of the validation tar when checking (default {VAL_TAR_MD5}).",
+            title="Validation tar md5",
+            description=f"Expected md5 of the validation tar when checking (default {VAL_TAR_MD5}).",
             section="Inputs",
-            pattern=_MD5,
         ),
-        Option(
+        url_option(
             "labels_url",
-            "string",
-            "Validation labels URL",
-            "Where to download imagenet_2012_validation_synset_labels.txt when no labels file or aux artifact is given "
-            "(a mirror of the tensorflow/models file).",
+            title="Validation labels URL",
+            description=(
+                "Where to download imagenet_2012_validation_synset_labels.txt when no labels file or aux artifact is "
+                "given (a mirror of the tensorflow/models file)."
+            ),
             section="Inputs",
-            pattern=r"^(https?|file)://",
         ),
         SKIP_SSL_VERIFICATION,
     ),
