@@ -28,8 +28,10 @@ from imagenet_operators import (
     AuxValidateOperator,
     ChecksumVerifyOperator,
 )
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
-from imagenet_ops.aux.variations import ARTIFACT, AUX_TABLE
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_ops.aux import DECLARATION
+
+ARTIFACT = DECLARATION.name
 
 AUX_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -44,7 +46,7 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["imagenet", "mlperf", "aux"],
-    params={**table_params(AUX_TABLE), **output_params(ARTIFACT)},
+    params={**declared_params(DECLARATION), **output_params(ARTIFACT)},
 ) as dag:
 
     @task(task_display_name="Resolve variations", multiple_outputs=True)
@@ -54,9 +56,8 @@ with DAG(
         Config fields are returned at the top level too, so operators can take ``run["urls"]``.
         """
         from imagenet_operators import dag_helpers
-        from imagenet_ops.aux.variations import resolve_job
 
-        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
+        return dag_helpers.resolve_job(DECLARATION, params=params, run_id=run_id, dag_run=dag_run)
 
     run = resolve()
     download = ArchiveDownloadOperator(

@@ -37,9 +37,10 @@ from imagenet_operators import (
     PreprocessSelectOperator,
     ReleaseOutputLeaseOperator,
 )
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
-from imagenet_ops.preprocessed.job import PreprocessJob
-from imagenet_ops.preprocessed.variations import ARTIFACT, PREPROCESS_TABLE
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_ops.preprocessed import DECLARATION
+
+ARTIFACT = DECLARATION.name
 
 PREPROCESSED_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -55,8 +56,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["imagenet", "mlperf", "dataset"],
     params={
-        **table_params(PREPROCESS_TABLE),
-        **{f.name: input_param(f.metadata["title"], f.metadata["description"]) for f in PreprocessJob.inputs()},
+        **declared_params(DECLARATION),
         **scale_out_params(
             tasks_name="chunks",
             tasks_default=16,
@@ -72,9 +72,8 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any = None) -> dict[str, Any]:
         """Config, inputs and locations in one dict; an invalid combination fails here, before any work."""
         from imagenet_operators import dag_helpers
-        from imagenet_ops.preprocessed.job import resolve_job
 
-        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
+        return dag_helpers.resolve_job(DECLARATION, params=params, run_id=run_id, dag_run=dag_run)
 
     job = resolve()
     inputs = PreprocessInputsOperator(task_id="inputs", task_display_name="Fetch inputs", job=job, pool="imagenet_downloads")

@@ -34,8 +34,10 @@ from imagenet_operators import (
     TrainingPlanOperator,
     TrainingShardsOperator,
 )
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, input_param, output_params, scale_out_params, table_params
-from imagenet_ops.training.variations import ARTIFACT, TRAINING_TABLE, TrainingJob
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_ops.training import DECLARATION
+
+ARTIFACT = DECLARATION.name
 
 TRAINING_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -52,8 +54,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["imagenet", "mlperf", "training"],
     params={
-        **table_params(TRAINING_TABLE),
-        **{f.name: input_param(f.metadata["title"], f.metadata["description"]) for f in TrainingJob.inputs()},
+        **declared_params(DECLARATION),
         **scale_out_params(
             tasks_name="parallel_tasks",
             tasks_default=8,
@@ -69,9 +70,8 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any = None) -> dict[str, Any]:
         """The run's TrainingJob as a dict; a bad variation or missing input fails here, before any read."""
         from imagenet_operators import dag_helpers
-        from imagenet_ops.training.variations import resolve_job
 
-        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
+        return dag_helpers.resolve_job(DECLARATION, params=params, run_id=run_id, dag_run=dag_run)
 
     job = resolve()
     checked = TrainingChecksumOperator(task_id="check_md5", task_display_name="Check md5 of the input tars", job=job)

@@ -25,8 +25,10 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, output_params, refresh_schedule, table_params
-from imagenet_ops.model.variations import ARTIFACT, MODEL_TABLE
+from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_ops.model import DECLARATION
+
+ARTIFACT = DECLARATION.name
 
 MODEL_ASSET_ALIAS = AssetAlias(ARTIFACT)
 
@@ -59,7 +61,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["imagenet", "mlperf", "model"],
     params={
-        **table_params(MODEL_TABLE),
+        **declared_params(DECLARATION),
         "variants": Param(
             None,
             type=["array", "null"],
@@ -85,9 +87,8 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> list[dict[str, Any]]:
         """One job per variant (config, work dir, sink); bad combinations fail here, before any download."""
         from imagenet_operators import dag_helpers
-        from imagenet_ops.model.variations import resolve_job
 
-        return dag_helpers.resolve_job(resolve_job, artifact=ARTIFACT, params=params, run_id=run_id, dag_run=dag_run)
+        return dag_helpers.resolve_job(DECLARATION, params=params, run_id=run_id, dag_run=dag_run)
 
     variants = resolve()
     by_variant = "{{ task.job.config.variant_id }}"  # mapped tasks are named by variant in the UI

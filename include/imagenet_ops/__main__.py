@@ -23,18 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops import VERSION
+from imagenet_ops.aux import DECLARATION as AUX
 from imagenet_ops.aux import pipeline as aux_files
-from imagenet_ops.aux import variations as aux_variations
+from imagenet_ops.aux.variations import ARCHIVE_NAME
 from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
 from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.core.uris import scheme_of
+from imagenet_ops.model import DECLARATION as MODEL
 from imagenet_ops.model import pipeline as resnet50
 from imagenet_ops.model import sources as model_sources
-from imagenet_ops.model import variations as model_variations
 from imagenet_ops.testing import samples
+from imagenet_ops.training import DECLARATION as TRAINING
 from imagenet_ops.training import pipeline as training_data
-from imagenet_ops.training import variations as training_variations
 
 log = logging.getLogger("imagenet_ops")
 
@@ -111,7 +112,7 @@ def _build_and_report(args: argparse.Namespace, label: str, sink: Any, build: Ca
 
 def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
     # the job's work dir is not used: the CLI picks its own under the output's lease (_work_dir)
-    job = aux_variations.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir=args.work_dir or "")
+    job = AUX.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir=args.work_dir or "")
     sink = open_sink(job.sink_uri)
     return _build_and_report(
         args, f"aux {job.config.version}", sink, lambda work: aux_files.build_aux(config=job.config, sink=sink, work_dir=work)
@@ -124,7 +125,7 @@ def _cmd_model(args: argparse.Namespace) -> Any:
     if not args.output:
         raise ConfigError("model: --output is required (or use --list)")
     # the DAG's rules, with the CLI's one variant; the work dir is picked under the output's lease (_work_dir)
-    (job,) = model_variations.resolve_job(
+    (job,) = MODEL.resolve_job(
         vars(args), sink_uri=args.output, conn_id=None, work_dir=args.work_dir or "", per_variant_folder=args.per_variant_folder
     )
     sink = open_sink(job.sink_uri)
@@ -134,20 +135,21 @@ def _cmd_model(args: argparse.Namespace) -> Any:
 
 
 def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
-    config = training_variations.resolve_training_config(training_variations.TRAINING_TABLE.selections_from_args(args))
-    sink = open_sink(args.output)
+    # the DAG's rules; one process writes every unit, in a work dir picked under the output's lease (_work_dir)
+    job = TRAINING.resolve_job({**vars(args), "parallel_tasks": 1}, sink_uri=args.output, conn_id=None, work_dir="")
+    sink = open_sink(job.sink_uri)
     workers = args.workers or os.cpu_count() or 1
     return _build_and_report(
         args,
-        f"training data ({config.implementation})",
+        f"training data ({job.config.implementation})",
         sink,
         lambda work: training_data.build_training_data(
-            config=config,
+            config=job.config,
             sink=sink,
-            train=args.train,
-            validation=args.validation,
-            validation_labels=args.validation_labels,
-            aux_path=args.aux_path,
+            train=job.train,
+            validation=job.validation,
+            validation_labels=job.validation_labels,
+            aux_path=job.aux_path,
             work_dir=work,
             workers=workers,
         ),
@@ -155,25 +157,25 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
+    from imagenet_ops.preprocessed import DECLARATION as PREPROCESSED
     from imagenet_ops.preprocessed import pipeline as preprocess
-    from imagenet_ops.preprocessed.config import resolve_preprocess_config
-    from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
 
-    config = resolve_preprocess_config(PREPROCESS_TABLE.selections_from_args(args))
-    sink = open_sink(args.output)
+    # the DAG's rules (a validation set needs labels); the work dir is picked under the output's lease
+    job = PREPROCESSED.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir="")
+    sink = open_sink(job.sink_uri)
     return _build_and_report(
         args,
-        f"preprocessed {config.tags}",
+        f"preprocessed {job.config.tags}",
         sink,
         lambda work: preprocess.build_preprocessed(
-            config=config,
-            source=args.images,
-            output=args.output,
-            val_map=Path(args.val_map) if args.val_map else None,
-            aux_path=args.aux_path,
-            calibration_list=Path(args.calibration_list) if args.calibration_list else None,
+            config=job.config,
+            source=job.images,
+            output=job.sink_uri,
+            val_map=Path(job.val_map) if job.val_map else None,
+            aux_path=job.aux_path,
+            calibration_list=Path(job.calibration_list) if job.calibration_list else None,
             workers=args.workers or None,
-            chunks=args.chunks,
+            chunks=job.chunks,
             work_dir=work,
             sink=sink,
         ),
@@ -237,12 +239,11 @@ def add_job_inputs(
 
 
 def _add_preprocessed_parser(sub: Any) -> None:
-    from imagenet_ops.preprocessed.job import PreprocessJob
-    from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
+    from imagenet_ops.preprocessed import DECLARATION as PREPROCESSED
 
     pre = sub.add_parser("preprocessed", help="preprocessed ImageNet val/calibration sets (get-preprocessed-dataset-imagenet)")
-    PREPROCESS_TABLE.add_cli_arguments(pre)
-    add_job_inputs(pre, PreprocessJob, required=("images",), cli_help=PREPROCESSED_CLI_HELP)
+    PREPROCESSED.table.add_cli_arguments(pre)
+    add_job_inputs(pre, PREPROCESSED.job, required=("images",), cli_help=PREPROCESSED_CLI_HELP)
     pre.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     pre.add_argument("--workers", type=_count(0), default=0, help="processes, 0 to 256 (default 0: all cores)")
     pre.add_argument("--chunks", type=_count(1, 1024), default=1, help="chunks, run one after the other (1 to 1024)")
@@ -252,7 +253,7 @@ def _add_preprocessed_parser(sub: Any) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
-    path = samples.make_aux_archive(Path(args.output) / aux_variations.ARCHIVE_NAME, seed=args.seed)
+    path = samples.make_aux_archive(Path(args.output) / ARCHIVE_NAME, seed=args.seed)
     return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
 
 
@@ -263,14 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     aux = sub.add_parser("aux", help="ImageNet aux files (get-dataset-imagenet-aux)")
-    aux_variations.AUX_TABLE.add_cli_arguments(aux)
+    AUX.table.add_cli_arguments(aux)
     aux.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     aux.add_argument("--work-dir", help="scratch folder for the download (default: a temporary folder, removed after)")
     _add_lease_argument(aux)
     aux.set_defaults(func=_cmd_aux)
 
     model = sub.add_parser("model", help="ResNet-50 model variants (get-ml-model-resnet50)")
-    model_variations.MODEL_TABLE.add_cli_arguments(model)
+    MODEL.table.add_cli_arguments(model)
     model.add_argument("--list", action="store_true", help="print every supported combination (URLs, file names, md5s) as JSON")
     model.add_argument("--output", help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     model.add_argument("--per-variant-folder", action="store_true", help="publish into <output>/<variant id>")
@@ -278,11 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lease_argument(model)
     model.set_defaults(func=_cmd_model)
 
-    from imagenet_ops.training.variations import TrainingJob
-
     tdata = sub.add_parser("training-data", help="ResNet-50 training TFRecords or RecordIO (prepare-training-data-resnet)")
-    training_variations.TRAINING_TABLE.add_cli_arguments(tdata)
-    add_job_inputs(tdata, TrainingJob)
+    TRAINING.table.add_cli_arguments(tdata)
+    add_job_inputs(tdata, TRAINING.job)
     tdata.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
     tdata.add_argument(
         "--workers", type=_count(0), default=0, help="processes writing shards at once, 0 to 256 (default 0: all cores)"

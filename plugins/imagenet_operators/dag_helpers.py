@@ -63,6 +63,12 @@ def table_params(table: VariationTable) -> dict[str, Param]:
     return {name: Param(**spec) for name, spec in table.param_specs().items()}
 
 
+def declared_params(artifact: Any) -> dict[str, Param]:
+    """The form fields an artifact declares: its variation table's fields, then its job's inputs."""
+    inputs = {f.name: input_param(f.metadata["title"], f.metadata["description"]) for f in artifact.job.inputs()}
+    return {**table_params(artifact.table), **inputs}
+
+
 def output_params(artifact: str) -> dict[str, Param]:
     """Where to publish: sink URI and connection id."""
     return {
@@ -152,25 +158,25 @@ def run_params(params: dict[str, Any], dag_run: Any, dag_id: str) -> dict[str, A
     return {**params, **overrides}
 
 
-def resolve_job(resolve: Any, *, artifact: str, params: dict[str, Any], run_id: str, dag_run: Any) -> Any:
+def resolve_job(artifact: Any, *, params: dict[str, Any], run_id: str, dag_run: Any) -> Any:
     """The one resolve step of every DAG: the run's params, its locations, then the artifact's ``resolve_job``.
 
     Args:
-        resolve: the artifact's library ``resolve_job(params, *, sink_uri, conn_id, work_dir, scheduled)``,
-            which holds every rule about the params and returns one Job or a list of them.
-        artifact: the artifact name (the default sink's last folder, the work dir's first).
+        artifact: the artifact's :class:`~imagenet_ops.core.jobs.Artifact` declaration; its
+            ``resolve_job(params, *, sink_uri, conn_id, work_dir, scheduled)`` holds every rule about
+            the params and returns one Job or a list of them.
         params: the form's params (a scheduled run's refresh settings are laid over them here).
 
     Returns:
-        The job's ``to_xcom()`` dict, or a list of them when ``resolve`` returns several jobs.
+        The job's ``to_xcom()`` dict, or a list of them when the artifact makes several jobs.
     """
-    params = run_params(params, dag_run, artifact)
-    uri = sink_uri(artifact, params.get("sink_uri"))
-    jobs = resolve(
+    params = run_params(params, dag_run, artifact.name)
+    uri = sink_uri(artifact.name, params.get("sink_uri"))
+    jobs = artifact.resolve_job(
         params,
         sink_uri=uri,
         conn_id=sink_conn_id(uri, params.get("conn_id")),
-        work_dir=work_dir(artifact, run_id),
+        work_dir=work_dir(artifact.name, run_id),
         scheduled=is_scheduled(dag_run),
     )
     return [j.to_xcom() for j in jobs] if isinstance(jobs, list) else jobs.to_xcom()

@@ -280,3 +280,12 @@ def test_each_input_has_the_forms_name_on_the_command_line(dag_inputs, tmp_path:
         assert flag in helps["preprocessed"], flag
     for flag in ("--train", "--validation", "--validation-labels", "--aux-path"):
         assert flag in helps["training-data"], flag
+
+
+def test_a_validation_set_without_labels_is_refused_like_in_the_form(dag_inputs, tmp_path: Path) -> None:
+    # Regression (issue 11): the rule lived in the DAG, so the CLI published sets that no accuracy run can score.
+    inputs = dag_inputs.inputs["imagenet_preprocessed"]
+    proc = run_cli("preprocessed", "--images", inputs["images"], "--subset", "1", "--output", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "validation sets need labels: give val_map" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()

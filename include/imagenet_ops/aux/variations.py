@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self
 from imagenet_ops.core.digests import AcceptedChecksums
 from imagenet_ops.core.download import filename_from_url
 from imagenet_ops.core.errors import ConfigError
-from imagenet_ops.core.jobs import Job
+from imagenet_ops.core.jobs import Artifact, Job
 from imagenet_ops.core.variations import (
     SKIP_SSL_VERIFICATION,
     Choice,
@@ -232,3 +232,14 @@ def resolve_job(
     """
     config = resolve_aux_config(AUX_TABLE.selections_from_form(params))
     return AuxJob(config=config, sink_uri=sink_uri, conn_id=conn_id, work_dir=work_dir)
+
+
+DECLARATION = Artifact(
+    name=ARTIFACT,
+    table=AUX_TABLE,
+    job=AuxJob,
+    resolve_job=resolve_job,
+    version=VERSION,
+    release_notes=RELEASE_NOTES,
+)
+"""The artifact's one declaration: its form, CLI subcommand and CM tag parser are made from it."""

@@ -19,7 +19,7 @@ form and the CLI show for them::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -105,3 +105,30 @@ def _config_from_xcom(config_type: type, data: Any) -> Any:
         if hasattr(config_type, method):
             return getattr(config_type, method)(data)
     return data
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact's one declaration: what its trigger form, its CLI subcommand and its CM tag parser are made from.
+
+    Attributes:
+        name: the artifact (the DAG id, the default sink folder, the Asset alias).
+        table: its :class:`~imagenet_ops.core.variations.VariationTable`: the form's variation fields,
+            the CLI's variation flags and the CM tags it accepts.
+        job: its :class:`Job` type; the ``input_field`` s are the form's input fields and the CLI's input flags.
+        resolve_job: ``resolve_job(params, *, sink_uri, conn_id, work_dir, scheduled=False)``: every rule
+            that turns a form (or the CLI's flags) into the job(s) of a run.
+        version: the version of what it publishes.
+        release_notes: ``{version: what changed}``, newest first (TFDS style).
+    """
+
+    name: str
+    table: Any
+    job: type[Job]
+    resolve_job: Callable[..., Any]
+    version: str
+    release_notes: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        if self.version not in self.release_notes:
+            raise ValueError(f"{self.name}: version {self.version} has no release notes")

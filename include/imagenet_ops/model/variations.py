@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
-from imagenet_ops.core.jobs import Job
+from imagenet_ops.core.jobs import Artifact, Job
 from imagenet_ops.core.variations import (
     SKIP_SSL_VERIFICATION,
     Choice,
@@ -444,3 +444,14 @@ def resolve_job(
         ModelJob(config=c, sink_uri=f"{root}/{c.variant_id}", conn_id=conn_id, work_dir=f"{work_dir}/{c.variant_id}")
         for c in configs
     ]
+
+
+DECLARATION = Artifact(
+    name=ARTIFACT,
+    table=MODEL_TABLE,
+    job=ModelJob,
+    resolve_job=resolve_job,
+    version=VERSION,
+    release_notes=RELEASE_NOTES,
+)
+"""The artifact's one declaration: its form, CLI subcommand and CM tag parser are made from it."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
-from imagenet_ops.core.jobs import Job, input_field
+from imagenet_ops.core.jobs import Artifact, Job, input_field
 from imagenet_ops.preprocessed.config import PreprocessConfig, resolve_preprocess_config
-from imagenet_ops.preprocessed.variations import PREPROCESS_TABLE
+from imagenet_ops.preprocessed.variations import ARTIFACT, PREPROCESS_TABLE, RELEASE_NOTES, VERSION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,3 +76,14 @@ def resolve_job(
         work_dir=work_dir,
         chunks=params["chunks"],
     )
+
+
+DECLARATION = Artifact(
+    name=ARTIFACT,
+    table=PREPROCESS_TABLE,
+    job=PreprocessJob,
+    resolve_job=resolve_job,
+    version=VERSION,
+    release_notes=RELEASE_NOTES,
+)
+"""The artifact's one declaration: its form, CLI subcommand and CM tag parser are made from it."""

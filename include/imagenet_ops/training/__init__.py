@@ -7,3 +7,7 @@
 * ``units``: a unit's files and its done-record; ``shards`` / ``tfrecord`` / ``recordio``: the writers.
 * ``pipeline``: the flow: check md5 -> plan -> write units -> finalize (manifest, CM env).
 """
+
+from imagenet_ops.training.variations import DECLARATION
+
+__all__ = ["DECLARATION"]

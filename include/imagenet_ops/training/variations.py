@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
-from imagenet_ops.core.jobs import Job, input_field
+from imagenet_ops.core.jobs import Artifact, Job, input_field
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable, md5_option, url_option
 from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 
@@ -250,3 +250,14 @@ def resolve_job(
         work_dir=work_dir,
         tasks=int(params["parallel_tasks"]),
     )
+
+
+DECLARATION = Artifact(
+    name=ARTIFACT,
+    table=TRAINING_TABLE,
+    job=TrainingJob,
+    resolve_job=resolve_job,
+    version=VERSION,
+    release_notes=RELEASE_NOTES,
+)
+"""The artifact's one declaration: its form, CLI subcommand and CM tag parser are made from it."""
