@@ -15,7 +15,6 @@ from typing import Any
 from imagenet_ops.aux.variations import ARTIFACT, AUX_FILES, AuxConfig
 from imagenet_ops.core.digests import verify_file
 from imagenet_ops.core.download import DownloadResult, download
-from imagenet_ops.core.env import aux_env
 from imagenet_ops.core.errors import ValidationError
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.manifest import PublishResult, publish_dir
@@ -25,6 +24,11 @@ from imagenet_ops.imagenet.labels import read_lines as _lines
 from imagenet_ops.imagenet.labels import read_val_map
 
 log = logging.getLogger(__name__)
+
+
+def aux_env(*, path: str, version: str) -> dict[str, str]:
+    """get-dataset-imagenet-aux exports ``CM_DATASET_AUX_*``: the folder holding the 8 files and the version."""
+    return {"CM_DATASET_AUX_PATH": path, "CM_DATASET_AUX_VER": version}
 
 
 def fetch_aux(*, config: AuxConfig, dest_dir: Path) -> DownloadResult:
