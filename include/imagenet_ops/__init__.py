@@ -7,10 +7,17 @@ CLI (``python -m imagenet_ops``) are thin layers over the functions here.
 from __future__ import annotations
 
 VERSION = "0.1.0"
+"""The library's version: recorded in every manifest (``library_version``) and part of every cache key."""
 
-# Changes that alter published bytes or manifests, newest first (TFDS style).
+# The library as a whole, newest first (TFDS style). What each artifact publishes has its own VERSION
+# and RELEASE_NOTES on its declaration: imagenet_ops.{aux,model,preprocessed,training}.DECLARATION.
 RELEASE_NOTES = {
-    "0.1.0": "Foundation: aux files (get-dataset-imagenet-aux), download/extract/storage/env helpers.",
+    "0.1.0": (
+        "2026-11-21 .. 2026-12-01. The four artifacts (aux, ResNet-50 model variants, preprocessed sets, training "
+        "TFRecords / RecordIO), their CLI and their Airflow operators; output leases, atomic publishes, manifests. "
+        "Not bumped through these changes, so that outputs published earlier stay cache hits; since 2026-12-01 the "
+        "package is laid out as core / imagenet / one package per artifact / testing, with no change to any output."
+    ),
 }
 
 __all__ = ["RELEASE_NOTES", "VERSION"]

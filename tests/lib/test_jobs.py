@@ -64,3 +64,24 @@ def test_unknown_or_missing_fields_are_refused_by_name():
     del data["sink_uri"]
     with pytest.raises(ConfigError, match="_Job.*sink_uri"):
         _Job.from_xcom(data)
+
+
+def test_every_artifact_declares_itself_once():
+    from pathlib import Path
+
+    import imagenet_ops.aux
+    import imagenet_ops.model
+    import imagenet_ops.preprocessed
+    import imagenet_ops.training
+    from imagenet_ops.core.jobs import Artifact
+
+    dags = {p.stem for p in (Path(__file__).resolve().parents[2] / "dags").glob("*.py")}
+    declared = [
+        pkg.DECLARATION for pkg in (imagenet_ops.aux, imagenet_ops.model, imagenet_ops.preprocessed, imagenet_ops.training)
+    ]
+    assert {d.name for d in declared} == dags  # one DAG per declared artifact, named after it
+    for d in declared:
+        assert d.table.artifact == d.name and issubclass(d.job, Job)
+        assert d.version in d.release_notes and list(d.release_notes)[0] == d.version  # newest first, current
+    with pytest.raises(ValueError, match="no release notes"):
+        Artifact(name="x", table=None, job=_Job, resolve_job=len, version="2.0.0", release_notes={"1.0.0": "..."})

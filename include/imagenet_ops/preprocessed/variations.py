@@ -40,6 +40,12 @@ RELEASE_NOTES = {
         "quantization and int8 input casts saturate (CM wraps); raw bytes are never named .npy (npy means a real .npy); "
         "int8 -> uint8 no longer overflows under numpy 2; a short image list is an error naming what is missing; both "
         "calibration list formats work with both preprocessors."
+        " Changed since, without a version bump (so sets built before remain cache hits): 2026-12-01, a cache"
+        " hit on a local folder re-checks its files' size and CRC-32C and rebuilds a damaged set; val_map.txt and"
+        " the aux val.txt are read by the one strict labels parser; images skipped as bad leave the published"
+        " val_map.txt; quantizing needs a positive scale; every image is fully decoded and a corrupt one refused,"
+        " naming its tar and member (OpenCV's partial images no longer become outputs); URL credentials are"
+        " recorded as ***; one writer per output."
     ),
 }
 
