@@ -61,15 +61,7 @@ class ArchiveDownloadOperator(MasksURLSecrets, BaseOperator):
             accepted=AcceptedChecksums.of(md5=self.md5, sha256=self.sha256),
             verify_ssl=bool(self.verify_ssl),
         )
-        self.log.info(
-            "Downloaded %s: %d bytes from %s (md5 %s, ETag %s%s)",
-            result.path,
-            result.size,
-            result.url,
-            result.md5,
-            result.etag,
-            f", resumed at {result.resumed_from}" if result.resumed_from else "",
-        )
+        self.log.info("Downloaded %s", result.summary())
         return result.as_dict()
 
 

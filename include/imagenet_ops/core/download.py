@@ -53,6 +53,11 @@ class DownloadResult:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """``<path>: <n> bytes from <url> (md5 …, ETag …[, resumed at …])``, the line a download task logs."""
+        resumed = f", resumed at {self.resumed_from}" if self.resumed_from else ""
+        return f"{self.path}: {self.size} bytes from {self.url} (md5 {self.md5}, ETag {self.etag}{resumed})"
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
