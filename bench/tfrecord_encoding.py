@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -21,20 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 
+from imagenet_ops.testing.samples import example_fields  # noqa: E402
 from imagenet_ops.training.tfrecord import TFRecordWriter, frame_record, imagenet_example  # noqa: E402
-
-
-def imagenet_fields(seed: int, size: int) -> dict:
-    rng = random.Random(seed)
-    wnid = f"n{rng.randrange(10**8):08d}"
-    return {
-        "encoded": rng.randbytes(size),
-        "height": rng.randrange(1, 5000),
-        "width": rng.randrange(1, 5000),
-        "label": rng.randrange(1, 1001),
-        "synset": wnid,
-        "filename": f"{wnid}_{rng.randrange(10**5)}.JPEG",
-    }
 
 
 def best_rate(fn: Callable[[], object], n: int, repeat: int) -> tuple[float, float]:
@@ -55,7 +42,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", type=int, default=100_000)
     args = parser.parse_args()
-    fields = imagenet_fields(9, args.size)
+    fields = example_fields(9, args.size)
     size = len(fields["encoded"])
     framed = best_rate(lambda: frame_record(imagenet_example(**fields)), args.records, args.repeat)
     with TFRecordWriter(os.devnull) as writer:

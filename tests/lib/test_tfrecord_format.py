@@ -12,6 +12,7 @@ from pathlib import Path
 import google_crc32c
 import pytest
 
+from imagenet_ops.testing.samples import example_fields as imagenet_fields
 from imagenet_ops.training.tfrecord import (
     FRAME_OVERHEAD,
     CorruptRecordError,
@@ -49,19 +50,6 @@ def tf_serialized(tf, features: dict) -> bytes:
             feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString(deterministic=True)
-
-
-def imagenet_fields(seed: int, size: int) -> dict:
-    rng = random.Random(seed)
-    wnid = f"n{rng.randrange(10**8):08d}"
-    return {
-        "encoded": rng.randbytes(size),
-        "height": rng.randrange(1, 5000),
-        "width": rng.randrange(1, 5000),
-        "label": rng.randrange(1, 1001),
-        "synset": wnid,
-        "filename": f"{wnid}_{rng.randrange(10**5)}.JPEG",
-    }
 
 
 def as_features(fields: dict) -> dict:

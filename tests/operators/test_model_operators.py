@@ -23,7 +23,7 @@ def lease_passthrough(sink: object, context: object) -> Iterator[object]:
 
 CONFIG = resolve_model_config(variations="_tflite,_no-argmax")
 JOB = {"config": CONFIG.as_params(), "work_dir": "/w/run/tflite", "sink_uri": "s3://b/m/tflite", "conn_id": "aws"}
-FETCHED = ModelFetched((FetchedFile("resnet50_v1.no-argmax.tflite", "/w/x", "u", 1, "m", "s"),))
+FETCHED = ModelFetched((FetchedFile(filename="resnet50_v1.no-argmax.tflite", path="/w/x", url="u", size=1, md5="m", sha256="s"),))
 PREPARED = ModelPrepared("/w/run/tflite/prepared", "f", None, ("f",))
 
 OPERATORS = [

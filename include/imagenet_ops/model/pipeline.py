@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.digests import AcceptedChecksums
-from imagenet_ops.core.download import download
+from imagenet_ops.core.download import DownloadResult, download
 from imagenet_ops.core.extract import extract_archive
 from imagenet_ops.core.manifest import PublishResult, publish_dir
 from imagenet_ops.core.sinks import Sink
@@ -36,19 +36,11 @@ ORIGINAL_DIR = "original"
 
 
 @dataclass(frozen=True)
-class FetchedFile:
-    """One downloaded file of a variant: its final name, the usable local file and the download's facts."""
+class FetchedFile(DownloadResult):
+    """One downloaded file of a variant: the download's facts, ``path`` the usable local file (gunzipped
+    when the variant needs it), and ``filename`` its final name."""
 
-    filename: str
-    path: str
-    url: str
-    size: int
-    md5: str
-    sha256: str
-    etag: str | None = None
-    last_modified: str | None = None
-    resumed_from: int = 0
-    reused: bool = False
+    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,20 +94,7 @@ def fetch_model(*, config: ModelConfig, dest_dir: Path) -> ModelFetched:
         path = Path(got.path)
         if f.gunzip:
             path = Path(extract_archive(archive=path, dest=dest_dir / f.filename).path)
-        fetched.append(
-            FetchedFile(
-                filename=f.filename,
-                path=str(path),
-                url=got.url,
-                size=got.size,
-                md5=got.md5,
-                sha256=got.sha256,
-                etag=got.etag,
-                last_modified=got.last_modified,
-                resumed_from=got.resumed_from,
-                reused=got.reused,
-            )
-        )
+        fetched.append(FetchedFile(**{**got.as_dict(), "path": str(path)}, filename=f.filename))
     return ModelFetched(tuple(fetched))
 
 

@@ -186,3 +186,17 @@ def val_synset_labels(count: int, wnids: list[str], seed: int = 2) -> str:
     """``imagenet_2012_validation_synset_labels.txt``-shaped text: one wnid per validation image."""
     rng = random.Random(seed)
     return "".join(f"{rng.choice(wnids)}\n" for _ in range(count))
+
+
+def example_fields(seed: int, size: int) -> dict[str, Any]:
+    """Random fields of one ImageNet ``tf.train.Example`` with a ``size``-byte payload (not a real JPEG)."""
+    rng = random.Random(seed)
+    wnid = f"n{rng.randrange(10**8):08d}"
+    return {
+        "encoded": rng.randbytes(size),
+        "height": rng.randrange(1, 5000),
+        "width": rng.randrange(1, 5000),
+        "label": rng.randrange(1, 1001),
+        "synset": wnid,
+        "filename": f"{wnid}_{rng.randrange(10**5)}.JPEG",
+    }
