@@ -33,8 +33,8 @@ from imagenet_ops.testing.samples import make_train_tar, make_val_tar, sample_wn
 # Run in the child: optional patches, then the CLI's main() on the remaining arguments.
 _FAST_MD5 = """
 import sys
-from imagenet_ops.training import variations as training_data
-training_data.TRAIN_TAR_MD5, training_data.VAL_TAR_MD5 = sys.argv[1], sys.argv[2]
+from imagenet_ops.training import variations
+variations.TRAIN_TAR_MD5, variations.VAL_TAR_MD5 = sys.argv[1], sys.argv[2]
 from imagenet_ops.__main__ import main
 sys.exit(main(sys.argv[3:]))
 """

@@ -24,18 +24,18 @@ from typing import Any
 
 from imagenet_ops import VERSION
 from imagenet_ops.aux import DECLARATION as AUX
-from imagenet_ops.aux import pipeline as aux_files
+from imagenet_ops.aux import pipeline as aux_pipeline
 from imagenet_ops.aux.variations import ARCHIVE_NAME
 from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
 from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.core.uris import scheme_of
 from imagenet_ops.model import DECLARATION as MODEL
-from imagenet_ops.model import pipeline as resnet50
+from imagenet_ops.model import pipeline as model_pipeline
 from imagenet_ops.model import sources as model_sources
 from imagenet_ops.testing import samples
 from imagenet_ops.training import DECLARATION as TRAINING
-from imagenet_ops.training import pipeline as training_data
+from imagenet_ops.training import pipeline as training_pipeline
 
 log = logging.getLogger("imagenet_ops")
 
@@ -115,7 +115,7 @@ def _cmd_aux(args: argparse.Namespace) -> dict[str, str]:
     job = AUX.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir=args.work_dir or "")
     sink = open_sink(job.sink_uri)
     return _build_and_report(
-        args, f"aux {job.config.version}", sink, lambda work: aux_files.build_aux(config=job.config, sink=sink, work_dir=work)
+        args, f"aux {job.config.version}", sink, lambda work: aux_pipeline.build_aux(config=job.config, sink=sink, work_dir=work)
     )
 
 
@@ -130,7 +130,10 @@ def _cmd_model(args: argparse.Namespace) -> Any:
     )
     sink = open_sink(job.sink_uri)
     return _build_and_report(
-        args, f"model {job.variant_id}", sink, lambda work: resnet50.build_model(config=job.config, sink=sink, work_dir=work)
+        args,
+        f"model {job.variant_id}",
+        sink,
+        lambda work: model_pipeline.build_model(config=job.config, sink=sink, work_dir=work),
     )
 
 
@@ -143,7 +146,7 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
         args,
         f"training data ({job.config.implementation})",
         sink,
-        lambda work: training_data.build_training_data(
+        lambda work: training_pipeline.build_training_data(
             config=job.config,
             sink=sink,
             train=job.train,
