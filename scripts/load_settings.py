@@ -1,9 +1,12 @@
 """Load an Astro-CLI ``airflow_settings.yaml`` into a plain Airflow (connections, pools, variables).
 
 Converts the file to the JSON formats of ``airflow connections|pools|variables import`` and runs
-them; existing objects are overwritten, so running it again is safe.
+them. By default existing objects are overwritten (the local default: the file is the truth).
+With ``--only-missing`` (what the compose file's ``airflow-init`` runs on every ``up``) only what
+does not exist yet is created, so a pool an operator resized or a connection pointed at another
+endpoint is never reset.
 
-Usage: python scripts/load_settings.py [airflow_settings.yaml]
+Usage: python scripts/load_settings.py [--only-missing] [airflow_settings.yaml]
 """
 
 from __future__ import annotations
@@ -44,14 +47,27 @@ def convert(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], d
     return connections, pools, variables
 
 
-def main(path: str = "airflow_settings.yaml") -> int:
+def existing_pools() -> set[str]:
+    """The names of the pools already defined (``airflow pools list``)."""
+    done = subprocess.run([sys.executable, "-m", "airflow", "pools", "list", "-o", "json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"load_settings: listing pools failed:\n{done.stdout}{done.stderr}")
+    return {p["pool"] for p in json.loads(done.stdout or "[]")}
+
+
+def main(*argv: str) -> int:
+    only_missing = "--only-missing" in argv
+    paths = [a for a in argv if a != "--only-missing"] or ["airflow_settings.yaml"]
+    path = paths[0]
     connections, pools, variables = convert(yaml.safe_load(Path(path).read_text()))
+    if only_missing:
+        pools = {name: spec for name, spec in pools.items() if name not in existing_pools()}
     with tempfile.TemporaryDirectory() as tmp:
         steps = []
         for name, data, cmd in (
-            ("connections", connections, ["connections", "import", "--overwrite"]),
+            ("connections", connections, ["connections", "import"] + ([] if only_missing else ["--overwrite"])),
             ("pools", pools, ["pools", "import"]),
-            ("variables", variables, ["variables", "import", "-a", "overwrite"]),
+            ("variables", variables, ["variables", "import", "-a", "skip" if only_missing else "overwrite"]),
         ):
             if not data:
                 continue
@@ -63,7 +79,8 @@ def main(path: str = "airflow_settings.yaml") -> int:
             if done.returncode != 0:
                 print(f"load_settings: importing {name} failed:\n{done.stdout}{done.stderr}", file=sys.stderr)
                 return done.returncode
-            print(f"load_settings: {count} {name} imported from {path}", file=sys.stderr)
+            what = "checked (existing ones kept)" if only_missing and name != "pools" else "imported"
+            print(f"load_settings: {count} {name} {what} from {path}", file=sys.stderr)
     return 0
 
 
