@@ -51,6 +51,13 @@ class JobOperator(MasksURLSecrets, BaseOperator):
             built = self._built_sink = (key, sink_from_connection(*key))
         return built[1]
 
+    def _staging(self, context: Any) -> Any:
+        """This DAG run's hand-over area in the job's sink (:class:`~imagenet_ops.core.staging.Staging`):
+        what a task leaves for the next one, since workers share no disk."""
+        from imagenet_ops.core.staging import Staging
+
+        return Staging(sink=self._sink(), run=f"{context['dag'].dag_id}/{context['run_id']}", store=self._store())
+
     def _store(self) -> Any:
         from imagenet_operators.sinks import store_from_connection
         from imagenet_ops.core.uris import is_remote
