@@ -63,6 +63,7 @@ def test_a_failed_run_still_releases_its_lease_and_stays_failed(airflow_db, trai
     conf = {**training_conf, "validation_labels": training_conf["train"]}  # not a labels file: the plan fails
     run = run_dag(load_dag("imagenet_training_data"), conf)
     assert run.state == "failed" and run.task_states["plan"] == "failed", run.task_states
+    assert run.tries["plan"] == 1, "bad input is not retried (a tar as labels file was, 3 times: 4 minutes)"
     assert run.task_states["release_lease"] == "success"
     assert open_sink(conf["sink_uri"]).get_bytes(LEASE_KEY) is None, "the next run need not wait for the expiry"
 

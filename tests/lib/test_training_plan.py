@@ -208,3 +208,13 @@ def test_labels_file_tolerates_crlf_and_trailing_blank_lines(tmp_path):
     path.write_bytes(b"n01440764\r\nn01443537\r\n\r\n")
     labels = read_wnid_labels(path, source="s3://bucket/labels.txt")
     assert labels == ["n01440764", "n01443537"] and labels.source == "s3://bucket/labels.txt"
+
+
+def test_a_binary_labels_file_is_bad_input_named_not_a_traceback(tmp_path):
+    # Regression: a tar given as the labels file raised UnicodeDecodeError; the DAG retried it 3 times (4 minutes).
+    path = tmp_path / "ILSVRC2012_img_train.tar"
+    path.write_bytes(b"\x00" * 1024 + b"\xff\xfe" * 10)
+    with pytest.raises(ValidationError, match=r"s3://b/labels\.txt: not UTF-8 text"):
+        read_wnid_labels(path, source="s3://b/labels.txt")
+    with pytest.raises(ValidationError, match=rf"{path}: not UTF-8 text"):
+        read_wnid_labels(path)

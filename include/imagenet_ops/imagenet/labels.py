@@ -88,10 +88,14 @@ def read_wnid_labels(path: Path, *, source: str | None = None) -> ValLabels:
 
     Raises:
         ValidationError: a line that is not exactly one wnid (a blank or doubled line would
-            shift every later label), or an empty file; the message names the file and line.
+            shift every later label), an empty file, or one that is not UTF-8 text (a tar given by
+            mistake); the message names the file and line.
     """
     name = source or str(path)
-    lines = Path(path).read_text().splitlines()
+    try:
+        lines = read_lines(Path(path))
+    except ValidationError as exc:  # named as the user gave it (a URI), not as the local copy
+        raise ValidationError(str(exc).replace(str(path), name, 1)) from exc
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
