@@ -218,3 +218,10 @@ def test_a_binary_labels_file_is_bad_input_named_not_a_traceback(tmp_path):
         read_wnid_labels(path, source="s3://b/labels.txt")
     with pytest.raises(ValidationError, match=rf"{path}: not UTF-8 text"):
         read_wnid_labels(path)
+
+
+def test_a_binary_synsets_file_of_the_aux_artifact_is_named(tmp_path):
+    (tmp_path / "val.txt").write_text("ILSVRC2012_val_00000001.JPEG 0\n")
+    (tmp_path / "synsets.txt").write_bytes(b"\xff\xd8\xff" * 10)
+    with pytest.raises(ValidationError, match="synsets.txt: not UTF-8 text"):
+        val_labels_from_aux(tmp_path / "val.txt", tmp_path / "synsets.txt")

@@ -108,7 +108,7 @@ def read_wnid_labels(path: Path, *, source: str | None = None) -> ValLabels:
 
 def val_labels_from_aux(val_txt: Path, synsets_txt: Path) -> ValLabels:
     """The same mapping from the aux artifact: ``val.txt`` label k names ``synsets.txt`` line k."""
-    synsets = Path(synsets_txt).read_text().split()
+    synsets = " ".join(read_lines(Path(synsets_txt))).split()
     # Regression: a label of -1 named the last synset, and malformed lines gave tracebacks.
     out = [synsets[label] for _, label in read_val_map(Path(val_txt), classes=len(synsets))]
     return ValLabels(out, source=str(val_txt))
