@@ -14,16 +14,17 @@ Images: a folder of ``ILSVRC2012_val_*.JPEG``, ``ILSVRC2012_img_val.tar`` (read 
 ``s3://``/``gs://`` prefix or tar, or empty to download the 500-image / full tar (mirror and md5
 overridable). Labels: ``val_map`` (the aux ``val.txt``) or the aux artifact folder ``aux_path``.
 
-Flow: resolve -> inputs (downloads) -> select (first N of the list, cache check, chunks stored
-in the sink) -> preprocess (mapped over ``chunks``; each task reads its images and writes its
-outputs to the sink with ``workers`` processes) -> finalize (list files, ``val_map.txt``,
-manifest) -> cleanup, release of the output's lease
-(README "One run per output"). Output (XCom of ``finalize``): the ``CM_DATASET_*`` env dict.
+Flow: resolve -> inputs (downloads, staged in the run's staging area in the sink) -> select
+(first N of the list, cache check, chunks stored in the sink) -> preprocess (mapped over
+``chunks``; each task reads its images and writes its outputs to the sink with ``workers``
+processes) -> finalize (list files, ``val_map.txt``, manifest) -> cleanup (the staging area) and
+release of the output's lease (README "One run per output"), both whatever happened. Workers
+share no disk: no task reads a file another wrote on its own disk. Output (XCom of
+``finalize``): the ``CM_DATASET_*`` env dict.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from imagenet_operators import (
     ReleaseOutputLeaseOperator,
 )
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_operators.preprocess import PreprocessCleanupOperator
 from imagenet_ops.preprocessed import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -100,15 +102,11 @@ with DAG(
         trigger_rule="none_failed",  # a cache hit maps zero chunks
     )
 
-    @task(task_display_name="Clean work dir", trigger_rule="none_failed")
-    def cleanup(job: dict[str, Any]) -> None:
-        """Remove this run's scratch files (downloads)."""
-        shutil.rmtree(job["work_dir"], ignore_errors=True)
-
-    processed >> finalize >> cleanup(inputs.output)
-    # whatever happened upstream, the output is free again for the next run (its lease would expire otherwise)
-    finalize >> ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
-
+    # Teardowns: they run whatever happened and leave the run's state to finalize (its last real step).
+    cleanup = PreprocessCleanupOperator(task_id="cleanup", task_display_name="Remove staged inputs", job=job)
+    release = ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
+    # the staged downloads go, and the output is free again for the next run (its lease would expire otherwise)
+    processed >> finalize >> [cleanup.as_teardown(), release.as_teardown()]
 
 if __name__ == "__main__":
     dag.test()

@@ -100,7 +100,7 @@ with DAG(
 
     @task(task_display_name="Clean work dir", trigger_rule="none_failed")
     def cleanup(job: dict[str, Any]) -> None:
-        """Remove this run's scratch files (staged shards, downloaded labels)."""
+        """Remove what a killed step left of this run's work dir on this host (each step removes its own scratch)."""
         shutil.rmtree(job["work_dir"], ignore_errors=True)
 
     written >> finalize >> cleanup(job)

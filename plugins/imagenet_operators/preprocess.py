@@ -4,7 +4,9 @@ The job is :class:`imagenet_ops.preprocessed.job.PreprocessJob` (its ``to_xcom``
 tasks); each ``execute`` rebuilds it and makes one call into :mod:`imagenet_ops.preprocessed.steps`.
 The selected images, split into chunks, are kept in the sink (``.chunks/plan-%05d.json``), so a
 mapped chunk task on any worker reads its own rows there, and its per-file result goes back there
-(``.chunks/chunk-%05d.json``); XCom carries only chunk indices and counts.
+(``.chunks/chunk-%05d.json``); XCom carries only chunk indices and counts. What the inputs task
+downloads is staged in the run's staging area in the sink (workers share no disk), and
+:class:`PreprocessCleanupOperator` removes that area at the end of the run, whatever happened.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.job import JobOperator
 from imagenet_operators.leases import LeasedJobOperator
 
 if TYPE_CHECKING:
@@ -25,10 +28,11 @@ class _PreprocessJobOperator(LeasedJobOperator):
 
 
 class PreprocessInputsOperator(_PreprocessJobOperator):
-    """Fetch what the job lacks into the work dir: the validation tar (``images`` empty), the calibration list.
+    """Fetch what the job lacks and stage it in the run's staging area: the validation tar (``images``
+    empty), the calibration list, the aux ``val.txt`` of an object-storage aux folder.
 
-    Downloads go through mirrors with resume and md5 checks; the aux ``val.txt`` of an object-storage
-    aux folder is copied too. Returns the job with local paths filled in.
+    Downloads go through mirrors with resume and md5 checks, into this task's own scratch (removed
+    after). Returns the job naming the staged locations, so any worker can read them.
 
     :param job: the job dict from the resolve task. (templated)
     """
@@ -36,7 +40,7 @@ class PreprocessInputsOperator(_PreprocessJobOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from imagenet_ops.preprocessed.steps import fetch_job_inputs
 
-        job = fetch_job_inputs(self.typed_job(), store=self._store())
+        job = fetch_job_inputs(self.typed_job(), staging=self._staging(context), store=self._store())
         self.log.info("Inputs: images %s, labels %s, calibration list %s", job.images, job.val_map, job.calibration_list)
         return job.to_xcom()
 
@@ -136,7 +140,31 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
     def execute(self, context: Context) -> dict[str, str]:
         from imagenet_ops.preprocessed.steps import finalize_chunks
 
-        publish, env = finalize_chunks(self.typed_job(), sink=self._sink(), selection=self.selection)
+        publish, env = finalize_chunks(
+            self.typed_job(), sink=self._sink(), selection=self.selection, staging=self._staging(context), store=self._store()
+        )
         emit_artifact_event(self, context, publish)  # a cache hit is logged, with no Asset event
         self.log.info("Preprocessed set: %s images at %s", env.get("CM_DATASET_SIZE"), publish.uri)
         return env
+
+
+class PreprocessCleanupOperator(JobOperator):
+    """Remove the run's staging area (the staged downloads); runs whatever happened upstream.
+
+    :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
+    """
+
+    job_type = "imagenet_ops.preprocessed.job:PreprocessJob"
+
+    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(job=job, **kwargs)
+
+    def execute(self, context: Context) -> None:
+        from imagenet_ops.preprocessed.steps import clean_up_run
+
+        if not self.job or not self.job.get("sink_uri"):
+            self.log.info("No job (resolve did not finish): nothing was staged")
+            return
+        removed = clean_up_run(self.typed_job(), staging=self._staging(context))
+        self.log.info("Removed the run's staging area (%d staged file(s))", removed)

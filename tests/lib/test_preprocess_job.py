@@ -74,22 +74,36 @@ def _job(**fields) -> PreprocessJob:
 
 
 def test_inputs_keep_what_was_given_and_take_the_aux_labels(tmp_path: Path):
-    given = _job(images="./val.tar", val_map="./val.txt", aux_path="/aux")
+    work = str(tmp_path / "w" / "run")
+    given = _job(images="./val.tar", val_map="./val.txt", aux_path="/aux", work_dir=work)
     assert fetch_job_inputs(given) == given  # given values stay as written (no path normalisation)
-    local = fetch_job_inputs(_job(images="/d/val.tar", aux_path=str(tmp_path / "aux")))
+    local = fetch_job_inputs(_job(images="/d/val.tar", aux_path=str(tmp_path / "aux"), work_dir=work))
     assert local.val_map == str(tmp_path / "aux" / "val.txt")
+    assert not Path(work).exists(), "the step's scratch goes with it"
 
 
-def test_an_object_storage_aux_folder_has_its_val_txt_copied_into_the_work_dir(tmp_path: Path):
+def test_an_object_storage_aux_folders_val_txt_is_staged_for_the_next_steps(tmp_path: Path):
+    from imagenet_ops.core.staging import Staging
+    from imagenet_ops.core.store import ObjectStore
+
     class Store:
         def download(self, uri: str, dest: Path) -> Path:
             self.uri = uri
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
+            Path(dest).write_text("ILSVRC2012_val_00000001.JPEG 65\n")
             return dest
 
     store = Store()
-    job = fetch_job_inputs(_job(images="/d/val.tar", aux_path="gs://b/aux/", work_dir=str(tmp_path)), store=store)
+    staging = Staging(sink=LocalSink(tmp_path / "out"), run="imagenet_preprocessed/manual__1", store=ObjectStore())
+    work = tmp_path / "w" / "run"
+    job = fetch_job_inputs(_job(images="/d/val.tar", aux_path="gs://b/aux/", work_dir=str(work)), staging=staging, store=store)
     assert store.uri == "gs://b/aux/val.txt"
-    assert job.val_map == str(tmp_path / "aux" / "val.txt")
+    # Regression (issue 12): the job named the inputs host's copy, and finalize on another host found nothing.
+    assert job.val_map == staging.uri("aux/val.txt") and job.aux_path == "gs://b/aux/"
+    assert Path(job.val_map).read_text() == "ILSVRC2012_val_00000001.JPEG 65\n"
+    assert not work.exists(), "the step's scratch goes with it"
+    with pytest.raises(ConfigError, match="no staging area"):
+        fetch_job_inputs(_job(images="/d/val.tar", aux_path="gs://b/aux/", work_dir=str(work)), store=store)
 
 
 @pytest.fixture

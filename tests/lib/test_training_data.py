@@ -210,6 +210,50 @@ def test_labels_downloaded_over_http(data, tmp_path, http_server):
     assert len(_parse_shard(tmp_path / "o" / "validation-00000-of-00001")) == VAL_COUNT
 
 
+@pytest.mark.parametrize("given", ["s3 labels file", "s3 aux folder", "local aux folder", "labels url"])
+def test_the_manifest_names_the_labels_the_user_gave_never_a_scratch_path(data, tmp_path, s3_bucket, http_server, given):
+    # Regression (issue 12 item 2): provenance.labels_source recorded the plan task's scratch copy
+    # (<work_dir>/labels/... or <work_dir>/aux), a path on one worker that no one can read back.
+    client, bucket = s3_bucket
+    labels = data["labels"].read_text().split()
+    synsets = sorted(set(WNIDS))
+    aux_files = {
+        "synsets.txt": "".join(w + "\n" for w in synsets),
+        "val.txt": "".join(f"ILSVRC2012_val_{i:08d}.JPEG {synsets.index(w)}\n" for i, w in enumerate(labels, 1)),
+    }
+    aux = tmp_path / "aux"
+    aux.mkdir()
+    for name, text in aux_files.items():
+        client.put_object(Bucket=bucket, Key=f"aux/{name}", Body=text.encode())
+        (aux / name).write_text(text)
+    client.upload_file(str(data["labels"]), bucket, "labels/imagenet_2012_validation_synset_labels.txt")
+    (http_server.root / "labels.txt").write_bytes(data["labels"].read_bytes())
+    inputs, expected = {
+        "s3 labels file": (
+            {"validation_labels": f"s3://{bucket}/labels/imagenet_2012_validation_synset_labels.txt"},
+            f"s3://{bucket}/labels/imagenet_2012_validation_synset_labels.txt",
+        ),
+        "s3 aux folder": ({"aux_path": f"s3://{bucket}/aux/"}, f"s3://{bucket}/aux (val.txt + synsets.txt)"),
+        "local aux folder": ({"aux_path": aux}, f"{aux} (val.txt + synsets.txt)"),
+        "labels url": ({}, http_server.url("labels.txt")),
+    }[given]
+    config = resolve_training_config({"train_shards": 0, "validation_shards": 1, "labels_url": http_server.url("labels.txt")})
+    work = tmp_path / "work" / "run"
+    done = build_training_data(
+        config=config,
+        sink=LocalSink(tmp_path / "o"),
+        train=None,
+        validation=data["val"],
+        work_dir=work,
+        store=ObjectStore(s3_client=client),
+        **inputs,
+    )
+    assert done.publish.manifest["provenance"]["labels_source"] == expected
+    assert str(work) not in json.dumps(done.publish.manifest), "no scratch path anywhere in the manifest"
+    assert not work.exists(), "the plan's scratch (copied or downloaded labels) is removed"
+    assert len(_parse_shard(tmp_path / "o" / "validation-00000-of-00001")) == VAL_COUNT
+
+
 # ---------------------------------------------------------------------------------------------
 # nvidia: RecordIO read back with a reader written here
 
@@ -405,6 +449,7 @@ def test_s3_inputs_to_s3_sink_then_rerun_skips(data, tmp_path, s3_bucket):
     client.download_file(bucket, "out/train-00001-of-00003", str(shard))
     assert len(_parse_shard(shard)) == 8
     assert not list((tmp_path / "work").rglob("train-*")), "staged shards are removed after upload"
+    assert not (tmp_path / "work").exists(), "and so is the writers' scratch folder"
     # a lost manifest: the re-run finds every shard complete by its done-record and uploads nothing
     client.delete_object(Bucket=bucket, Key="out/manifest.json")
     sink2 = S3Sink(client=client, bucket=bucket, prefix="out")

@@ -258,7 +258,7 @@ def finalize_preprocessed(
         chunk_results: one result per chunk (objects or their ``as_dict()``).
         val_map: copied into the output as ``val_map.txt`` (validation).
         calibration_list: copied into the output under the calibration list's name (calibration).
-        source: recorded in the manifest's provenance.
+        source: recorded in the manifest's provenance: the images as the user gave them, or the URL they were downloaded from.
 
     Returns:
         The publish facts and the CM env dict.
@@ -409,7 +409,7 @@ def build_preprocessed(
             chunk_results=results,
             val_map=val_map,
             calibration_list=calibration_list,
-            source=source,
+            source=inputs.source,  # the URL of a downloaded tar, not its temporary path
         )
     finally:
         if temporary:

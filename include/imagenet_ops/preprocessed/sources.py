@@ -258,13 +258,29 @@ def aux_val_map(aux_path: str, *, dest_dir: Path, store: Any = None) -> Path:
     return local_aux_folder(aux_path, ("val.txt",), dest_dir=dest_dir, store=store) / "val.txt"
 
 
+def local_copy(location: str | Path | None, *, dest_dir: Path, store: Any = None) -> Path | None:
+    """A list file as a local path: a local one in place, an ``s3://`` / ``gs://`` one downloaded into ``dest_dir``."""
+    if not location:
+        return None
+    if not is_remote(str(location)):
+        return Path(location)
+    store = store if store is not None else default_store()
+    return Path(store.download(str(location), Path(dest_dir) / str(location).rstrip("/").rsplit("/", 1)[-1]))
+
+
 @dataclass(frozen=True)
 class Inputs:
-    """A set's inputs, all present: the image source and the local list files (``None``: not needed)."""
+    """A set's inputs, all present: the image source and the local list files (``None``: not needed).
+
+    Attributes:
+        source: what the manifest records as the images' source: the URL a downloaded tar came
+            from, else ``images`` as given (never a scratch path).
+    """
 
     images: str
     val_map: Path | None = None
     calibration_list: Path | None = None
+    source: str | None = None
 
 
 def fetch_inputs(
@@ -292,13 +308,16 @@ def fetch_inputs(
     if config.dataset_type == "calibration" and not calibration_list:
         calibration_list = Path(fetch_calibration_list(config=config, dest_dir=work / "calibration").path)
         log.info("calibration list %s: %s", config.calibration_option, calibration_list)
+    source = images
     if not images or str(images) == "download":
-        images = fetch_images(config=config, dest_dir=work / "images").path
-        log.info("validation images downloaded: %s", images)
+        fetched = fetch_images(config=config, dest_dir=work / "images")
+        images, source = fetched.path, fetched.url
+        log.info("validation images downloaded: %s (from %s)", images, fetched.url)
     if config.dataset_type == "validation" and not val_map and aux_path:
         val_map = aux_val_map(aux_path, dest_dir=work / "aux", store=store)
     return Inputs(
         images=str(images),
         val_map=Path(val_map) if val_map else None,
         calibration_list=Path(calibration_list) if calibration_list else None,
+        source=str(source),
     )

@@ -3,20 +3,30 @@
 They run the pipeline's own steps (:mod:`.sources`, :mod:`.pipeline`, :mod:`.chunks`) and keep
 what passes between tasks in the sink rather than XCom: the selected images as chunk plans
 (``.chunks/plan-%05d.json``) and each chunk's per-file result (``.chunks/chunk-%05d.json``); XCom
-carries only the job, chunk indices and counts. Workers share no disk, so no step reads a local
-file another wrote, except the downloads in the run's shared work dir.
+carries only the job, chunk indices and counts.
+
+Workers share no disk, so no step reads a local file another wrote. What the inputs step fetches
+(the validation tar, the calibration list, an object-storage aux ``val.txt``) is put in the run's
+staging area in the sink (:class:`~imagenet_ops.core.staging.Staging`) and the job it hands on
+names those staged locations: the tar is then read in place on a local sink, by range through the
+``ObjectStore`` on S3/GCS (never downloaded again), and the small list files are fetched into the
+reading step's own scratch. Each step's scratch is a temporary folder under the job's work dir,
+removed when the step ends; :func:`clean_up_run` removes the staging area at the end of the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.core.errors import StorageError
+from imagenet_ops.core.errors import ConfigError, StorageError
 from imagenet_ops.core.manifest import PublishResult, read_manifest
 from imagenet_ops.core.sinks import Sink
 from imagenet_ops.preprocessed.chunks import (
@@ -31,38 +41,69 @@ from imagenet_ops.preprocessed.chunks import (
 )
 from imagenet_ops.preprocessed.job import PreprocessJob
 from imagenet_ops.preprocessed.pipeline import cached_set, finalize_preprocessed, select_set
-from imagenet_ops.preprocessed.sources import fetch_inputs
+from imagenet_ops.preprocessed.sources import fetch_inputs, local_copy
 
 log = logging.getLogger(__name__)
+
+IMAGES_SOURCE = "images/source.txt"
+"""Staged next to a downloaded tar: the URL it came from (the manifest's ``provenance.source``)."""
+
+
+@contextlib.contextmanager
+def task_scratch(work_dir: str | Path) -> Iterator[Path]:
+    """This step's own scratch: a fresh folder under ``work_dir`` (created if missing), removed at the end.
+
+    The run's folder goes too once no other step on this host uses it, so no host keeps anything.
+    """
+    root = Path(work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def _str(value: Path | None) -> str | None:
-    return str(value) if value is not None else None
+def fetch_job_inputs(job: PreprocessJob, *, staging: Any = None, store: Any = None) -> PreprocessJob:
+    """The job with its inputs present: what was fetched is staged, and the job names the staged copies.
 
+    See :func:`~imagenet_ops.preprocessed.sources.fetch_inputs`. Downloads go to this step's own
+    scratch, then into ``staging`` (the run's :class:`~imagenet_ops.core.staging.Staging`) as
+    ``images/<tar>``, ``calibration/<list>`` and ``aux/val.txt``; a downloaded tar's URL is staged
+    as ``images/source.txt`` for the manifest.
 
-def fetch_job_inputs(job: PreprocessJob, *, store: Any = None) -> PreprocessJob:
-    """The job with its inputs present: downloads in its work dir, the aux labels as ``val_map``.
-
-    See :func:`~imagenet_ops.preprocessed.sources.fetch_inputs`.
+    Raises:
+        ConfigError: something had to be fetched but no staging area was given.
     """
-    inputs = fetch_inputs(
-        config=job.config,
-        images=job.images,
-        work_dir=Path(job.work_dir),
-        val_map=_path(job.val_map),
-        aux_path=job.aux_path,
-        calibration_list=_path(job.calibration_list),
-        store=store,
-    )
+    with task_scratch(job.work_dir) as scratch:
+        inputs = fetch_inputs(
+            config=job.config,
+            images=job.images,
+            work_dir=scratch,
+            val_map=_path(job.val_map),
+            aux_path=job.aux_path,
+            calibration_list=_path(job.calibration_list),
+            store=store,
+        )
+        found = {"images": inputs.images, "val_map": inputs.val_map, "calibration_list": inputs.calibration_list}
+        fetched = {name: Path(v) for name, v in found.items() if v and scratch in Path(v).parents}
+        if fetched and staging is None:
+            raise ConfigError(f"fetched {', '.join(fetched)} but have no staging area to hand them on")
+        staged = {name: staging.put_file(path, path.relative_to(scratch).as_posix()) for name, path in fetched.items()}
+        if "images" in staged:
+            (scratch / "source.txt").write_text(str(inputs.source))
+            staging.put_file(scratch / "source.txt", IMAGES_SOURCE)
     return dataclasses.replace(  # given values stay as given; only what was fetched is filled in
         job,
-        images=inputs.images,
-        val_map=job.val_map or _str(inputs.val_map),
-        calibration_list=job.calibration_list or _str(inputs.calibration_list),
+        images=staged.get("images", inputs.images),
+        val_map=job.val_map or staged.get("val_map") or (str(inputs.val_map) if inputs.val_map else None),
+        calibration_list=job.calibration_list or staged.get("calibration_list"),
     )
 
 
@@ -80,15 +121,19 @@ class Selection:
 
 
 def select_chunks(job: PreprocessJob, *, sink: Sink, store: Any = None) -> Selection:
-    """Select the set's images, check the cache, and on a miss store ``job.chunks`` chunk plans in ``sink``."""
-    items, cached = select_set(
-        config=job.config,
-        source=str(job.images),
-        sink=sink,
-        val_map=_path(job.val_map),
-        calibration_list=_path(job.calibration_list),
-        store=store,
-    )
+    """Select the set's images, check the cache, and on a miss store ``job.chunks`` chunk plans in ``sink``.
+
+    The list files are read in place when local, else fetched into this step's own scratch.
+    """
+    with task_scratch(job.work_dir) as scratch:
+        items, cached = select_set(
+            config=job.config,
+            source=str(job.images),
+            sink=sink,
+            val_map=local_copy(job.val_map, dest_dir=scratch / "val_map", store=store),
+            calibration_list=local_copy(job.calibration_list, dest_dir=scratch / "calibration", store=store),
+            store=store,
+        )
     if cached.hit:
         return Selection(hit=True, cache_key=cached.cache_key, chunks=[], images=len(items))
     count = save_chunk_plan(sink=sink, chunks=plan_chunks(items, int(job.chunks)))
@@ -117,10 +162,21 @@ def run_chunk(
     return result
 
 
-def finalize_chunks(job: PreprocessJob, *, sink: Sink, selection: Mapping[str, Any]) -> tuple[PublishResult, dict[str, str]]:
+def finalize_chunks(
+    job: PreprocessJob,
+    *,
+    sink: Sink,
+    selection: Mapping[str, Any],
+    staging: Any = None,
+    store: Any = None,
+) -> tuple[PublishResult, dict[str, str]]:
     """Publish the set from the stored chunk plans and results; on a cache hit, the set already there.
 
     The chunk state is removed only after the manifest is written, so a retried finalize still finds it.
+
+    Args:
+        staging: the run's staging area: a downloaded tar's URL is read there for the manifest.
+        store: reads list files the job names on S3/GCS (into this step's own scratch).
 
     Raises:
         StorageError: the manifest of a cache hit is gone, or a chunk's result is missing.
@@ -132,14 +188,34 @@ def finalize_chunks(job: PreprocessJob, *, sink: Sink, selection: Mapping[str, A
         return cached_set(config=job.config, sink=sink, manifest=manifest)
     count = len(selection["chunks"])
     items = [row for index in range(count) for row in load_chunk_plan(sink=sink, index=index)]
-    published = finalize_preprocessed(
-        config=job.config,
-        sink=sink,
-        items=items,
-        chunk_results=load_chunk_results(sink=sink, count=count),
-        val_map=_path(job.val_map),
-        calibration_list=_path(job.calibration_list),
-        source=job.images,
-    )
+    with task_scratch(job.work_dir) as scratch:
+        published = finalize_preprocessed(
+            config=job.config,
+            sink=sink,
+            items=items,
+            chunk_results=load_chunk_results(sink=sink, count=count),
+            val_map=local_copy(job.val_map, dest_dir=scratch / "val_map", store=store),
+            calibration_list=local_copy(job.calibration_list, dest_dir=scratch / "calibration", store=store),
+            source=images_source(job, staging=staging, scratch=scratch),
+        )
     remove_chunk_state(sink=sink, count=count)
     return published
+
+
+def images_source(job: PreprocessJob, *, staging: Any, scratch: Path) -> str | None:
+    """What the manifest records as the images' source: the URL of a tar the inputs step downloaded
+    and staged, else ``job.images`` as the user gave it (never a staging or scratch location)."""
+    if staging is None or job.images != staging.uri(f"images/{job.config.images_filename}"):
+        return job.images
+    return staging.get_file(IMAGES_SOURCE, scratch / "source.txt").read_text()
+
+
+def clean_up_run(job: PreprocessJob, *, staging: Any) -> int:
+    """The run's last step, whatever happened: remove its staging area (and this host's run folder).
+
+    Returns:
+        How many staged files were removed.
+    """
+    removed = staging.remove()
+    shutil.rmtree(job.work_dir, ignore_errors=True)  # a step killed before its finally left it
+    return removed

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,24 @@ from imagenet_ops.imagenet.labels import local_aux_folder, read_wnid_labels, val
 from imagenet_ops.training.variations import VAL_LABELS_NAME, TrainingConfig
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def task_scratch(work_dir: str | Path) -> Iterator[Path]:
+    """A step's own scratch: a fresh folder under ``work_dir`` (created if missing), removed at the end.
+
+    Workers share no disk: nothing a step leaves here is for another step. The run's folder goes
+    too once no other step on this host uses it, so no host keeps anything.
+    """
+    root = Path(work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()
 
 
 def check_archive_md5(*, path: str | Path, expected: str, store: Any = None) -> Digests:
@@ -88,6 +110,14 @@ def resolve_val_labels(
     The returned list is a :class:`~imagenet_ops.imagenet.labels.ValLabels`: its ``source`` is the
     file (or URI) whose line i labels image i, which later errors name.
 
+    Args:
+        work_dir: scratch for the copies and the download; the caller removes it (the labels are
+            read into memory here).
+
+    Returns:
+        The wnids and the source the manifest records (``provenance.labels_source``): the labels
+        file or URI as given, the aux artifact as given, or the labels URL; never a scratch path.
+
     Raises:
         ValidationError: a missing or malformed labels file (named).
     """
@@ -95,6 +125,9 @@ def resolve_val_labels(
     if store is not None and labels and is_remote(str(labels)):
         remote_labels = str(labels)
         labels = store.download(remote_labels, Path(work_dir) / "labels" / VAL_LABELS_NAME)
+    given_aux = None  # the aux artifact as the user gave it (a remote one is read from a copy in work_dir)
+    if aux_path:
+        given_aux = str(aux_path).rstrip("/") if is_remote(str(aux_path)) else str(Path(aux_path))
     if store is not None and aux_path and is_remote(str(aux_path)):
         remote_val_txt = f"{str(aux_path).rstrip('/')}/val.txt"
         aux_path = local_aux_folder(aux_path, ("val.txt", "synsets.txt"), dest_dir=Path(work_dir) / "aux", store=store)
@@ -102,7 +135,7 @@ def resolve_val_labels(
         path = Path(labels)
         if not path.is_file():
             raise ValidationError(f"{path}: validation labels file not found (expected {VAL_LABELS_NAME}, one wnid per line)")
-        return read_wnid_labels(path, source=remote_labels), str(path)
+        return read_wnid_labels(path, source=remote_labels), remote_labels or str(path)
     if aux_path:
         aux = Path(aux_path)
         val_txt, synsets = aux / "val.txt", aux / "synsets.txt"
@@ -111,7 +144,7 @@ def resolve_val_labels(
                 raise ValidationError(f"{f}: not found in the aux artifact {aux} (expected val.txt and synsets.txt)")
         from_aux = val_labels_from_aux(val_txt, synsets)
         from_aux.source = remote_val_txt or from_aux.source
-        return from_aux, f"{aux} (val.txt + synsets.txt)"
+        return from_aux, f"{given_aux} (val.txt + synsets.txt)"
     fetched = download(
         urls=(config.labels_url,),
         dest_dir=Path(work_dir) / "labels",
@@ -119,4 +152,4 @@ def resolve_val_labels(
         filename=VAL_LABELS_NAME,
         verify_ssl=config.verify_ssl,
     )
-    return read_wnid_labels(Path(fetched.path)), config.labels_url
+    return read_wnid_labels(Path(fetched.path), source=config.labels_url), config.labels_url

@@ -33,6 +33,7 @@ file, or downloaded), or from the aux artifact (``val.txt`` label k names line k
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -49,7 +50,7 @@ from imagenet_ops.core.process_pool import worker_pool
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.core.uris import is_remote
-from imagenet_ops.training.inputs import check_input_archives
+from imagenet_ops.training.inputs import check_input_archives, task_scratch
 from imagenet_ops.training.plan import TrainingPlan, load_plan, plan_training
 from imagenet_ops.training.units import (
     Unit,
@@ -81,7 +82,8 @@ def write_units(
     """Write the plan's units ``indices`` into ``sink``, skipping complete ones.
 
     On a local sink the files are written in place under temporary names and renamed; on S3/GCS
-    they are written to ``work_dir``, uploaded (``workers`` uploads in parallel) and removed.
+    they are written to this call's own scratch folder under ``work_dir``, uploaded (``workers``
+    uploads in parallel) and removed; the folder goes when the call ends, whatever happened.
     Each finished unit gets a done-record under ``.imagenet_ops/done/``.
 
     Args:
@@ -106,15 +108,45 @@ def write_units(
             todo.append((i, unit))
     images = sum(len(u.shard.items) for _, u in todo)
     progress = Progress(f"write {len(todo)} of {len(units)} units", total=images, unit="images", logger=log)
+    started = time.monotonic()
     local = isinstance(sink, LocalSink)
+    with contextlib.ExitStack() as stack:
+        scratch = None if local else stack.enter_context(task_scratch(work_dir))  # remote: files wait here to upload
+        _write_todo(sink, todo, results, progress, scratch, workers, store)
+    written = [results[i] for i, _ in todo]
+    in_bytes = sum(it.ref.size for _, u in todo for it in u.shard.items)
+    elapsed = time.monotonic() - started
+    log.info(
+        "wrote %d units (%d images, %s in, %s/s, %.1f images/s) and skipped %d complete ones in %s",
+        len(written),
+        images,
+        human_bytes(in_bytes),
+        human_bytes(in_bytes / max(elapsed, 1e-9)),
+        images / max(elapsed, 1e-9),
+        len(units) - len(todo),
+        human_seconds(elapsed),
+    )
+    return [results[i] for i in indices]
+
+
+def _write_todo(
+    sink: Sink,
+    todo: Sequence[tuple[int, Unit]],
+    results: dict[int, UnitResult],
+    progress: Progress,
+    scratch: Path | None,
+    workers: int,
+    store: Any,
+) -> None:
+    """Write the units ``todo`` into ``sink`` (in place on a local sink, else via ``scratch``), filling ``results``."""
+    local = scratch is None
     uploads = ThreadPoolExecutor(max_workers=4) if not local else None
     pending = []
-    started = time.monotonic()
 
     def out_dir_for(unit: Unit) -> Path:
-        if local:
+        if scratch is None:
             return Path(sink.location(unit.folder))
-        return Path(work_dir) / "staging" / uuid.uuid4().hex[:8]
+        return scratch / uuid.uuid4().hex[:8]
 
     def finish(i: int, unit: Unit, result: UnitResult, staged: Path) -> None:
         guard_writes(sink)  # a run that lost its output's lease stops before its next upload
@@ -158,20 +190,6 @@ def write_units(
     finally:
         if uploads:
             uploads.shutdown(wait=True)
-    written = [results[i] for i, _ in todo]
-    in_bytes = sum(it.ref.size for _, u in todo for it in u.shard.items)
-    elapsed = time.monotonic() - started
-    log.info(
-        "wrote %d units (%d images, %s in, %s/s, %.1f images/s) and skipped %d complete ones in %s",
-        len(written),
-        images,
-        human_bytes(in_bytes),
-        human_bytes(in_bytes / max(elapsed, 1e-9)),
-        images / max(elapsed, 1e-9),
-        len(units) - len(todo),
-        human_seconds(elapsed),
-    )
-    return [results[i] for i in indices]
 
 
 def _reads_remote(todo: Sequence[tuple[int, Unit]]) -> bool:

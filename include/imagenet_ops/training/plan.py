@@ -24,7 +24,7 @@ from imagenet_ops.core.output_location import begin_output
 from imagenet_ops.core.sinks import STATE_DIR, Sink
 from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
-from imagenet_ops.training.inputs import resolve_val_labels
+from imagenet_ops.training.inputs import resolve_val_labels, task_scratch
 from imagenet_ops.training.order import Shard, plan_nvidia, plan_reference
 from imagenet_ops.training.units import Unit, completed_unit
 from imagenet_ops.training.variations import ARTIFACT, TrainingConfig, published_md5s, require_images
@@ -116,7 +116,7 @@ def plan_training(
         validation: ``ILSVRC2012_img_val.tar`` or a flat folder of ``ILSVRC2012_val_*.JPEG``.
         validation_labels: the synset labels file; ``aux_path`` or a download otherwise.
         aux_path: folder of the aux artifact (``val.txt``, ``synsets.txt``).
-        work_dir: scratch folder (the labels download).
+        work_dir: where this step's own scratch folder goes (the labels copy or download), removed before it returns.
         tasks: how many groups to split the units into (one mapped task each).
         store: an ``ObjectStore`` for s3:// and gs:// inputs.
         checked: md5 results of the big tars, recorded in the manifest's upstream facts.
@@ -137,9 +137,10 @@ def plan_training(
     val_labels: list[str] = []
     labels_source = ""
     if want_val:
-        val_labels, labels_source = resolve_val_labels(
-            labels=validation_labels, aux_path=aux_path, config=config, work_dir=work_dir, store=store
-        )
+        with task_scratch(work_dir) as scratch:  # copied or downloaded labels, read into memory; removed here
+            val_labels, labels_source = resolve_val_labels(
+                labels=validation_labels, aux_path=aux_path, config=config, work_dir=scratch, store=store
+            )
     if config.implementation == "nvidia":
         shards = plan_nvidia(train=train_refs, validation=val_refs, val_labels=val_labels)
     else:
