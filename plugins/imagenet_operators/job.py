@@ -54,9 +54,11 @@ class JobOperator(MasksURLSecrets, BaseOperator):
     def _staging(self, context: Any) -> Any:
         """This DAG run's hand-over area in the job's sink (:class:`~imagenet_ops.core.staging.Staging`):
         what a task leaves for the next one, since workers share no disk."""
+        from imagenet_operators.sinks import store_from_connection
         from imagenet_ops.core.staging import Staging
 
-        return Staging(sink=self._sink(), run=f"{context['dag'].dag_id}/{context['run_id']}", store=self._store())
+        store = store_from_connection([self.job["sink_uri"]], self.job["conn_id"])  # the sink's credentials, not the inputs'
+        return Staging(sink=self._sink(), run=f"{context['dag'].dag_id}/{context['run_id']}", store=store)
 
     def _store(self) -> Any:
         from imagenet_operators.sinks import store_from_connection

@@ -13,9 +13,12 @@ behave the same.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,27 @@ from imagenet_ops.core.uris import is_remote
 log = logging.getLogger(__name__)
 
 STAGING_DIR = f"{STATE_DIR}/staging"
+
+
+@contextlib.contextmanager
+def task_scratch(work_dir: str | Path) -> Iterator[Path]:
+    """A step's own scratch: a fresh folder under ``work_dir`` (created if missing), removed at the end.
+
+    Workers share no disk: nothing a step leaves here is for another step (that goes through the
+    run's :class:`Staging`). The run's folder goes too once no other step on this host uses it, so
+    no host keeps anything.
+    """
+    root = Path(work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 

@@ -16,12 +16,10 @@ removed when the step ends; :func:`clean_up_run` removes the staging area at the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 from imagenet_ops.core.errors import ConfigError, StorageError
 from imagenet_ops.core.manifest import PublishResult, read_manifest
 from imagenet_ops.core.sinks import Sink
+from imagenet_ops.core.staging import task_scratch
 from imagenet_ops.preprocessed.chunks import (
     ChunkResult,
     load_chunk_plan,
@@ -47,23 +46,6 @@ log = logging.getLogger(__name__)
 
 IMAGES_SOURCE = "images/source.txt"
 """Staged next to a downloaded tar: the URL it came from (the manifest's ``provenance.source``)."""
-
-
-@contextlib.contextmanager
-def task_scratch(work_dir: str | Path) -> Iterator[Path]:
-    """This step's own scratch: a fresh folder under ``work_dir`` (created if missing), removed at the end.
-
-    The run's folder goes too once no other step on this host uses it, so no host keeps anything.
-    """
-    root = Path(work_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            root.rmdir()
 
 
 def _path(value: str | None) -> Path | None:

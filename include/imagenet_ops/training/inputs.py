@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +16,6 @@ from imagenet_ops.imagenet.labels import local_aux_folder, read_wnid_labels, val
 from imagenet_ops.training.variations import VAL_LABELS_NAME, TrainingConfig
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def task_scratch(work_dir: str | Path) -> Iterator[Path]:
-    """A step's own scratch: a fresh folder under ``work_dir`` (created if missing), removed at the end.
-
-    Workers share no disk: nothing a step leaves here is for another step. The run's folder goes
-    too once no other step on this host uses it, so no host keeps anything.
-    """
-    root = Path(work_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            root.rmdir()
 
 
 def check_archive_md5(*, path: str | Path, expected: str, store: Any = None) -> Digests:

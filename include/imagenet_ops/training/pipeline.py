@@ -49,8 +49,9 @@ from imagenet_ops.core.manifest import PublishResult, cached_result, read_manife
 from imagenet_ops.core.process_pool import worker_pool
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.core.sinks import LocalSink, Sink
+from imagenet_ops.core.staging import task_scratch
 from imagenet_ops.core.uris import is_remote
-from imagenet_ops.training.inputs import check_input_archives, task_scratch
+from imagenet_ops.training.inputs import check_input_archives
 from imagenet_ops.training.plan import TrainingPlan, load_plan, plan_training
 from imagenet_ops.training.units import (
     Unit,

@@ -22,9 +22,10 @@ from imagenet_ops.core.errors import ConfigError, ValidationError
 from imagenet_ops.core.manifest import cache_key_for, read_manifest
 from imagenet_ops.core.output_location import begin_output
 from imagenet_ops.core.sinks import STATE_DIR, Sink
+from imagenet_ops.core.staging import task_scratch
 from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
-from imagenet_ops.training.inputs import resolve_val_labels, task_scratch
+from imagenet_ops.training.inputs import resolve_val_labels
 from imagenet_ops.training.order import Shard, plan_nvidia, plan_reference
 from imagenet_ops.training.units import Unit, completed_unit
 from imagenet_ops.training.variations import ARTIFACT, TrainingConfig, published_md5s, require_images
