@@ -56,7 +56,7 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> dict[str, Any]:
         """Turn the form / CM tags into the run's job; bad combinations fail here, before any download.
 
-        Config fields are returned at the top level too, so operators can take ``run["urls"]``.
+        Config fields are returned at the top level too (per-key XComs, as they always were).
         """
         from imagenet_operators import dag_helpers
 
@@ -88,6 +88,7 @@ with DAG(
 
     # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
     publish >> cleanup(run).as_teardown()
+
 
 if __name__ == "__main__":
     dag.test()

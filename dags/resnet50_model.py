@@ -120,5 +120,6 @@ with DAG(
     # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
     published >> cleanup(variants).as_teardown()
 
+
 if __name__ == "__main__":
     dag.test()
