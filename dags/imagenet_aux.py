@@ -4,6 +4,10 @@ Downloads ``caffe_ilsvrc12.tar.gz`` from the chosen mirror (fallbacks, resume, m
 accepts either mirror's bytes), extracts it safely, validates the 8 files (1000 sorted wnids,
 50,000 validation labels) and publishes them to the sink with a ``manifest.json``.
 
+Every step may run on another worker with its own scratch disk: each works in a temporary folder
+of its own, removed when it ends, and the archive crosses the steps in the run's staging area in
+the sink (``<sink>/.imagenet_ops/staging/<run>/``), which the clean-up removes whatever happened.
+
 Runs are manual unless an operator turns on the refresh: ``IMAGENET_OPS_SCHEDULE_IMAGENET_AUX=@weekly``
 on the dag-processor and scheduler, and optionally the Variable ``imagenet_ops_refresh_imagenet_aux``
 (a JSON object of params such as ``{"url": ..., "md5": ..., "sink_uri": ...}``) for the mirror and
@@ -14,7 +18,6 @@ Output (XCom of ``publish``): ``CM_DATASET_AUX_PATH``, ``CM_DATASET_AUX_VER``.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,59 +56,38 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any) -> dict[str, Any]:
         """Turn the form / CM tags into the run's job; bad combinations fail here, before any download.
 
-        Config fields are returned at the top level too, so operators can take ``run["urls"]``.
+        Config fields are returned at the top level too (per-key XComs, as they always were).
         """
         from imagenet_operators import dag_helpers
 
         return dag_helpers.resolve_job(DECLARATION, params=params, run_id=run_id, dag_run=dag_run)
 
     run = resolve()
+    # Each step may run on another worker: the archive crosses them in the run's staging area.
     download = ArchiveDownloadOperator(
-        task_id="download",
-        task_display_name="Download archive",
-        pool="imagenet_downloads",
-        multiple_outputs=True,
-        urls=run["urls"],
-        md5=run["md5"],
-        sha256=run["sha256"],
-        filename=run["filename"],
-        verify_ssl=run["verify_ssl"],
-        dest_dir="{{ ti.xcom_pull(task_ids='resolve', key='work_dir') }}/download",
+        task_id="download", task_display_name="Download archive", pool="imagenet_downloads", multiple_outputs=True, job=run
     )
-    verify = ChecksumVerifyOperator(
-        task_id="verify",
-        task_display_name="Verify checksum",
-        multiple_outputs=True,
-        path=download.output["path"],
-        md5=run["md5"],
-        sha256=run["sha256"],
-    )
-    extract = ArchiveExtractOperator(
-        task_id="extract",
-        task_display_name="Extract safely",
-        multiple_outputs=True,
-        archive=verify.output["path"],
-        dest="{{ ti.xcom_pull(task_ids='resolve', key='work_dir') }}/extracted",
-    )
-    validate = AuxValidateOperator(
-        task_id="validate", task_display_name="Validate aux files", path=extract.output["path"], multiple_outputs=True
-    )
+    verify = ChecksumVerifyOperator(task_id="verify", task_display_name="Verify checksum", multiple_outputs=True, job=run)
+    extract = ArchiveExtractOperator(task_id="extract", task_display_name="Extract safely", multiple_outputs=True, job=run)
+    validate = AuxValidateOperator(task_id="validate", task_display_name="Validate aux files", multiple_outputs=True, job=run)
     publish = AuxPublishOperator(
         task_id="publish",
         task_display_name="Publish with manifest",
         job=run,
-        extracted_dir=validate.output["path"],
         archive=download.output,
         outlets=[AUX_ASSET_ALIAS],
     )
+    download >> verify >> extract >> validate >> publish
 
     @task(task_display_name="Clean work dir")
-    def cleanup(path: str) -> None:
-        """Remove this run's scratch files once the artifact is published."""
-        shutil.rmtree(path, ignore_errors=True)
+    def cleanup(job: dict[str, Any] | None, dag_run: Any = None) -> None:
+        """Remove the run's staging area and this worker's scratch, whatever happened upstream."""
+        from imagenet_operators.files import clean_run
 
-    cleaned = cleanup(run["work_dir"])
-    publish >> cleaned
+        clean_run([job] if job else None, run=f"{dag_run.dag_id}/{dag_run.run_id}")
+
+    # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
+    publish >> cleanup(run).as_teardown()
 
 
 if __name__ == "__main__":

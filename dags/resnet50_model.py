@@ -12,12 +12,15 @@ optionally the Variable ``imagenet_ops_refresh_resnet50_model`` (a JSON object o
 supported variant unless that Variable lists ``variants``. Each variant is
 mapped over download -> prepare -> load check -> publish and lands in ``<sink>/<variant id>``
 with its own manifest, so only variants whose upstream bytes changed are re-published.
+Every step may run on another worker with its own scratch disk: each works in a temporary folder
+of its own, removed when it ends, and a variant's files cross the steps in the run's staging area
+in its sink (``<sink>/<variant id>/.imagenet_ops/staging/<run>/<variant id>/``), which the clean-up
+removes whatever happened.
 Output (XCom of each mapped ``publish``): the ``CM_ML_MODEL_*`` env dict.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +110,15 @@ with DAG(
     checked >> published  # only a load-checked variant is published
 
     @task(task_display_name="Clean work dir")
-    def cleanup(variants: list[dict[str, Any]]) -> None:
-        """Remove this run's scratch files once every variant is published."""
-        for run_dir in {str(Path(v["work_dir"]).parent) for v in variants}:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    def cleanup(variants: list[dict[str, Any]] | None, dag_run: Any = None) -> None:
+        """Remove the run's staging area and this worker's scratch for every variant, whatever happened upstream."""
+        from imagenet_operators.files import clean_run
 
-    published >> cleanup(variants)
+        # prune 2: a variant's own folder, then the artifact's root, when the staging alone made them
+        clean_run(variants, run=f"{dag_run.dag_id}/{dag_run.run_id}", prune_levels=2)
+
+    # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
+    published >> cleanup(variants).as_teardown()
 
 
 if __name__ == "__main__":

@@ -1,111 +1,152 @@
-"""Generic file operators: download from mirrors, verify checksums, extract archives."""
+"""The archive steps of a job (download, verify, extract), each task's own scratch, and the run's clean-up.
+
+Workers share no disk: each step works in a scratch folder of its own (:func:`task_scratch`),
+removed when the step ends, and what the next step needs goes through the run's staging area in
+the job's sink (:class:`~imagenet_ops.core.staging.Staging`). The archive steps serve the aux job
+(``AuxJob``: ``urls``, ``md5``/``sha256``, ``filename``, ``verify_ssl`` in its config).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
-from imagenet_operators.masking import MasksURLSecrets
+from imagenet_operators.job import JobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+_ARCHIVE_JOB = "imagenet_ops.aux.variations:AuxJob"
 
-class ArchiveDownloadOperator(MasksURLSecrets, BaseOperator):
-    """Download a file from the first mirror that delivers the accepted bytes.
 
-    Resumes a partial download left by a failed try, retries connection errors and 5xx with
-    backoff, and moves the file into place only once it verified.
+@contextlib.contextmanager
+def task_scratch(work_dir: str | Path, step: str) -> Iterator[Path]:
+    """A fresh temporary folder of this task under the run's work dir, removed when the block ends.
 
-    :param urls: mirror URLs tried in order. (templated)
-    :param dest_dir: folder on the shared work volume for the file. (templated)
-    :param md5: accepted md5 sums, any one passes; empty means unchecked. (templated)
-    :param sha256: accepted sha256 sums, any one passes. (templated)
-    :param filename: final file name; default the first URL's basename. (templated)
-    :param verify_ssl: verify TLS certificates. (templated)
+    The work dir (and the folders above it) are made here if missing and removed again when this
+    task made them and they are empty, so no worker keeps anything of the run. Two tasks of a run
+    on one worker (mapped variants) each get their own folder.
+    """
+    work_dir = Path(work_dir)
+    made = [p for p in (work_dir, *work_dir.parents) if not p.exists()]
+    for attempt in range(3):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix=f"{step}-", dir=work_dir))
+            break
+        except FileNotFoundError:  # a sibling task removed an empty parent between the two calls
+            if attempt == 2:
+                raise
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):  # not empty: another task of the run is still working there
+                folder.rmdir()
+
+
+def clean_run(jobs: Iterable[Mapping[str, Any]] | None, *, run: str, prune_levels: int = 1) -> int:
+    """Remove the run's staging area from each job's sink and the run's work dirs on this worker.
+
+    Runs whatever happened upstream (the DAG's teardown). Every task removes its own scratch; the
+    work dir is removed here too for a task that was killed before it could. A local sink's folder
+    that holds nothing once the staging area is gone was made by the staging, not by a publish: it
+    goes too, with ``prune_levels - 1`` empty folders above it (a model variant's folder and the
+    artifact's root); the same number of empty folders above a work dir go with it.
+
+    Args:
+        jobs: the run's jobs (``to_xcom`` dicts); ``None`` when the resolve task failed.
+        run: the DAG run's ``dag_id/run_id``, the staging area's name.
+        prune_levels: how many empty folders from a local sink's folder (or a work dir) upward may go.
+
+    Returns:
+        How many staged files were removed.
+    """
+    from imagenet_operators.sinks import sink_from_connection, store_from_connection
+    from imagenet_ops.core.staging import Staging
+    from imagenet_ops.core.uris import is_remote
+
+    removed = 0
+    for job in jobs or ():
+        shutil.rmtree(job["work_dir"], ignore_errors=True)  # what a killed task could not remove
+        _remove_empty(Path(job["work_dir"]).parent, levels=prune_levels - 1)
+        sink = sink_from_connection(job["sink_uri"], job["conn_id"])
+        store = store_from_connection([job["sink_uri"]], job.get("source_conn_id") or job["conn_id"])
+        removed += Staging(sink=sink, run=run, store=store).remove()
+        if not is_remote(job["sink_uri"]):
+            _remove_empty(Path(sink.location()), levels=prune_levels)
+    return removed
+
+
+def _remove_empty(folder: Path, *, levels: int) -> None:
+    """Remove ``folder`` and up to ``levels - 1`` folders above it, while they are empty."""
+    for _ in range(levels):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or not there
+            return
+        folder = folder.parent
+
+
+class _ArchiveStepOperator(JobOperator):
+    job_type = _ARCHIVE_JOB
+
+
+class ArchiveDownloadOperator(_ArchiveStepOperator):
+    """Download the job's archive from the first mirror that delivers the accepted bytes, and stage it.
+
+    Within one try it resumes a partial download (``.part``) after a dropped connection, retries
+    connection errors and 5xx with backoff, and keeps the file only once it verified. The download
+    lives in this task's scratch, removed when the task ends: a retry (on this or another worker)
+    starts over. The archive goes to the run's staging area for the next steps.
+
+    :param job: the run's job from the resolve task (mirrors, checksums, file name, sink). (templated)
     """
 
-    template_fields: Sequence[str] = ("urls", "dest_dir", "md5", "sha256", "filename", "verify_ssl")
     ui_color = "#d6eaf8"
 
-    def __init__(
-        self,
-        *,
-        urls: Sequence[str] | str,
-        dest_dir: str,
-        md5: Sequence[str] | str = (),
-        sha256: Sequence[str] | str = (),
-        filename: str | None = None,
-        verify_ssl: bool | str = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.urls = urls
-        self.dest_dir = dest_dir
-        self.md5 = md5
-        self.sha256 = sha256
-        self.filename = filename
-        self.verify_ssl = verify_ssl
-
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.core.digests import AcceptedChecksums
-        from imagenet_ops.core.download import download
+        from imagenet_ops.aux.steps import download_archive
 
-        result = download(
-            urls=list(self.urls),
-            dest_dir=Path(self.dest_dir),
-            filename=self.filename or None,
-            accepted=AcceptedChecksums.of(md5=self.md5, sha256=self.sha256),
-            verify_ssl=bool(self.verify_ssl),
-        )
+        job = self.typed_job()
+        with task_scratch(job.work_dir, "download") as scratch:
+            result = download_archive(config=job.config, staging=self._staging(context), scratch=scratch)
         self.log.info("Downloaded %s", result.summary())
         return result.as_dict()
 
 
-class ChecksumVerifyOperator(MasksURLSecrets, BaseOperator):
-    """Verify a file handed over on the work volume against the accepted checksums.
+class ChecksumVerifyOperator(_ArchiveStepOperator):
+    """Verify the staged archive against the job's accepted checksums.
 
-    :param path: the file. (templated)
-    :param md5: accepted md5 sums, any one passes. (templated)
-    :param sha256: accepted sha256 sums, any one passes. (templated)
+    :param job: the run's job from the resolve task. (templated)
     """
 
-    template_fields: Sequence[str] = ("path", "md5", "sha256")
-
-    def __init__(self, *, path: str, md5: Sequence[str] | str = (), sha256: Sequence[str] | str = (), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.path = path
-        self.md5 = md5
-        self.sha256 = sha256
-
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.core.digests import AcceptedChecksums, verify_file
+        from imagenet_ops.aux.steps import verify_archive
 
-        digests = verify_file(Path(self.path), AcceptedChecksums.of(md5=self.md5, sha256=self.sha256))
-        self.log.info("Verified %s: %d bytes, md5 %s, sha256 %s", self.path, digests.size, digests.md5, digests.sha256)
-        return {"path": str(self.path), **digests.as_dict()}
+        job = self.typed_job()
+        with task_scratch(job.work_dir, "verify") as scratch:
+            out = verify_archive(config=job.config, staging=self._staging(context), scratch=scratch)
+        self.log.info("Verified %s: %d bytes, md5 %s, sha256 %s", out["path"], out["size"], out["md5"], out["sha256"])
+        return out
 
 
-class ArchiveExtractOperator(MasksURLSecrets, BaseOperator):
-    """Safely extract a .tar/.tar.gz/.gz into a folder renamed into place when complete.
+class ArchiveExtractOperator(_ArchiveStepOperator):
+    """Safely extract the staged archive (a check: the next steps re-derive the folder from the archive).
 
-    :param archive: the archive. (templated)
-    :param dest: target folder (tar) or file (plain .gz). (templated)
+    :param job: the run's job from the resolve task. (templated)
     """
 
-    template_fields: Sequence[str] = ("archive", "dest")
-
-    def __init__(self, *, archive: str, dest: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.archive = archive
-        self.dest = dest
-
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.core.extract import extract_archive
+        from imagenet_ops.aux.steps import extract_archive_check
 
-        result = extract_archive(archive=Path(self.archive), dest=Path(self.dest))
-        self.log.info("Extracted %s: %d files, %d bytes into %s", self.archive, result.files, result.bytes, result.path)
+        job = self.typed_job()
+        with task_scratch(job.work_dir, "extract") as scratch:
+            result = extract_archive_check(config=job.config, staging=self._staging(context), scratch=scratch)
+        self.log.info("Extracted %s: %d files, %d bytes", result.path, result.files, result.bytes)
         return result.as_dict()

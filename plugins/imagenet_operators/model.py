@@ -3,7 +3,9 @@
 A *job* is one :class:`~imagenet_ops.model.variations.ModelJob` (``config``, ``work_dir``,
 ``sink_uri``, ``conn_id``) from the resolve task. Every step gets its variant's job and the
 typed results of the steps it needs (``fetched``, ``prepared``), passed explicitly by the DAG,
-and returns only its own result.
+and returns only its own result. Each step may run on another worker: it works in a scratch
+folder of its own (removed when it ends) and the files cross the steps in the run's staging
+area (:mod:`imagenet_ops.model.steps`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.files import task_scratch
 from imagenet_operators.job import JobOperator
 
 if TYPE_CHECKING:
@@ -23,7 +26,9 @@ class _ModelStepOperator(JobOperator):
 
 
 class ModelDownloadOperator(_ModelStepOperator):
-    """Download a variant's file(s) from its mirrors (resume, retries, md5 of the download; gunzip .gz).
+    """Download a variant's file(s) from its mirrors (retries, md5 of the download; gunzip .gz) and stage them.
+
+    A partial download is resumed within one try; a retry (on this or another worker) starts over.
 
     :param job: the variant's job from the resolve task. (templated)
     """
@@ -31,10 +36,11 @@ class ModelDownloadOperator(_ModelStepOperator):
     ui_color = "#d6eaf8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.model.pipeline import fetch_model
+        from imagenet_ops.model.steps import download_variant
 
         job = self.typed_job()
-        fetched = fetch_model(config=job.config, dest_dir=job.download_dir)
+        with task_scratch(job.work_dir, "download") as scratch:
+            fetched = download_variant(config=job.config, staging=self._staging(context), scratch=scratch)
         self.log.info(
             "Downloaded %s: %s",
             job.variant_id,
@@ -44,7 +50,7 @@ class ModelDownloadOperator(_ModelStepOperator):
 
 
 class ModelPrepareOperator(_ModelStepOperator):
-    """Lay out the files to publish; fix the TensorFlow input shape when the variant asks for it.
+    """Lay out the files to publish from the staged downloads; fix the TensorFlow input shape when asked; stage them.
 
     :param job: the variant's job from the resolve task. (templated)
     :param fetched: the variant's download result (``ModelFetched``). (templated)
@@ -58,16 +64,19 @@ class ModelPrepareOperator(_ModelStepOperator):
         self.fetched = fetched
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.model.pipeline import ModelFetched, prepare_model
+        from imagenet_ops.model.pipeline import ModelFetched
+        from imagenet_ops.model.steps import prepare_variant
 
         job = self.typed_job()
-        prepared = prepare_model(config=job.config, fetched=ModelFetched.from_dict(self.fetched), dest_dir=job.prepared_dir)
+        fetched = ModelFetched.from_dict(self.fetched)
+        with task_scratch(job.work_dir, "prepare") as scratch:
+            prepared = prepare_variant(config=job.config, fetched=fetched, staging=self._staging(context), scratch=scratch)
         self.log.info("Prepared %s: %s", job.variant_id, ", ".join(prepared.files))
         return prepared.as_dict()
 
 
 class ModelLoadCheckOperator(_ModelStepOperator):
-    """Load the model with its framework and check input/output names and shapes; fails with expected vs found.
+    """Load the staged model with its framework and check input/output names and shapes; fails with expected vs found.
 
     :param job: the variant's job from the resolve task. (templated)
     :param prepared: the variant's prepare result (``ModelPrepared``). (templated)
@@ -81,16 +90,19 @@ class ModelLoadCheckOperator(_ModelStepOperator):
         self.prepared = prepared
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from imagenet_ops.model.pipeline import ModelPrepared, check_prepared_model
+        from imagenet_ops.model.pipeline import ModelPrepared
+        from imagenet_ops.model.steps import check_variant
 
         job = self.typed_job()
-        check = check_prepared_model(config=job.config, prepared=ModelPrepared.from_dict(self.prepared))
+        prepared = ModelPrepared.from_dict(self.prepared)
+        with task_scratch(job.work_dir, "load_check") as scratch:
+            check = check_variant(config=job.config, prepared=prepared, staging=self._staging(context), scratch=scratch)
         self.log.info("Load check passed for %s: %s", job.variant_id, check.summary)
         return check.as_dict()
 
 
 class ModelPublishOperator(_ModelStepOperator):
-    """Publish a checked variant with a manifest and return its ``CM_ML_MODEL_*`` env dict.
+    """Publish a checked variant (its staged prepared folder) with a manifest and return its ``CM_ML_MODEL_*`` env dict.
 
     Re-publishes only when the downloaded bytes or the config changed (otherwise a cache hit,
     no Asset event). Each ``AssetAlias`` outlet gets an event for the variant's sink URI.
@@ -111,15 +123,14 @@ class ModelPublishOperator(_ModelStepOperator):
 
     def execute(self, context: Context) -> dict[str, str]:
         from imagenet_operators.leases import publishing
-        from imagenet_ops.model.pipeline import ModelFetched, ModelPrepared, publish_model
+        from imagenet_ops.model.pipeline import ModelFetched, ModelPrepared
+        from imagenet_ops.model.steps import publish_variant
 
         job = self.typed_job()
-        with publishing(self._sink(), context) as sink:
-            done = publish_model(
-                config=job.config,
-                prepared=ModelPrepared.from_dict(self.prepared),
-                fetched=ModelFetched.from_dict(self.fetched),
-                sink=sink,
+        fetched, prepared = ModelFetched.from_dict(self.fetched), ModelPrepared.from_dict(self.prepared)
+        with task_scratch(job.work_dir, "publish") as scratch, publishing(self._sink(), context) as sink:
+            done = publish_variant(
+                config=job.config, fetched=fetched, prepared=prepared, staging=self._staging(context), scratch=scratch, sink=sink
             )
         emit_artifact_event(self, context, done.publish)
         return done.env

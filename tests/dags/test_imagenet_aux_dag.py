@@ -10,6 +10,7 @@ import pytest
 
 from imagenet_ops.aux.variations import AUX_FILES
 from imagenet_ops.core.digests import file_digests
+from imagenet_ops.core.staging import STAGING_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,9 @@ def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive,
     assert manifest["upstream"]["md5"] == served_archive["md5"]
     assert _asset_events(sink.as_uri()) == 1
     assert not Path(first.xcom("resolve", "work_dir")).exists(), "work dir should be cleaned after publish"
+    assert not (sink / STAGING_DIR).exists(), "the run's staging area goes with the run"
+    assert set(manifest["provenance"]) == {"url", "etag", "last_modified"}, "only user-facing sources"
+    assert manifest["provenance"]["url"] == served_archive["url"]
 
     mtime = (sink / "manifest.json").stat().st_mtime_ns
     second = run_dag(aux_dag, {**served_archive, "sink_uri": str(sink)})
@@ -92,7 +96,7 @@ def test_s3_sink_through_an_airflow_connection(aux_dag, served_archive, s3_bucke
     assert run.state == "success", run.task_states
     assert run.xcom("publish")["CM_DATASET_AUX_PATH"] == f"s3://{bucket}/imagenet/aux"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    assert keys == {f"imagenet/aux/{n}" for n in (*AUX_FILES, "manifest.json")}
+    assert keys == {f"imagenet/aux/{n}" for n in (*AUX_FILES, "manifest.json")}, "the staging area went with the run"
     again = run_dag(aux_dag, {**served_archive, "sink_uri": f"s3://{bucket}/imagenet/aux", "conn_id": "test_s3"})
     assert again.state == "success"
     assert _asset_events(f"s3://{bucket}/imagenet/aux") == 1
@@ -132,6 +136,21 @@ def test_wrong_md5_fails_fast_and_publishes_nothing(aux_dag, served_archive, tmp
     assert not sink.exists()
 
 
+def test_a_failed_validation_publishes_nothing_and_removes_the_staged_archive(aux_dag, http_server, tmp_path):
+    from local_run import run_dag
+
+    from imagenet_ops.testing.samples import make_aux_archive
+
+    path = make_aux_archive(http_server.root / "caffe_ilsvrc12.tar.gz", omit=["val.txt"])
+    sink = tmp_path / "aux"
+    run = run_dag(aux_dag, {"url": http_server.url(path.name), "md5": file_digests(path).md5, "sink_uri": str(sink)})
+    assert run.state == "failed", "the clean-up (a teardown) does not decide the run's state"
+    assert run.task_states["extract"] == "success" and run.task_states["validate"] == "failed"
+    assert run.tries["validate"] == 1, "a validation error must not be retried"
+    assert run.task_states["cleanup"] == "success"
+    assert not sink.exists(), "the staged archive went with the run, and the folder the staging made too"
+
+
 def test_unknown_cm_tag_fails_before_any_download(aux_dag, served_archive, http_server, tmp_path):
     from local_run import run_dag
 
@@ -139,6 +158,7 @@ def test_unknown_cm_tag_fails_before_any_download(aux_dag, served_archive, http_
     assert run.state == "failed"
     assert run.task_states["resolve"] == "failed"
     assert http_server.requests_for("caffe_ilsvrc12.tar.gz") == []
+    assert run.task_states["cleanup"] == "success", "the clean-up runs without a job too"
 
 
 def test_unreachable_sink_is_retried_then_fails(aux_dag, served_archive, monkeypatch, closed_port_url):
@@ -155,14 +175,17 @@ def test_unreachable_sink_is_retried_then_fails(aux_dag, served_archive, monkeyp
         },
     }
     monkeypatch.setenv("AIRFLOW_CONN_DOWN_S3", json.dumps(conn))
-    publish = aux_dag.get_task("publish")
-    monkeypatch.setattr(publish, "retries", 1)
-    monkeypatch.setattr(publish, "retry_delay", timedelta(seconds=0))
-    monkeypatch.setattr(publish, "retry_exponential_backoff", False)
+    # The download is the first step to write the sink: it stages the archive there for the next steps.
+    download = aux_dag.get_task("download")
+    monkeypatch.setattr(download, "retries", 1)
+    monkeypatch.setattr(download, "retry_delay", timedelta(seconds=0))
+    monkeypatch.setattr(download, "retry_exponential_backoff", False)
     run = run_dag(aux_dag, {**served_archive, "sink_uri": "s3://nowhere/aux", "conn_id": "down_s3"})
     assert run.state == "failed"
-    assert run.task_states["publish"] == "failed"
-    assert run.tries["publish"] == 2, "the unreachable sink must be retried once by Airflow"
+    assert run.task_states["download"] == "failed"
+    assert run.tries["download"] == 2, "the unreachable sink must be retried once by Airflow"
+    assert run.task_states["publish"] in ("upstream_failed", "None")
+    assert run.task_states["cleanup"] == "success", "the clean-up runs whatever happened (nothing to remove)"
 
 
 def test_url_credentials_stay_out_of_the_manifest_and_the_published_xcoms(aux_dag, served_archive, tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_ops.core.staging import STAGING_DIR
+
 pytestmark = pytest.mark.slow
 
 
@@ -28,6 +30,11 @@ def test_one_variant_from_the_form(model_dag, model_mirror, tmp_path):
     assert env["CM_ML_MODEL_INPUT_LAYERS"] == "input_tensor:0"
     (check,) = run.xcoms("load_check")
     assert check["framework"] == "onnx"
+    assert not list((tmp_path / "m").glob(f"*/{STAGING_DIR}")), "the run's staging area goes with the run"
+    manifest = json.loads((tmp_path / "m" / "onnx-fp32-argmax-opset11" / "manifest.json").read_text())
+    (source,) = manifest["provenance"].values()
+    assert list(manifest["provenance"]) == ["resnet50_v1.onnx"] and set(source) == {"url", "etag"}, "only user-facing sources"
+    assert source["url"] == f"{model_mirror['mirror']}/resnet50_v1.onnx"
 
 
 def test_several_variants_are_mapped_and_a_rerun_republishes_nothing(model_dag, model_mirror, tmp_path):
@@ -55,6 +62,8 @@ def test_several_variants_are_mapped_and_a_rerun_republishes_nothing(model_dag, 
         assert Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).is_file()
     manifests = {p.parent.name: p.stat().st_mtime_ns for p in (tmp_path / "m").glob("*/manifest.json")}
     assert len(manifests) == 5
+    assert not list((tmp_path / "m").glob(f"*/{STAGING_DIR}")), "every variant's staging area goes with the run"
+    assert run.task_states["cleanup"] == "success"
 
     # every mapped step is named by its variant in the UI (map_index_template reads the job)
     from airflow.models.taskinstance import TaskInstance
@@ -86,7 +95,8 @@ def test_wrong_framework_file_fails_the_load_check_and_publishes_nothing(model_d
     assert run.state == "failed"
     assert run.task_states["load_check[0]"] == "failed"
     assert run.tries["load_check[0]"] == 1, "a failed load check must not be retried"
-    assert not (tmp_path / "m").exists()
+    assert run.task_states["cleanup"] == "success", "the clean-up runs whatever happened"
+    assert not (tmp_path / "m").exists(), "the staged files went with the run, and the folders the staging made too"
 
 
 def test_unsupported_combination_fails_before_any_download(model_dag, model_mirror, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -269,3 +270,38 @@ def test_resolve_job_holds_the_config_and_its_xcom_form_keeps_the_templated_fiel
     assert list(data) == [*job.config.as_params(), "config", "work_dir", "sink_uri", "conn_id"]
     assert data["urls"] == data["config"]["urls"] and data["md5"] == ["a" * 32]
     assert AuxJob.from_xcom(data) == job
+
+
+def test_the_dag_steps_hand_over_only_the_staged_archive(served_archive: str, aux_archive_bytes: bytes, tmp_path: Path) -> None:
+    # Issue 12 item 1: each step gets a scratch of its own (another worker's disk) and reads only the staging area.
+    from imagenet_ops.aux import steps
+    from imagenet_ops.core.errors import StorageError
+    from imagenet_ops.core.staging import Staging
+    from imagenet_ops.core.store import ObjectStore
+
+    config = resolve_aux_config({"url": served_archive, "md5": md5_of(aux_archive_bytes)})
+    sink = open_sink(str(tmp_path / "out"))
+    staging = Staging(sink=sink, run="imagenet_aux/run-1", store=ObjectStore())
+    with pytest.raises(StorageError, match="did the task that stages it finish"):
+        steps.verify_archive(config=config, staging=staging, scratch=tmp_path / "nothing-staged")
+
+    def scratch(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        return tmp_path / name
+
+    fetched = steps.download_archive(config=config, staging=staging, scratch=scratch("a"))
+    assert fetched.path == staging.uri("download/caffe_ilsvrc12.tar.gz") and Path(fetched.path).read_bytes() == aux_archive_bytes
+    for name in ("a", "b", "c", "d"):
+        shutil.rmtree(tmp_path / name, ignore_errors=True)  # nothing of the step before is left
+        if name == "b":
+            assert steps.verify_archive(config=config, staging=staging, scratch=scratch(name))["md5"] == fetched.md5
+        elif name == "c":
+            assert steps.extract_archive_check(config=config, staging=staging, scratch=scratch(name)).files == 8
+        elif name == "d":
+            assert steps.validate_archive(config=config, staging=staging, scratch=scratch(name)).path == fetched.path
+    shutil.rmtree(tmp_path / "d")
+    done = steps.publish_archive(config=config, staging=staging, scratch=scratch("e"), sink=sink, archive=fetched.as_dict())
+    assert done.env["CM_DATASET_AUX_PATH"] == str(tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["provenance"]["url"] == served_archive and "staging" not in json.dumps(manifest)
+    assert staging.remove() == 1

@@ -296,3 +296,35 @@ def test_without_per_variant_folders_the_locations_are_used_as_given():
     # the CLI's default: --output is the variant's folder
     (job,) = resolve_job({"variations": "_tflite"}, sink_uri="s3://b/m/", conn_id=None, work_dir="/w", per_variant_folder=False)
     assert (job.sink_uri, job.work_dir) == ("s3://b/m/", "/w")
+
+
+def test_the_dag_steps_hand_over_only_staged_files(model_mirror, tmp_path):
+    # Issue 12 item 1: each step gets a scratch of its own (another worker's disk) and reads only the staging area.
+    from imagenet_ops.core.errors import StorageError
+    from imagenet_ops.core.staging import Staging
+    from imagenet_ops.core.store import ObjectStore
+    from imagenet_ops.model import steps
+    from imagenet_ops.model.pipeline import ModelPrepared
+
+    cfg = resolve_model_config({"mirror": model_mirror["mirror"]}, variations="_tflite", md5_by_file=model_mirror["md5_by_file"])
+    sink = open_sink(str(tmp_path / "out"))
+    staging = Staging(sink=sink, run="resnet50_model/run-1", store=ObjectStore())
+
+    def scratch(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        return tmp_path / name
+
+    fetched = steps.download_variant(config=cfg, staging=staging, scratch=scratch("a"))
+    (f,) = fetched.files
+    assert f.path == staging.uri(f"{cfg.variant_id}/download/resnet50_v1.tflite")  # the gunzipped file is staged
+    with pytest.raises(StorageError, match="did the task that stages it finish"):
+        steps.check_variant(config=cfg, prepared=ModelPrepared("", "", None, ()), staging=staging, scratch=scratch("too-early"))
+    prepared = steps.prepare_variant(config=cfg, fetched=fetched, staging=staging, scratch=scratch("b"))
+    assert prepared.dir == staging.uri(f"{cfg.variant_id}/prepared") and prepared.files == ("resnet50_v1.tflite",)
+    check = steps.check_variant(config=cfg, prepared=prepared, staging=staging, scratch=scratch("c"))
+    assert check.files == [f"{prepared.dir}/resnet50_v1.tflite"] and str(tmp_path / "c") not in check.summary
+    done = steps.publish_variant(config=cfg, fetched=fetched, prepared=prepared, staging=staging, scratch=scratch("d"), sink=sink)
+    assert done.env["CM_ML_MODEL_FILE_WITH_PATH"] == str(tmp_path / "out" / "resnet50_v1.tflite")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "staging" not in json.dumps(manifest) and str(tmp_path / "a") not in json.dumps(manifest)
+    assert staging.remove() == 2

@@ -7,7 +7,8 @@ pair does.
 
 Declared here: ``AUX_TABLE`` (the CM variations and options), :func:`resolve_aux_config`,
 :class:`AuxJob` and :func:`resolve_job` (the run's typed job), ``VERSION`` and ``RELEASE_NOTES``.
-The steps (download, verify, validate, publish) are in :mod:`imagenet_ops.aux.pipeline`.
+The steps (download, verify, validate, publish) are in :mod:`imagenet_ops.aux.pipeline`; the DAG's
+tasks, which hand the archive over through the run's staging area, in :mod:`imagenet_ops.aux.steps`.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ class AuxJob(Job):
     """The run's job: the resolved config, the sink and the work dir.
 
     In XCom the config's fields are also at the top level (``urls``, ``md5``, ``filename`` ...),
-    so the DAG's generic download and verify operators can template ``run["urls"]``; they are
-    copies of ``config`` and are dropped when the job is rebuilt. The aux reads no input
+    as the resolve task has always returned them (its per-key XComs); they are copies of
+    ``config`` and are dropped when the job is rebuilt (every step now takes the whole job). The aux reads no input
     locations, so ``source_conn_id`` stays unset and is not written to XCom.
     """
 

@@ -9,7 +9,8 @@ results of the steps before it, and returns its own typed result (JSON through `
 * :func:`check_prepared_model` -> :class:`~imagenet_ops.model.interface.ModelCheckResult`;
 * :func:`publish_model` -> :class:`ModelPublished` (the publish facts and the ``CM_ML_MODEL_*`` env).
 
-:func:`build_model` runs the four in one call (what the CLI runs). The variant's declaration
+:func:`build_model` runs the four in one call (what the CLI runs); the DAG's tasks, which hand the
+files over through the run's staging area, are in :mod:`imagenet_ops.model.steps`. The variant's declaration
 (tables, config, env, job) is in :mod:`imagenet_ops.model.variations`.
 """
 

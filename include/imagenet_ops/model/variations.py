@@ -374,12 +374,12 @@ class ModelJob(Job):
 
     @property
     def download_dir(self) -> Path:
-        """Where :func:`~imagenet_ops.model.pipeline.fetch_model` puts the downloads."""
+        """Where :func:`~imagenet_ops.model.pipeline.build_model` (the CLI) puts the downloads (a DAG task: its scratch)."""
         return Path(self.work_dir) / DOWNLOAD_DIR
 
     @property
     def prepared_dir(self) -> Path:
-        """Where :func:`~imagenet_ops.model.pipeline.prepare_model` lays out the files to publish."""
+        """Where :func:`~imagenet_ops.model.pipeline.build_model` (the CLI) lays out the files (a DAG task: its scratch)."""
         return Path(self.work_dir) / PREPARED_DIR
 
     def to_xcom(self) -> dict[str, Any]:
