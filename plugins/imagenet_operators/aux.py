@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
-from imagenet_operators.files import task_scratch
 from imagenet_operators.job import JobOperator
+from imagenet_ops.core.staging import task_scratch
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

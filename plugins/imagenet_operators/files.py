@@ -8,46 +8,18 @@ the job's sink (:class:`~imagenet_ops.core.staging.Staging`). The archive steps 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.job import JobOperator
+from imagenet_ops.core.staging import task_scratch
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _ARCHIVE_JOB = "imagenet_ops.aux.variations:AuxJob"
-
-
-@contextlib.contextmanager
-def task_scratch(work_dir: str | Path, step: str) -> Iterator[Path]:
-    """A fresh temporary folder of this task under the run's work dir, removed when the block ends.
-
-    The work dir (and the folders above it) are made here if missing and removed again when this
-    task made them and they are empty, so no worker keeps anything of the run. Two tasks of a run
-    on one worker (mapped variants) each get their own folder.
-    """
-    work_dir = Path(work_dir)
-    made = [p for p in (work_dir, *work_dir.parents) if not p.exists()]
-    for attempt in range(3):
-        work_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            scratch = Path(tempfile.mkdtemp(prefix=f"{step}-", dir=work_dir))
-            break
-        except FileNotFoundError:  # a sibling task removed an empty parent between the two calls
-            if attempt == 2:
-                raise
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        for folder in made:  # deepest first
-            with contextlib.suppress(OSError):  # not empty: another task of the run is still working there
-                folder.rmdir()
 
 
 def clean_run(jobs: Iterable[Mapping[str, Any]] | None, *, run: str, prune_levels: int = 1) -> int:

@@ -33,22 +33,31 @@ STAGING_DIR = f"{STATE_DIR}/staging"
 
 
 @contextlib.contextmanager
-def task_scratch(work_dir: str | Path) -> Iterator[Path]:
-    """A step's own scratch: a fresh folder under ``work_dir`` (created if missing), removed at the end.
+def task_scratch(work_dir: str | Path, step: str = "task") -> Iterator[Path]:
+    """A step's own scratch: a fresh ``<step>-*`` folder under ``work_dir``, removed when the block ends.
 
     Workers share no disk: nothing a step leaves here is for another step (that goes through the
-    run's :class:`Staging`). The run's folder goes too once no other step on this host uses it, so
-    no host keeps anything.
+    run's :class:`Staging`). ``work_dir`` and the folders above it are made if missing and removed
+    again when this step made them and they are empty, so no worker keeps anything of the run; two
+    steps of a run on one worker (mapped tasks) each get their own folder.
     """
-    root = Path(work_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="task-", dir=root))
+    work_dir = Path(work_dir)
+    made = [p for p in (work_dir, *work_dir.parents) if not p.exists()]
+    for attempt in range(3):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix=f"{step}-", dir=work_dir))
+            break
+        except FileNotFoundError:  # a sibling step removed an empty parent between the two calls
+            if attempt == 2:
+                raise
     try:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            root.rmdir()
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):  # not empty: another step of the run is still working there
+                folder.rmdir()
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
