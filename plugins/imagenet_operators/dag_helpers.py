@@ -8,7 +8,8 @@ unpausing a DAG creates no run, so a manual run never waits behind a refresh nob
 
 Locations come from Airflow Variables (``imagenet_ops_work_dir``, ``imagenet_ops_sink_root``),
 then the environment (``IMAGENET_OPS_WORK_DIR``, ``IMAGENET_OPS_SINK_ROOT``), then defaults
-under ``$AIRFLOW_HOME``. The work dir must be shared by all workers: tasks hand files over there.
+under ``$AIRFLOW_HOME``. The work dir is worker-local scratch: each task works in a folder of its
+own there and removes it; files cross tasks through the run's staging area in the sink.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _setting(variable: str, env: str, default: str) -> str:
 
 
 def work_dir(dag_id: str, run_id: str) -> str:
-    """This run's scratch folder on the shared work volume."""
+    """This run's scratch root on a worker (each task makes and removes its own folder under it)."""
     airflow_home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
     root = _setting("imagenet_ops_work_dir", "IMAGENET_OPS_WORK_DIR", str(Path(airflow_home) / "imagenet_ops_work"))
     return str(Path(root) / dag_id / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id))
