@@ -7,12 +7,39 @@ step rebuilds it with :meth:`JobOperator.typed_job` and builds its sink and inpu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 from imagenet_operators.masking import MasksURLSecrets
+
+SUPERVISOR_TITLE = b"airflow supervisor"
+"""How Airflow's executors title the supervisor process of a task (``setproctitle``)."""
+
+
+def die_with_supervisor() -> bool:
+    """Have the kernel SIGKILL this task process when its supervisor dies; True when it was asked to.
+
+    A worker lost with ``kill -9`` (a host gone, an OOM kill of the worker) takes the supervisor
+    with it, but the task process has a process group of its own and kept writing shards for half
+    a minute with nobody heartbeating for it, while a retry could start on another worker (issue 12
+    item 3). With this, it stops at once, and its pool children with it (they die with their parent).
+    Only applies when the parent is a supervisor: ``dag.test()`` and the CLI run tasks in-process.
+    """
+    from imagenet_ops.core.process_pool import killed_with_parent
+
+    parent = os.getppid()
+    try:
+        title = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if not title.startswith(SUPERVISOR_TITLE):
+        return False
+    killed_with_parent(parent)
+    return True
 
 
 class JobOperator(MasksURLSecrets, BaseOperator):
@@ -31,6 +58,10 @@ class JobOperator(MasksURLSecrets, BaseOperator):
     def __init__(self, *, job: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job = job
+
+    def pre_execute(self, context: Any) -> None:
+        """Under a Task SDK supervisor, this task process dies with it (see :func:`die_with_supervisor`)."""
+        die_with_supervisor()
 
     def typed_job(self) -> Any:
         """The artifact's frozen Job, rebuilt from the XCom dict."""

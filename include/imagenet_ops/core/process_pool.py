@@ -44,12 +44,22 @@ def die_with_parent() -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    killed_with_parent()
+
+
+def killed_with_parent(parent: int | None = None) -> None:
+    """Ask the kernel (Linux) to SIGKILL this process the moment its parent dies; exit now if it already has.
+
+    Args:
+        parent: the parent's pid as seen earlier; by default ``os.getppid()`` now. A process whose
+            parent changed before the request took effect was re-parented: its parent is gone.
+    """
     if not sys.platform.startswith("linux"):
         return
+    parent = os.getppid() if parent is None else parent
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # The parent may have died before prctl took effect: then this process was re-parented.
-    if os.getppid() == 1:
+    if os.getppid() in (1, 0) or os.getppid() != parent:
         os._exit(1)
 
 
