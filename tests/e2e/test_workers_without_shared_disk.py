@@ -48,7 +48,6 @@ DEFAULTS_RUNS = {
     "resnet50_model": ("publish", "CM_ML_MODEL_FILE_WITH_PATH"),
     "imagenet_preprocessed": ("finalize", "CM_DATASET_PREPROCESSED_PATH"),
 }
-HANDS_FILES_OVER = pytest.mark.xfail(strict=True, reason="issue 12 item 1: hands files over on the work dir")
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,14 +404,8 @@ def test_training_data_runs_on_two_hosts_without_a_shared_disk(hosts, training_r
     assert writers == set(HOSTS), training_run.why(hosts)
 
 
-@pytest.mark.parametrize(
-    "dag_id",
-    [
-        pytest.param("imagenet_aux", marks=HANDS_FILES_OVER),
-        pytest.param("resnet50_model", marks=HANDS_FILES_OVER),
-        pytest.param("imagenet_preprocessed", marks=HANDS_FILES_OVER),
-    ],
-)
+# Regression (issue 12 item 1): these three handed files over on the work dir and failed on a second host.
+@pytest.mark.parametrize("dag_id", ["imagenet_aux", "resnet50_model", "imagenet_preprocessed"])
 def test_dag_runs_on_two_hosts_without_a_shared_disk(hosts, consumers, inputs, s3_endpoint, dag_id):
     bucket = f"b-two-hosts-{dag_id.replace('_', '-')}"
     run = _run_taking_turns(hosts, consumers, s3_endpoint, dag_id, inputs[dag_id], bucket)
@@ -465,20 +458,21 @@ def test_losing_a_host_mid_shard_costs_time_not_bytes(hosts, inputs, training_ru
 
 
 def _scratch(cluster, run: Run) -> bytes:
-    """The run's work dir (``dag_helpers.work_dir``): the plan and the manifest name it, run id included.
+    """The run's work dir (``dag_helpers.work_dir``), run id included: no published byte may name it.
 
-    Issue 12 item 2: ``provenance.labels_source`` records where the labels were copied to, not the
-    user's aux folder; two runs differ there whatever happens to their hosts.
+    Regression (issue 12 item 2): ``provenance.labels_source`` recorded where the labels were
+    copied to, not the user's aux folder, so two runs differed there whatever happened to their hosts.
     """
     run_id = run.url.rsplit("/", 1)[1]
     return f"{cluster.env['IMAGENET_OPS_WORK_DIR']}/{run.dag_id}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}".encode()
 
 
 def _comparable(key: str, data: bytes, *, scratch: bytes) -> bytes:
-    """An object's bytes (the plan's gunzipped), the run's scratch path left out. The manifest has no timestamps."""
+    """An object's bytes (the plan's gunzipped), which must not name the run's scratch. The manifest has no timestamps."""
     if key.endswith(".gz"):
         data = gzip.decompress(data)
-    return data.replace(scratch, b"<scratch>") if key.endswith((".json", ".json.gz")) else data
+    assert scratch not in data, f"{key} names the run's scratch {scratch.decode()}"
+    return data
 
 
 def _difference(before: bytes, after: bytes) -> str:
