@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from step_calls import StepCall
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 from imagenet_ops.core.staging import STAGING_DIR, Staging
@@ -56,26 +57,13 @@ def _context() -> dict[str, Any]:
     return {"dag": SimpleNamespace(dag_id="resnet50_model"), "run_id": "manual__1", "outlet_events": {}}
 
 
-class _StepCall:
-    """Records a step's keyword arguments and checks its scratch exists while it runs."""
-
-    def __init__(self, result: Any) -> None:
-        self.result = result
-        self.kwargs: dict[str, Any] = {}
-
-    def __call__(self, **kwargs: Any) -> Any:
-        assert kwargs["scratch"].is_dir(), "the step runs in an existing scratch folder"
-        self.kwargs = kwargs
-        return self.result
-
-
 def _local_job(tmp_path: Path) -> dict[str, Any]:
     work, sink = tmp_path / "w" / "run" / "tflite", tmp_path / "m" / "tflite"
     return {**JOB, "work_dir": str(work), "sink_uri": str(sink), "conn_id": None}
 
 
 def test_download_passes_config_staging_and_a_scratch_of_its_own(tmp_path):
-    call = _StepCall(FETCHED)
+    call = StepCall(FETCHED)
     with mock.patch("imagenet_ops.model.steps.download_variant", side_effect=call):
         out = ModelDownloadOperator(task_id="download", job=_local_job(tmp_path)).execute(context=_context())
     assert set(call.kwargs) == {"config", "staging", "scratch"} and call.kwargs["config"] == CONFIG
@@ -101,7 +89,7 @@ def test_download_passes_config_staging_and_a_scratch_of_its_own(tmp_path):
 
 def test_prepare_and_check_take_the_earlier_results_explicitly(tmp_path):
     job = _local_job(tmp_path)
-    prepare = _StepCall(PREPARED)
+    prepare = StepCall(PREPARED)
     with mock.patch("imagenet_ops.model.steps.prepare_variant", side_effect=prepare):
         out = ModelPrepareOperator(task_id="prepare", job=job, fetched=FETCHED.as_dict()).execute(context=_context())
     assert set(prepare.kwargs) == {"config", "fetched", "staging", "scratch"}
@@ -109,7 +97,7 @@ def test_prepare_and_check_take_the_earlier_results_explicitly(tmp_path):
     assert out == {"dir": "/w/run/tflite/prepared", "model_file": "f", "starting_file": None, "files": ["f"]}
 
     check = ModelCheckResult("tflite", ["/w/f"], "tflite", {}, {}, "ok")
-    check_model = _StepCall(check)
+    check_model = StepCall(check)
     with mock.patch("imagenet_ops.model.steps.check_variant", side_effect=check_model):
         out2 = ModelLoadCheckOperator(task_id="load_check", job=job, prepared=out).execute(context=_context())
     assert set(check_model.kwargs) == {"config", "prepared", "staging", "scratch"}
@@ -134,7 +122,7 @@ def test_publish_builds_the_sink_from_the_connection_and_returns_the_env(tmp_pat
     )
     sink = mock.Mock(**{"location.return_value": "s3://b/m/tflite"})
     context = _context()
-    publish = _StepCall(ModelPublished(result, {"CM_ML_MODEL": "RESNET50"}))
+    publish = StepCall(ModelPublished(result, {"CM_ML_MODEL": "RESNET50"}))
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=mock.Mock()),

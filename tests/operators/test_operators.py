@@ -16,6 +16,7 @@ from unittest import mock
 
 import pytest
 from airflow.sdk import AssetAlias
+from step_calls import StepCall
 
 from imagenet_operators import (
     ArchiveDownloadOperator,
@@ -70,19 +71,6 @@ def _context(dag_id: str = "imagenet_aux") -> dict[str, Any]:
     return {"dag": SimpleNamespace(dag_id=dag_id), "run_id": "manual__1", "outlet_events": _Events()}
 
 
-class _StepCall:
-    """Records a step's keyword arguments and checks its scratch exists while it runs."""
-
-    def __init__(self, result: Any) -> None:
-        self.result = result
-        self.kwargs: dict[str, Any] = {}
-
-    def __call__(self, **kwargs: Any) -> Any:
-        assert kwargs["scratch"].is_dir(), "the step runs in an existing scratch folder"
-        self.kwargs = kwargs
-        return self.result
-
-
 @pytest.mark.parametrize(
     ("cls", "step", "result", "expected"),
     [
@@ -105,7 +93,7 @@ class _StepCall:
 def test_archive_steps_call_the_library_once_in_a_scratch_of_their_own(cls, step, result, expected, tmp_path):
     work = tmp_path / "work" / "imagenet_aux" / "run"
     job = AuxJob(config=CONFIG, sink_uri=str(tmp_path / "out"), conn_id=None, work_dir=str(work)).to_xcom()
-    call = _StepCall(result)
+    call = StepCall(result)
     with mock.patch(f"imagenet_ops.aux.steps.{step}", side_effect=call):
         out = cls(task_id="t", job=job).execute(context=_context())
     assert set(call.kwargs) == {"config", "staging", "scratch"} and call.kwargs["config"] == CONFIG
@@ -122,7 +110,7 @@ class TestAuxValidateOperator:
         from imagenet_ops.aux.pipeline import AuxValidation
 
         job = AuxJob(config=CONFIG, sink_uri=str(tmp_path / "out"), conn_id=None, work_dir=str(tmp_path / "w")).to_xcom()
-        call = _StepCall(AuxValidation("/out/x.tar.gz", 1000, 50000))
+        call = StepCall(AuxValidation("/out/x.tar.gz", 1000, 50000))
         with mock.patch("imagenet_ops.aux.steps.validate_archive", side_effect=call):
             out = AuxValidateOperator(task_id="validate", job=job).execute(context=_context())
         assert call.kwargs["config"] == CONFIG and call.kwargs["scratch"].parent == tmp_path / "w"
@@ -189,7 +177,7 @@ class TestAuxPublishOperator:
         events = _Events()
         context = {**_context(), "outlet_events": events}
         job = {**self.JOB, "work_dir": str(tmp_path / "w")}
-        call = _StepCall(self._published(cache_hit))
+        call = StepCall(self._published(cache_hit))
         with (
             mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink) as make_sink,
             mock.patch("imagenet_operators.sinks.store_from_connection", return_value=mock.Mock()),
