@@ -205,16 +205,11 @@ class TestAuxPublishOperator:
 # -- every step on another worker ----------------------------------------------------------------
 
 
-@pytest.fixture(params=["local", "s3"])
-def sink_of_the_run(request, tmp_path, monkeypatch) -> tuple[str, str | None]:
-    """The run's sink (URI, connection id): a local folder, or S3 through an Airflow connection."""
-    if request.param == "local":
-        return str(tmp_path / "sink" / "aux"), None
-    _client, bucket = request.getfixturevalue("s3_bucket")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": {"endpoint_url": endpoint}}
-    monkeypatch.setenv("AIRFLOW_CONN_HOSTS_S3", json.dumps(conn))
-    return f"s3://{bucket}/imagenet/aux", "hosts_s3"
+@pytest.fixture
+def sink_of_the_run(sink_root) -> tuple[str, str | None]:
+    """The run's sink (URI, connection id) under a local folder or an S3 bucket (see conftest)."""
+    root, conn_id = sink_root
+    return f"{root}/imagenet/aux", conn_id
 
 
 def test_every_step_runs_on_another_worker_with_nothing_of_the_step_before(
