@@ -48,7 +48,7 @@ def clean_run(jobs: Iterable[Mapping[str, Any]] | None, *, run: str, prune_level
         shutil.rmtree(job["work_dir"], ignore_errors=True)  # what a killed task could not remove
         _remove_empty(Path(job["work_dir"]).parent, levels=prune_levels - 1)
         sink = sink_from_connection(job["sink_uri"], job["conn_id"])
-        store = store_from_connection([job["sink_uri"]], job.get("source_conn_id") or job["conn_id"])
+        store = store_from_connection([job["sink_uri"]], job["conn_id"])  # the sink's credentials, not the inputs'
         removed += Staging(sink=sink, run=run, store=store).remove()
         if not is_remote(job["sink_uri"]):
             _remove_empty(Path(sink.location()), levels=prune_levels)
