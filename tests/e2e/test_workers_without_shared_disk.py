@@ -40,7 +40,6 @@ QUEUE = "default"  # [operators] default_queue: every task of the DAGs
 REDIS_DB = 12
 # A lost task is failed after this much silence, then retried after the DAGs' retry delay.
 HEARTBEAT_TIMEOUT = 30
-KILL_AFTER_UNITS = 20  # units complete (of the first 4 writers' 400) when a host is lost
 # Per DAG: the task whose XCom is the CM env dict, and the env key that names the published output.
 DEFAULTS_RUNS = {
     "imagenet_training_data": ("finalize", "CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"),
@@ -422,15 +421,19 @@ def test_losing_a_host_mid_shard_costs_time_not_bytes(hosts, inputs, training_ru
     def writing() -> list[dict[str, Any]]:
         return [t for t in hosts.task_instances(run_url) if t["task_id"] == "write_shards" and t["state"] == "running"]
 
-    def units_done() -> int:
-        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{dag_id}/.imagenet_ops/done/")
-        return listed.get("KeyCount", 0)
-
     victim = hosts.wait(writing, 120, "a shard writer to start", interval=0.2)[0]["hostname"]
     survivor = HOSTS[1 - HOSTS.index(victim)]
-    hosts.wait(lambda: units_done() >= KILL_AFTER_UNITS, 60, "the writers to complete some units", interval=0.2)
-    lost = [(t["map_index"], t["try_number"]) for t in writing() if t["hostname"] == victim]
-    assert lost, f"{victim} finished its shard writers before {KILL_AFTER_UNITS} units were complete"
+    done_keys = _done_keys_by_group(hosts, client, bucket, dag_id, run_url)
+
+    def victim_mid_group() -> list[tuple[int, int]]:
+        """The victim's running writers, once one of them has completed a unit of its group (not all)."""
+        done = _keys(client, bucket, f"{dag_id}/.imagenet_ops/done/")
+        running = [t for t in writing() if t["hostname"] == victim]
+        if any(0 < len(done_keys[t["map_index"]] & done) < len(done_keys[t["map_index"]]) for t in running):
+            return [(t["map_index"], t["try_number"]) for t in running]
+        return []
+
+    lost = hosts.wait(victim_mid_group, 90, f"a writer on {victim} to complete a unit of its group", interval=0.2)
     killed_at = time.monotonic()
     killed = _lose_host(hosts, victim)
     assert killed["own_groups"], f"no task process was running on {victim}: {killed}"
@@ -455,6 +458,20 @@ def test_losing_a_host_mid_shard_costs_time_not_bytes(hosts, inputs, training_ru
 
     differ = [k for k in run.objects if comparable(run, k) != comparable(training_run, k)]
     assert not differ, {k: _difference(training_run.objects[k], run.objects[k]) for k in differ}
+
+
+def _done_keys_by_group(cluster, client, bucket: str, dag_id: str, run_url: str) -> dict[int, set[str]]:
+    """``map_index -> the done-record keys of its group``, from the run's plan in the sink and its groups' XCom."""
+    from imagenet_ops.training.plan import PLAN_KEY, TrainingPlan
+
+    units = TrainingPlan.from_bytes(client.get_object(Bucket=bucket, Key=f"{dag_id}/{PLAN_KEY}")["Body"].read()).units
+    groups = cluster.xcom(run_url, "groups")
+    return {i: {f"{dag_id}/{units[u].done_key}" for u in group} for i, group in enumerate(groups)}
+
+
+def _keys(client, bucket: str, prefix: str) -> set[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
 def _scratch(cluster, run: Run) -> bytes:
