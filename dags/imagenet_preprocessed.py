@@ -38,6 +38,7 @@ from imagenet_operators import (
     PreprocessSelectOperator,
     ReleaseOutputLeaseOperator,
 )
+from imagenet_operators.capacity import heavy_task_args
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
 from imagenet_operators.preprocess import PreprocessCleanupOperator
 from imagenet_ops.preprocessed import DECLARATION
@@ -92,6 +93,7 @@ with DAG(
         job=inputs.output,
         workers="{{ params.workers }}",
         map_index_template="{{ chunk_images }}",  # set by the operator: the chunk's image range
+        **heavy_task_args(),  # their own pool (and queue, when set): small runs keep their slots
     ).expand(chunk=chunk_ids(selection.output))
     finalize = PreprocessFinalizeOperator(
         task_id="finalize",

@@ -34,6 +34,7 @@ from imagenet_operators import (
     TrainingPlanOperator,
     TrainingShardsOperator,
 )
+from imagenet_operators.capacity import heavy_task_args
 from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
 from imagenet_ops.training import DECLARATION
 
@@ -88,6 +89,7 @@ with DAG(
         job=job,
         workers="{{ params.workers }}",
         map_index_template="{{ shard_group }}",  # set by the operator: first … last shard of the group
+        **heavy_task_args(),  # their own pool (and queue, when set): small runs keep their slots
     ).expand(group=groups(plan.output))
     finalize = TrainingFinalizeOperator(
         task_id="finalize",

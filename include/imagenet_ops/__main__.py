@@ -26,6 +26,7 @@ from imagenet_ops import VERSION
 from imagenet_ops.aux import DECLARATION as AUX
 from imagenet_ops.aux import pipeline as aux_pipeline
 from imagenet_ops.aux.variations import ARCHIVE_NAME
+from imagenet_ops.core.cpus import available_cpus
 from imagenet_ops.core.diskspace import disk_full_error, is_disk_full
 from imagenet_ops.core.errors import ConfigError, ImagenetOpsError, StorageError
 from imagenet_ops.core.sinks import open_sink
@@ -141,7 +142,7 @@ def _cmd_training_data(args: argparse.Namespace) -> dict[str, str]:
     # the DAG's rules; one process writes every unit, in a work dir picked under the output's lease (_work_dir)
     job = TRAINING.resolve_job({**vars(args), "parallel_tasks": 1}, sink_uri=args.output, conn_id=None, work_dir="")
     sink = open_sink(job.sink_uri)
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or available_cpus()
     return _build_and_report(
         args,
         f"training data ({job.config.implementation})",

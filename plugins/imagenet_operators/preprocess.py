@@ -11,11 +11,11 @@ downloads is staged in the run's staging area in the sink (workers share no disk
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.capacity import task_processes
 from imagenet_operators.job import JobOperator
 from imagenet_operators.leases import LeasedJobOperator
 
@@ -109,7 +109,7 @@ class PreprocessChunkOperator(_PreprocessJobOperator):
             self.typed_job(),
             index=index,
             sink=self._sink(),
-            workers=int(self.workers) or os.cpu_count() or 1,
+            workers=task_processes(self.workers),
             store=self._store(),
             on_plan=_task_namer(context, index),
         )

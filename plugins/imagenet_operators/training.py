@@ -8,12 +8,12 @@ lives in the sink (``.imagenet_ops/plan.json.gz``), not in XCom.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
+from imagenet_operators.capacity import task_processes
 from imagenet_operators.leases import LeasedJobOperator
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class TrainingShardsOperator(_TrainingJobOperator):
             sink=self._sink(),
             indices=list(self.group),
             work_dir=Path(self.typed_job().work_dir),
-            workers=int(self.workers) or os.cpu_count() or 1,
+            workers=task_processes(self.workers),
             store=self._store(),
             on_group_label=lambda label: context.__setitem__("shard_group", label),  # map_index_template's name
         )

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 def cluster(make_cluster):
     """A migrated Postgres DB, and api-server + scheduler + dag-processor + celery worker processes."""
     cluster = make_cluster(redis_db=11)
-    cluster.start("worker", [sys.executable, "-m", "airflow", "celery", "worker"])
+    # One heavy task at a time per host, so workers=0 gives each the host's CPUs: a process pool inside a Celery task.
+    env = {**cluster.env, "IMAGENET_OPS_HEAVY_TASKS_PER_HOST": "1"}
+    cluster.start("worker", [sys.executable, "-m", "airflow", "celery", "worker"], env=env)
     cluster.login()
     cluster.wait_for_dag("imagenet_aux")
     return cluster

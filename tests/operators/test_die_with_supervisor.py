@@ -51,10 +51,12 @@ def _start(mode: str) -> tuple[subprocess.Popen, int]:
         [sys.executable, "-c", textwrap.dedent(_SUPERVISOR), mode, textwrap.dedent(_TASK)],
         env=env,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,  # the task process inherits it
         text=True,
     )
     task = int(sup.stdout.readline())
-    time.sleep(1.5)  # the task process has imported and asked by now
+    answer = sup.stderr.readline().strip()  # once the task process has imported and asked (or not): no guessed sleep
+    assert answer == ("asked" if mode == "titled" else "not asked"), answer
     return sup, task
 
 

@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from imagenet_ops.core.cpus import available_cpus
 from imagenet_ops.core.errors import ConfigError, ImageError, StorageError
 from imagenet_ops.core.lease import guard_writes
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
@@ -221,7 +222,7 @@ def preprocess_chunk(
         source: the image source (for messages; each item names its own container).
         items: this chunk's images (:class:`ImageRef`, JSON rows from :func:`plan_chunks`, ...).
         sink: destination; outputs go to its root under their output names.
-        workers: processes (default ``os.cpu_count()``); 1 runs in this process.
+        workers: processes (default: the CPUs this process may use); 1 runs in this process.
         store: an ``ObjectStore`` for object-storage sources.
         progress_every: seconds between progress lines.
 
@@ -236,7 +237,7 @@ def preprocess_chunk(
 
     started = time.monotonic()
     refs = [image_ref(i) for i in items]
-    requested = (os.cpu_count() or 1) if workers is None else workers
+    requested = available_cpus() if workers is None else workers
     workers = max(1, min(requested, len(refs) or 1))
     out_dir = str(sink.root) if isinstance(sink, LocalSink) else None
     if out_dir is not None:

@@ -361,7 +361,7 @@ def build_preprocessed(
         aux_path: the aux artifact (folder, ``s3://`` or ``gs://``) whose ``val.txt`` labels a validation
             set given no ``val_map``.
         calibration_list: the calibration list; downloaded into ``work_dir`` when omitted.
-        workers: processes per chunk (default ``os.cpu_count()``).
+        workers: processes per chunk (default: the CPUs this process may use).
         chunks: chunks run one after the other (the DAG maps them to tasks instead).
         work_dir: scratch folder for downloads (default: a temporary folder, removed after).
         store: an ``ObjectStore`` for object-storage sources.
