@@ -6,8 +6,9 @@ the default queue, one on the heavy queue. The pool ``imagenet_heavy`` is sized 
 worker's slots: 1, on this 2-core machine.
 
 An aux run is timed on the idle cluster (after a warm-up run), then again while a training run
-asked for 64 shard writers (the sample's 42 images make 42 groups) waits for the heavy slot. Before, the writers sat in ``default_pool`` and on the one queue: an aux
-run took 79 s instead of 7 s, and finished only when the training run did. Now it must finish
+asked for 64 shard writers (the small sample makes about 40 groups) waits for the heavy slot.
+Before, the writers sat in ``default_pool`` and on the one queue: an aux run took 79 s instead of
+7 s, and finished only when the training run did. Now it must finish
 within twice its idle time, with the training run still going, and no more writers at once than
 the heavy pool has slots.
 """
@@ -82,7 +83,7 @@ def test_an_aux_run_finishes_within_twice_its_idle_time_while_dozens_of_writers_
     writers = _writers(cluster, training)
     try:
         assert cluster.run_state(training) == "running", writers  # the big run was going all along
-        mapped = len(cluster.xcom(training, "groups"))  # the sample has 42 images: that many groups at most
+        mapped = len(cluster.xcom(training, "groups"))  # the small sample makes fewer than 64 groups
         assert sum(writers.values()) == mapped >= 32 and writers.get("success", 0) < mapped // 2, (mapped, writers)
         assert writers.get("running", 0) + writers.get("queued", 0) <= HEAVY_SLOTS, writers
         assert busy <= 2 * idle, f"aux took {busy:.0f} s beside the training run, {idle:.0f} s on the idle cluster; {writers}"

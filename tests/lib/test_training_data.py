@@ -403,6 +403,28 @@ def test_killed_writer_leaves_no_partial_shard_and_retry_completes(data, tmp_pat
     assert len(_parse_shard(out / "validation-00000-of-00002")) == 6
 
 
+def test_temporaries_of_a_writer_lost_mid_run_are_gone_once_the_run_publishes(data, tmp_path):
+    """Regression (issue 12 item 3): a writer killed with SIGKILL (its host lost) runs no clean-up, and
+    its ``.train-*.tmp-*`` files stayed in the published folder for good; the retry wrote the shards."""
+    out = tmp_path / "out"
+    sink = LocalSink(out)
+    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
+    plan = plan_training(
+        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
+    )
+    write_units(sink=sink, indices=range(plan.units), work_dir=tmp_path)  # the retries, on the other host
+    lost = [out / ".train-00001-of-00003.tmp-0badc0de", out / ".validation-00000-of-00002.tmp-1234abcd"]
+    for path in lost:
+        path.write_bytes(b"half a shard")
+    notes = out / ".notes.txt.tmp-00ff"  # not a file of this artifact: someone else's, left alone
+    notes.write_text("mine")
+
+    finalize_training(sink=sink, cache_key=plan.cache_key)
+    assert not [p for p in lost if p.exists()]
+    assert notes.read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".imagenet_ops", notes.name]
+
+
 def test_parallel_workers_write_the_same_bytes(data, tmp_path):
     config = resolve_training_config({"train_shards": 4, "validation_shards": 2})
     digests = []

@@ -13,7 +13,9 @@ The rule (README "One artifact per output location"): when a run writes a differ
    run may write are then announced in the intent record, so a kill at any point leaves a record
    of what to clean.
 2. :func:`settle_output`, just before the new manifest: announced files that did not end up in
-   the artifact (a ``bad_images.txt`` of an earlier run …) are removed; :func:`finish_output`,
+   the artifact (a ``bad_images.txt`` of an earlier run …) are removed, and on a local folder
+   the temporaries of the artifact's files that a writer killed mid-run left (a lost host runs
+   no clean-up); :func:`finish_output`,
    just after it, drops the intent record (the manifest now lists the files).
 
 Only files this project wrote or announced are ever removed: other files under the location
@@ -140,6 +142,12 @@ def settle_output(sink: Any, *, files: Iterable[str]) -> list[str]:
         sink.delete(key)
     if extra:
         log.info("%s: removed %d announced file(s) not in the final artifact: %s", sink.uri, len(extra), ", ".join(extra[:5]))
+    if isinstance(sink, LocalSink) and sink.root.is_dir():
+        # A writer killed with SIGKILL (a lost host) runs no clean-up: its temporaries would stay for good.
+        swept = [str(p) for p in remove_stale_temporaries(sink.root, final | announced)]
+        if swept:
+            log.info("%s: removed %d temporary file(s) a killed writer left: %s", sink.uri, len(swept), ", ".join(swept[:5]))
+        extra += swept
     return extra
 
 
