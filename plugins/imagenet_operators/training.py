@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.capacity import task_processes
-from imagenet_operators.leases import LeasedJobOperator
+from imagenet_operators.leases import LeasedJobOperator, run_owner
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -89,8 +89,11 @@ class TrainingShardsOperator(_TrainingJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from imagenet_ops.training.claims import GroupClaim
         from imagenet_ops.training.pipeline import write_units
 
+        ti = context.get("ti")  # a try's claim on its group; contexts without a task instance write unclaimed
+        claim = GroupClaim(owner=run_owner(context), attempt=int(ti.try_number)) if ti is not None else None
         results = write_units(
             sink=self._sink(),
             indices=list(self.group),
@@ -98,6 +101,7 @@ class TrainingShardsOperator(_TrainingJobOperator):
             workers=task_processes(self.workers),
             store=self._store(),
             on_group_label=lambda label: context.__setitem__("shard_group", label),  # map_index_template's name
+            claim=claim,  # a try superseded by a newer one stops before its next unit
         )
         written = [r for r in results if not r.skipped]
         skipped, records = len(results) - len(written), sum(r.records for r in written)

@@ -425,6 +425,72 @@ def test_temporaries_of_a_writer_lost_mid_run_are_gone_once_the_run_publishes(da
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".imagenet_ops", notes.name]
 
 
+def test_a_superseded_try_stops_before_its_next_unit(data, tmp_path, monkeypatch):
+    """Two tries of one shard group at once (the old one cut off, not dead): only the newer one goes on."""
+    import threading
+
+    from imagenet_ops.core.lease import LeaseLostError
+    from imagenet_ops.training import pipeline
+    from imagenet_ops.training.claims import GroupClaim
+
+    out = tmp_path / "out"
+    sink = LocalSink(out)
+    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
+    plan = plan_training(
+        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
+    )
+    group = list(range(plan.units))
+    paused, resume = threading.Event(), threading.Event()
+    real_write, real_record = pipeline.write_unit_files, pipeline.record_unit
+    recorded: list[tuple[str, str]] = []
+
+    def write(unit, out_dir, store=None):
+        result = real_write(unit, out_dir, store)
+        if threading.current_thread().name == "try-1" and not paused.is_set():
+            paused.set()  # try 1 is cut off after writing its first unit's files
+            resume.wait(30)
+        return result
+
+    monkeypatch.setattr(pipeline, "write_unit_files", write)
+    monkeypatch.setattr(
+        pipeline,
+        "record_unit",
+        lambda s, u, r: (recorded.append((threading.current_thread().name, u.name)), real_record(s, u, r)),
+    )
+    failures: list[BaseException] = []
+
+    def first_try():
+        try:
+            write_units(sink=sink, indices=group, work_dir=tmp_path, claim=GroupClaim("dag/run", 1))
+        except BaseException as exc:  # noqa: BLE001 - what the try ended with
+            failures.append(exc)
+
+    old = threading.Thread(target=first_try, name="try-1")
+    old.start()
+    assert paused.wait(30)
+    write_units(sink=sink, indices=group, work_dir=tmp_path, claim=GroupClaim("dag/run", 2))  # the retry, elsewhere
+    resume.set()
+    old.join(30)
+
+    assert len(failures) == 1 and isinstance(failures[0], LeaseLostError), failures
+    assert "(try 1 of dag/run) no longer owns it" in str(failures[0])  # try 2 took it, and dropped it when complete
+    assert [name for who, name in recorded if who == "try-1"] == []  # not even the unit it had written
+    assert sorted(name for who, name in recorded if who != "try-1") == sorted(u.name for u in plan_units(sink))
+    assert not (out / ".imagenet_ops" / "claims" / f"{plan_units(sink)[0].name}.json").exists()  # dropped when complete
+    late = write_units(sink=sink, indices=group, work_dir=tmp_path, claim=GroupClaim("dag/run", 1))
+    assert all(r.skipped for r in late)  # an older try that starts only now finds nothing to write
+    GroupClaim("dag/run", 5).take(sink, plan_units(sink)[0].name)  # a newer try holds the group ...
+    with pytest.raises(LeaseLostError, match="claimed by try 5"):  # ... so an older one stops at once
+        write_units(sink=sink, indices=group, work_dir=tmp_path, claim=GroupClaim("dag/run", 1))
+    # A later run on this output (the output lease lets one run at a time in) takes the group over.
+    write_units(sink=sink, indices=group, work_dir=tmp_path, claim=GroupClaim("dag/other-run", 1))
+    finalize_training(sink=sink, cache_key=plan.cache_key)
+
+
+def plan_units(sink):
+    return load_plan(sink).units
+
+
 def test_parallel_workers_write_the_same_bytes(data, tmp_path):
     config = resolve_training_config({"train_shards": 4, "validation_shards": 2})
     digests = []

@@ -89,7 +89,10 @@ def test_shards_write_their_group_and_count_records():
         kwargs["on_group_label"](label)  # the library names the group before it writes
         return results
 
-    context: dict = {}
+    from imagenet_ops.training.claims import GroupClaim
+
+    ti = mock.Mock(try_number=3)
+    context: dict = {"ti": ti, "dag": mock.Mock(dag_id="imagenet_training_data"), "run_id": "manual__1"}
     with (
         mock.patch("imagenet_operators.sinks.sink_from_connection", return_value=sink),
         mock.patch("imagenet_operators.sinks.store_from_connection", return_value=store),
@@ -97,7 +100,13 @@ def test_shards_write_their_group_and_count_records():
     ):
         out = TrainingShardsOperator(task_id="w", job=JOB, group=[0, 1], workers="2").execute(context=context)
     write_units.assert_called_once_with(
-        sink=sink, indices=[0, 1], work_dir=Path("/w/run"), workers=2, store=store, on_group_label=mock.ANY
+        sink=sink,
+        indices=[0, 1],
+        work_dir=Path("/w/run"),
+        workers=2,
+        store=store,
+        on_group_label=mock.ANY,
+        claim=GroupClaim(owner="imagenet_training_data/manual__1", attempt=3),  # this try claims its group
     )
     assert out == {"units": 2, "written": 1, "records": 9}
     # The mapped task's name in the UI (map_index_template="{{ shard_group }}").

@@ -51,6 +51,7 @@ from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
 from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.core.staging import task_scratch
 from imagenet_ops.core.uris import is_remote
+from imagenet_ops.training.claims import GroupClaim
 from imagenet_ops.training.inputs import check_input_archives
 from imagenet_ops.training.plan import TrainingPlan, load_plan, plan_training
 from imagenet_ops.training.units import (
@@ -79,6 +80,7 @@ def write_units(
     store: Any = None,
     plan: TrainingPlan | None = None,
     on_group_label: Callable[[str], None] | None = None,
+    claim: GroupClaim | None = None,
 ) -> list[UnitResult]:
     """Write the plan's units ``indices`` into ``sink``, skipping complete ones.
 
@@ -93,11 +95,17 @@ def write_units(
         plan: the plan (read from the sink when ``None``).
         on_group_label: called with the group's :func:`~imagenet_ops.training.units.group_label`
             (first … last unit) before anything is written: a mapped task's name in the UI.
+        claim: this try of the run's writer (:mod:`imagenet_ops.training.claims`): it claims the
+            group first, and stops with ``LeaseLostError`` once a newer try has claimed it.
     """
     plan = plan or load_plan(sink)
     units = [plan.units[i] for i in indices]
     if on_group_label is not None:
         on_group_label(group_label([u.name for u in units]))
+    fence = None
+    if claim is not None and units:
+        claim.take(sink, units[0].name)
+        fence = lambda: claim.check(sink, units[0].name)  # noqa: E731 - checked before each unit and done-record
     results: dict[int, UnitResult] = {}
     todo = []
     for i, unit in zip(indices, units, strict=True):
@@ -113,7 +121,9 @@ def write_units(
     local = isinstance(sink, LocalSink)
     with contextlib.ExitStack() as stack:
         scratch = None if local else stack.enter_context(task_scratch(work_dir))  # remote: files wait here to upload
-        _write_todo(sink, todo, results, progress, scratch, workers, store)
+        _write_todo(sink, todo, results, progress, scratch, workers, store, fence)
+    if claim is not None and units:
+        claim.release(sink, units[0].name)
     written = [results[i] for i, _ in todo]
     in_bytes = sum(it.ref.size for _, u in todo for it in u.shard.items)
     elapsed = time.monotonic() - started
@@ -138,8 +148,14 @@ def _write_todo(
     scratch: Path | None,
     workers: int,
     store: Any,
+    fence: Callable[[], None] | None = None,
 ) -> None:
-    """Write the units ``todo`` into ``sink`` (in place on a local sink, else via ``scratch``), filling ``results``."""
+    """Write the units ``todo`` into ``sink`` (in place on a local sink, else via ``scratch``), filling ``results``.
+
+    ``fence`` raises once this writer no longer owns its group: it is called before each unit
+    is started and before each done-record.
+    """
+    fence = fence or (lambda: None)
     local = scratch is None
     uploads = ThreadPoolExecutor(max_workers=4) if not local else None
     pending = []
@@ -151,6 +167,7 @@ def _write_todo(
 
     def finish(i: int, unit: Unit, result: UnitResult, staged: Path) -> None:
         guard_writes(sink)  # a run that lost its output's lease stops before its next upload
+        fence()
         if not local:
             for f in result.files:
                 name = f["path"].rsplit("/", 1)[-1]
@@ -162,6 +179,7 @@ def _write_todo(
     try:
         if workers <= 1 or len(todo) <= 1 or _reads_remote(todo):  # remote reads need this process's clients
             for i, unit in todo:
+                fence()
                 staged = out_dir_for(unit)
                 result = write_unit_files(unit, staged, store)
                 progress.update(result.records)
