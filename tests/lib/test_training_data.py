@@ -425,6 +425,24 @@ def test_temporaries_of_a_writer_lost_mid_run_are_gone_once_the_run_publishes(da
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".imagenet_ops", notes.name]
 
 
+def test_unfinished_uploads_of_a_writer_lost_mid_run_are_aborted_once_the_run_publishes(data, tmp_path, s3_bucket):
+    """On S3 a killed writer leaves no object, but its multipart upload keeps (and bills) its parts."""
+    client, bucket = s3_bucket
+    sink = S3Sink(client=client, bucket=bucket, prefix="training")
+    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
+    plan = plan_training(
+        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
+    )
+    write_units(sink=sink, indices=range(plan.units), work_dir=tmp_path, store=ObjectStore(s3_client=client))
+    lost = client.create_multipart_upload(Bucket=bucket, Key="training/train-00001-of-00003")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="training/train-00001-of-00003", UploadId=lost, PartNumber=1, Body=b"x" * 1024)
+    other = client.create_multipart_upload(Bucket=bucket, Key="training-notes/big.bin")["UploadId"]  # not this artifact's
+
+    finalize_training(sink=sink, cache_key=plan.cache_key, store=ObjectStore(s3_client=client))
+    left = {(u["Key"], u["UploadId"]) for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+    assert left == {("training-notes/big.bin", other)}
+
+
 def test_a_superseded_try_stops_before_its_next_unit(data, tmp_path, monkeypatch):
     """Two tries of one shard group at once (the old one cut off, not dead): only the newer one goes on."""
     import threading

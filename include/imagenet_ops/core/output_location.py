@@ -15,7 +15,7 @@ The rule (README "One artifact per output location"): when a run writes a differ
 2. :func:`settle_output`, just before the new manifest: announced files that did not end up in
    the artifact (a ``bad_images.txt`` of an earlier run …) are removed, and on a local folder
    the temporaries of the artifact's files that a writer killed mid-run left (a lost host runs
-   no clean-up); :func:`finish_output`,
+   no clean-up), on S3 their unfinished multipart uploads; :func:`finish_output`,
    just after it, drops the intent record (the manifest now lists the files).
 
 Only files this project wrote or announced are ever removed: other files under the location
@@ -148,6 +148,11 @@ def settle_output(sink: Any, *, files: Iterable[str]) -> list[str]:
         if swept:
             log.info("%s: removed %d temporary file(s) a killed writer left: %s", sink.uri, len(swept), ", ".join(swept[:5]))
         extra += swept
+    elif hasattr(sink, "abort_incomplete_uploads"):  # S3: a killed writer's multipart upload keeps its parts
+        aborted = sink.abort_incomplete_uploads(final | announced)
+        if aborted:
+            shown = ", ".join(aborted[:5])
+            log.info("%s: aborted %d unfinished upload(s) a killed writer left: %s", sink.uri, len(aborted), shown)
     return extra
 
 

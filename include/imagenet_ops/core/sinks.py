@@ -134,6 +134,32 @@ class S3Sink:
     def location(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{_join(self.prefix, key)}".rstrip("/")
 
+    def abort_incomplete_uploads(self, keys: set[str]) -> list[str]:
+        """Abort the unfinished multipart uploads of ``keys`` (under this sink) that a killed writer left.
+
+        They are no objects, so no reader sees them, but S3 keeps (and bills) their parts until
+        they are aborted. Only uploads of ``keys`` are touched: another writer's, under the same
+        bucket, are not ours to judge.
+        """
+        wanted = {_join(self.prefix, k) for k in keys}
+        aborted = []
+        pages = self._call(
+            "list unfinished uploads",
+            lambda: list(self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)),
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                key, upload_id = upload["Key"], upload["UploadId"]
+                if key in wanted:
+                    self._call(
+                        f"abort upload of {key}",
+                        lambda key=key, upload_id=upload_id: self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=key, UploadId=upload_id
+                        ),
+                    )
+                    aborted.append(f"s3://{self.bucket}/{key} (upload {upload_id[:12]})")
+        return aborted
+
 
 class GCSSink:
     """A Google Cloud Storage bucket prefix, written through a ``google.cloud.storage.Client``."""
