@@ -31,7 +31,7 @@ from imagenet_operators import (
     AuxValidateOperator,
     ChecksumVerifyOperator,
 )
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, refresh_schedule
 from imagenet_ops.aux import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -48,6 +48,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
     tags=["imagenet", "mlperf", "aux"],
     params={**declared_params(DECLARATION), **output_params(ARTIFACT)},
 ) as dag:
@@ -78,6 +79,7 @@ with DAG(
         outlets=[AUX_ASSET_ALIAS],
     )
     download >> verify >> extract >> validate >> publish
+    dag.add_result(publish.output)  # the CM env dict: GET .../dagRuns/{run}/wait returns it
 
     @task(task_display_name="Clean work dir")
     def cleanup(job: dict[str, Any] | None, dag_run: Any = None) -> None:

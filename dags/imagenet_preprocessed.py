@@ -39,7 +39,7 @@ from imagenet_operators import (
     ReleaseOutputLeaseOperator,
 )
 from imagenet_operators.capacity import heavy_task_args
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, scale_out_params
 from imagenet_operators.preprocess import PreprocessCleanupOperator
 from imagenet_ops.preprocessed import DECLARATION
 
@@ -57,6 +57,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     default_args=DEFAULT_ARGS,
+    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
     tags=["imagenet", "mlperf", "dataset"],
     params={
         **declared_params(DECLARATION),
@@ -109,6 +110,7 @@ with DAG(
     release = ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
     # the staged downloads go, and the output is free again for the next run (its lease would expire otherwise)
     processed >> finalize >> [cleanup.as_teardown(), release.as_teardown()]
+    dag.add_result(finalize.output)  # the CM env dict: GET .../dagRuns/{run}/wait returns it
 
 if __name__ == "__main__":
     dag.test()

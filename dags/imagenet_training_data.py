@@ -35,7 +35,7 @@ from imagenet_operators import (
     TrainingShardsOperator,
 )
 from imagenet_operators.capacity import heavy_task_args
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, scale_out_params
 from imagenet_ops.training import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -53,6 +53,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
     tags=["imagenet", "mlperf", "training"],
     params={
         **declared_params(DECLARATION),
@@ -106,6 +107,7 @@ with DAG(
         shutil.rmtree(job["work_dir"], ignore_errors=True)
 
     written >> finalize >> cleanup(job)
+    dag.add_result(finalize.output)  # the CM env dict: GET .../dagRuns/{run}/wait returns it
     # whatever happened upstream, the output is free again for the next run (its lease would expire otherwise)
     finalize >> ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
 

@@ -28,7 +28,7 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
-from imagenet_operators.dag_helpers import DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, refresh_schedule
 from imagenet_ops.model import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -62,6 +62,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
     tags=["imagenet", "mlperf", "model"],
     params={
         **declared_params(DECLARATION),
@@ -108,6 +109,7 @@ with DAG(
         task_id="publish", task_display_name="Publish with manifest", outlets=[MODEL_ASSET_ALIAS], map_index_template=by_variant
     ).expand_kwargs(variants.zip(downloaded.output, prepared.output).map(_job_fetched_and_prepared))
     checked >> published  # only a load-checked variant is published
+    dag.add_result(published.output)  # one CM env dict per variant: GET .../dagRuns/{run}/wait returns them
 
     @task(task_display_name="Clean work dir")
     def cleanup(variants: list[dict[str, Any]] | None, dag_run: Any = None) -> None:

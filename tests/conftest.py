@@ -5,6 +5,7 @@ Environment variables are set here, before anything imports Airflow.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -109,6 +110,38 @@ def _bucket_name(request: pytest.FixtureRequest) -> str:
     """A valid, per-test bucket name derived from the test's name."""
     # S3's rules: 3-63 characters, ending with a letter or digit (the sinks refuse other names).
     return ("b-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]).rstrip("-.")
+
+
+@dataclass
+class WebhookReceiver:
+    """A JSON webhook endpoint on 127.0.0.1 that keeps what it is sent (path, content type, body)."""
+
+    url: str
+    received: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    import http.server
+    import threading
+
+    received: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append({"path": self.path, "content_type": self.headers.get("Content-Type"), "json": json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield WebhookReceiver(f"http://127.0.0.1:{server.server_address[1]}", received)
+    server.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, Variable
 
+from imagenet_operators.notify import notify_failure, notify_success
 from imagenet_ops.core import errors
 from imagenet_ops.core.lease import LeaseHeldError, LeaseLostError
 from imagenet_ops.core.variations import VariationTable
@@ -55,7 +56,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "retry_policy": BAD_INPUT_FAILS_FAST,
+    "on_failure_callback": notify_failure,  # only when a task fails for good; nothing is sent unless configured
 }
+DAG_CALLBACKS: dict[str, Any] = {"on_success_callback": notify_success}  # a run's success, when asked for
 APPROVED_TAGS = frozenset({"imagenet", "mlperf", "aux", "model", "dataset", "training"})
 
 

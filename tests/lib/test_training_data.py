@@ -365,15 +365,20 @@ def test_plan_is_stable_across_runs_and_filesystem_order(tmp_path):
     assert plans[0].upstream["input_digest"] == plans[1].upstream["input_digest"]
 
 
+def _plan_five_units(data, sink, work_dir: Path):
+    """The sample's plan at 3 train + 2 validation shards, in ``sink``."""
+    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
+    return plan_training(
+        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=work_dir
+    )
+
+
 def test_killed_writer_leaves_no_partial_shard_and_retry_completes(data, tmp_path, monkeypatch):
     from imagenet_ops.imagenet import images as imagenet_sources
 
     out = tmp_path / "out"
     sink = LocalSink(out)
-    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
-    plan = plan_training(
-        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
-    )
+    plan = _plan_five_units(data, sink, tmp_path)
     write_units(sink=sink, indices=[0], work_dir=tmp_path)  # the first task finished unit 0
 
     real_read, calls = imagenet_sources.ImageReader.read, {"n": 0}
@@ -408,10 +413,7 @@ def test_temporaries_of_a_writer_lost_mid_run_are_gone_once_the_run_publishes(da
     its ``.train-*.tmp-*`` files stayed in the published folder for good; the retry wrote the shards."""
     out = tmp_path / "out"
     sink = LocalSink(out)
-    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
-    plan = plan_training(
-        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
-    )
+    plan = _plan_five_units(data, sink, tmp_path)
     write_units(sink=sink, indices=range(plan.units), work_dir=tmp_path)  # the retries, on the other host
     lost = [out / ".train-00001-of-00003.tmp-0badc0de", out / ".validation-00000-of-00002.tmp-1234abcd"]
     for path in lost:
@@ -429,10 +431,7 @@ def test_unfinished_uploads_of_a_writer_lost_mid_run_are_aborted_once_the_run_pu
     """On S3 a killed writer leaves no object, but its multipart upload keeps (and bills) its parts."""
     client, bucket = s3_bucket
     sink = S3Sink(client=client, bucket=bucket, prefix="training")
-    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
-    plan = plan_training(
-        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
-    )
+    plan = _plan_five_units(data, sink, tmp_path)
     write_units(sink=sink, indices=range(plan.units), work_dir=tmp_path, store=ObjectStore(s3_client=client))
     lost = client.create_multipart_upload(Bucket=bucket, Key="training/train-00001-of-00003")["UploadId"]
     client.upload_part(Bucket=bucket, Key="training/train-00001-of-00003", UploadId=lost, PartNumber=1, Body=b"x" * 1024)
@@ -453,10 +452,7 @@ def test_a_superseded_try_stops_before_its_next_unit(data, tmp_path, monkeypatch
 
     out = tmp_path / "out"
     sink = LocalSink(out)
-    config = resolve_training_config({"train_shards": 3, "validation_shards": 2})
-    plan = plan_training(
-        config=config, sink=sink, train=data["train"], validation=data["val"], validation_labels=data["labels"], work_dir=tmp_path
-    )
+    plan = _plan_five_units(data, sink, tmp_path)
     group = list(range(plan.units))
     paused, resume = threading.Event(), threading.Event()
     real_write, real_record = pipeline.write_unit_files, pipeline.record_unit

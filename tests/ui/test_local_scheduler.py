@@ -7,6 +7,7 @@ cores inside each task). The four runs are triggered together and run side by si
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,24 @@ def test_dag_succeeds_with_only_inputs_and_sink(cluster, rest_runs, dag_id: str)
     map_index = 0 if dag_id == "resnet50_model" else -1  # publish is mapped over the variants
     env = cluster.xcom(dag_id, run_id, PUBLISH_TASK.get(dag_id, "finalize"), map_index=map_index)
     _expected(dag_id, sink, env)
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_the_runs_result_is_its_cm_env_dict(cluster, rest_runs, dag_id: str):
+    """What a CI caller gets from ``GET .../dagRuns/{run}/wait`` (the DAG result, issue 13 item 4)."""
+    run_id, _ = rest_runs[dag_id]
+    cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    resp = cluster.api.get(
+        f"{cluster.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/wait",
+        params={"interval": 1},
+        headers={"Accept": "application/x-ndjson"},
+        timeout=60,
+    )
+    assert resp.ok, resp.text
+    last = json.loads(resp.text.strip().splitlines()[-1])
+    task = PUBLISH_TASK.get(dag_id, "finalize")
+    env = cluster.xcom(dag_id, run_id, task, map_index=0 if dag_id == "resnet50_model" else -1)
+    assert last == {"state": "success", "results": {task: [env] if dag_id == "resnet50_model" else env}}, last
 
 
 def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):

@@ -1,0 +1,140 @@
+"""Notifications on a real scheduler: what a real SMTP server and a webhook receiver on 127.0.0.1 get.
+
+The settings are made as an operator makes them, over the REST API: an ``smtp`` and an ``http``
+connection, and the Variable ``imagenet_ops_notify``. A run of ``imagenet_aux`` with a wrong md5
+fails (bad input fails at once, without retries): one e-mail and one webhook call name the DAG,
+the run, the task, the error and the log link. With ``on_success``, a good run notifies its
+success once. The Variable is removed at the end: the other tests run without notifications.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 300
+
+
+class _Inbox:
+    """An aiosmtpd handler that keeps every message it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def smtp_server() -> Iterator[tuple[int, _Inbox]]:
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import free_port
+
+    inbox, port = _Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def notifications(cluster, smtp_server, webhook) -> Iterator[dict[str, Any]]:
+    """Connections and the Variable, made over REST; the Variable is removed afterwards."""
+    port, _ = smtp_server
+    url = webhook.url
+    connections = [
+        {
+            "connection_id": "ops_smtp",
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "extra": json.dumps({"disable_ssl": True, "disable_tls": True, "timeout": 10}),
+        },
+        {"connection_id": "ops_webhook", "conn_type": "http", "host": url},
+    ]
+    for conn in connections:
+        resp = cluster.api.post(f"{cluster.base}/api/v2/connections", json=conn, timeout=15)
+        assert resp.ok, resp.text
+    settings = {
+        "email": {"conn_id": "ops_smtp", "to": ["ops@example.com"], "from": "airflow@example.com"},
+        "webhook": {"conn_id": "ops_webhook", "endpoint": "/hooks/imagenet"},
+        "on_success": False,
+    }
+
+    def put(value: dict[str, Any]) -> None:
+        body = {"key": "imagenet_ops_notify", "value": json.dumps(value)}
+        resp = cluster.api.post(f"{cluster.base}/api/v2/variables", json=body, timeout=15)
+        if resp.status_code == 409:
+            resp = cluster.api.patch(f"{cluster.base}/api/v2/variables/imagenet_ops_notify", json=body, timeout=15)
+        assert resp.ok, resp.text
+
+    put(settings)
+    yield {"put": put, "settings": settings}
+    cluster.api.delete(f"{cluster.base}/api/v2/variables/imagenet_ops_notify", timeout=15)
+    for conn in connections:
+        cluster.api.delete(f"{cluster.base}/api/v2/connections/{conn['connection_id']}", timeout=15)
+
+
+def _wait_for(items: list, count: int, what: str, timeout: float = 60) -> list:
+    deadline = time.monotonic() + timeout
+    while len(items) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(items) >= count, f"{what}: {len(items)} of {count} arrived within {timeout:.0f}s"
+    return items
+
+
+def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag_inputs, notifications, smtp_server, webhook):
+    _, inbox = smtp_server
+    received = webhook.received
+    inbox.messages.clear(), received.clear()
+    cluster.set_paused("imagenet_aux", False)
+    conf = {**dag_inputs.inputs["imagenet_aux"], "md5": "0" * 32, "sink_uri": cluster.sink("notify-failed", "imagenet_aux")}
+    run_id = cluster.trigger("imagenet_aux", conf)
+    finished = cluster.wait(lambda: cluster.run("imagenet_aux", run_id)["state"] in ("success", "failed"), RUN_TIMEOUT, "the run")
+    assert finished and cluster.run("imagenet_aux", run_id)["state"] == "failed"
+
+    [hook] = _wait_for(received, 1, "webhook calls")
+    facts = hook["json"]
+    assert hook["path"] == "/hooks/imagenet" and hook["content_type"] == "application/json"
+    assert {k: facts[k] for k in ("dag_id", "run_id", "task_id", "state")} == {
+        "dag_id": "imagenet_aux",
+        "run_id": run_id,
+        "task_id": "verify",
+        "state": "failed",
+    }
+    assert "ChecksumMismatch" in facts["error"] and "0" * 32 in facts["error"], facts["error"]
+    assert facts["log_url"].startswith(f"{cluster.base}/dags/imagenet_aux/runs/") and "/tasks/verify" in facts["log_url"]
+    assert facts["text"].startswith(f"[imagenet_ops] FAILED: imagenet_aux run {run_id}, task verify (try 1)")  # Slack's field
+
+    [mail] = _wait_for(inbox.messages, 1, "e-mails")
+    assert (mail["From"], mail["To"]) == ("airflow@example.com", "ops@example.com")
+    assert mail["Subject"].startswith("[imagenet_ops] FAILED: imagenet_aux run")
+    body = mail.get_body(preferencelist=("html",)).get_content()
+    assert "ChecksumMismatch" in body and facts["log_url"].replace("&", "&amp;") in body
+    time.sleep(3)
+    assert len(received) == 1 and len(inbox.messages) == 1, "one notification per failure: none for the skipped tasks"
+
+
+def test_a_good_run_notifies_its_success_when_asked(cluster, dag_inputs, notifications, webhook):
+    """The DAG's success callback (run by the dag-processor). Off by default: tests/operators/test_notify.py."""
+    received = webhook.received
+    received.clear()
+    notifications["put"]({**notifications["settings"], "on_success": True, "email": None})
+    conf = {**dag_inputs.inputs["imagenet_aux"], "sink_uri": cluster.sink("notify-success", "imagenet_aux")}
+    run_id = cluster.trigger("imagenet_aux", conf)
+    cluster.wait_for_run("imagenet_aux", run_id, RUN_TIMEOUT)
+    _wait_for(received, 1, "the success webhook")
+    time.sleep(3)
+    ours = [h["json"] for h in received if h["json"].get("run_id") == run_id]
+    assert [(h.get("dag_id"), h.get("state")) for h in ours] == [("imagenet_aux", "success")], received
+    assert "task_id" not in ours[0] and ours[0]["text"] == f"[imagenet_ops] SUCCESS: imagenet_aux run {run_id}"
