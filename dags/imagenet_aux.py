@@ -32,6 +32,7 @@ from imagenet_operators import (
     ChecksumVerifyOperator,
 )
 from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.aux import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -91,6 +92,8 @@ with DAG(
     # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
     publish >> cleanup(run).as_teardown()
 
+
+document_tasks(dag)  # every task's doc_md: what it does, and what its failure usually means
 
 if __name__ == "__main__":
     dag.test()

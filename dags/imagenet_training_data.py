@@ -36,6 +36,7 @@ from imagenet_operators import (
 )
 from imagenet_operators.capacity import heavy_task_args
 from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.training import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -111,6 +112,8 @@ with DAG(
     # whatever happened upstream, the output is free again for the next run (its lease would expire otherwise)
     finalize >> ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
 
+
+document_tasks(dag)  # every task's doc_md: what it does, and what its failure usually means
 
 if __name__ == "__main__":
     dag.test()

@@ -29,6 +29,7 @@ from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
 from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.model import DECLARATION
 
 ARTIFACT = DECLARATION.name
@@ -122,6 +123,8 @@ with DAG(
     # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
     published >> cleanup(variants).as_teardown()
 
+
+document_tasks(dag)  # every task's doc_md: what it does, and what its failure usually means
 
 if __name__ == "__main__":
     dag.test()

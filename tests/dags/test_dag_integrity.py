@@ -141,3 +141,13 @@ def test_every_pool_used_is_declared_in_airflow_settings(dagbag, path):
     for dag in _dags_of(dagbag, path):
         for task in dag.tasks:
             assert task.pool in declared, f"{dag.dag_id}.{task.task_id} uses pool {task.pool!r}, not in airflow_settings.yaml"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_every_task_says_what_it_does_and_what_its_failure_means(dagbag, path):
+    """Issue 13 item 7: the task page is where a failure notification's log link lands."""
+    for dag in _dags_of(dagbag, path):
+        for task in dag.tasks:
+            doc = task.doc_md or ""
+            what, _, hint = doc.partition("**When it fails:**")
+            assert len(what.strip()) > 20 and len(hint.strip()) > 20, f"{dag.dag_id}.{task.task_id}: doc_md is {doc!r}"

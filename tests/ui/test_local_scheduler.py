@@ -82,6 +82,14 @@ def test_the_runs_result_is_its_cm_env_dict(cluster, rest_runs, dag_id: str):
     assert last == {"state": "success", "results": {task: [env] if dag_id == "resnet50_model" else env}}, last
 
 
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_every_task_page_has_its_docs(cluster, dag_id: str):
+    """What the UI's "Task docs" shows, mapped tasks included (they keep doc_md in their partial arguments)."""
+    tasks = cluster.get(f"dags/{dag_id}/tasks")["tasks"]
+    missing = [t["task_id"] for t in tasks if "**When it fails:**" not in (t.get("doc_md") or "")]
+    assert tasks and not missing, missing
+
+
 def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):
     """workers=0 (all cores) is the form's default; every shard group ran with it and wrote its shards."""
     dag_id = "imagenet_training_data"
