@@ -30,6 +30,9 @@ def asset_extra(result: PublishResult) -> dict[str, Any]:
 
 def emit_artifact_event(op: BaseOperator, context: Context, result: PublishResult) -> None:
     """Log the outcome; on a real publish add an event for the sink URI to each AssetAlias outlet."""
+    from imagenet_operators.links import record_location
+
+    record_location(op, context, uri=result.uri, manifest_uri=result.manifest_uri)  # what the task's extra links open
     upstream = result.manifest.get("upstream", {})
     if result.cache_hit:
         op.log.info(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.job import JobOperator
+from imagenet_operators.links import ARTIFACT_LINKS
 from imagenet_ops.core.staging import task_scratch
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class AuxPublishOperator(JobOperator):
     :param archive: the download facts (md5, sha256, size, url, etag). (templated)
     """
 
+    operator_extra_links = ARTIFACT_LINKS  # the artifact folder and its manifest.json
     template_fields: Sequence[str] = (*JobOperator.template_fields, "archive")
     template_fields_renderers = {**JobOperator.template_fields_renderers, "archive": "json"}
     job_type = "imagenet_ops.aux.variations:AuxJob"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.job import JobOperator
+from imagenet_operators.links import ARTIFACT_LINKS
 from imagenet_ops.core.staging import task_scratch
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class ModelPublishOperator(_ModelStepOperator):
     :param prepared: the variant's prepare result (``ModelPrepared``), load-checked. (templated)
     """
 
+    operator_extra_links = ARTIFACT_LINKS  # the artifact folder and its manifest.json
     template_fields: Sequence[str] = (*JobOperator.template_fields, "fetched", "prepared")
     template_fields_renderers = {**JobOperator.template_fields_renderers, "fetched": "json", "prepared": "json"}
     ui_color = "#d5f5e3"

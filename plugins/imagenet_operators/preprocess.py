@@ -18,6 +18,7 @@ from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.capacity import task_processes
 from imagenet_operators.job import JobOperator
 from imagenet_operators.leases import LeasedJobOperator
+from imagenet_operators.links import ARTIFACT_LINKS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -124,6 +125,7 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
     :param selection: the select task's result (chunk indices; the results are read from the sink). (templated)
     """
 
+    operator_extra_links = ARTIFACT_LINKS  # the artifact folder and its manifest.json
     template_fields: Sequence[str] = ("job", "selection")
     ui_color = "#d5f5e3"
 

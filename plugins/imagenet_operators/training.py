@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.capacity import task_processes
 from imagenet_operators.leases import LeasedJobOperator, run_owner
+from imagenet_operators.links import ARTIFACT_LINKS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -116,6 +117,7 @@ class TrainingFinalizeOperator(_TrainingJobOperator):
     :param plan: the plan task's result (cache key, counts). (templated)
     """
 
+    operator_extra_links = ARTIFACT_LINKS  # the artifact folder and its manifest.json
     template_fields: Sequence[str] = ("job", "plan")
     ui_color = "#d5f5e3"
 

@@ -45,3 +45,21 @@ def test_outputs_are_refused_when_they_would_escape_or_lose_their_prefix() -> No
     for bad in ("s3://bucket/../etc", "gs://bucket/a?b", "s3://Bad_Bucket/x", "s3:///x", "ftp://h/x"):
         with pytest.raises(SinkURIError):
             split_uri(bad)
+
+
+def test_browse_urls_open_what_a_person_can_open(tmp_path):
+    from imagenet_ops.core.uris import browse_url
+
+    assert browse_url(str(tmp_path / "aux")) == (tmp_path / "aux").resolve().as_uri()
+    assert browse_url("s3://bk/imagenet/aux") == "https://s3.console.aws.amazon.com/s3/buckets/bk?prefix=imagenet/aux/"
+    assert (
+        browse_url("s3://bk/aux/manifest.json", endpoint="https://s3.eu-west-1.amazonaws.com", folder=False)
+        == "https://s3.console.aws.amazon.com/s3/object/bk?prefix=aux/manifest.json"
+    )
+    assert browse_url("gs://bk/a b") == "https://console.cloud.google.com/storage/browser/bk/a%20b/"
+    assert (
+        browse_url("gs://bk/a/manifest.json", folder=False)
+        == "https://console.cloud.google.com/storage/browser/_details/bk/a/manifest.json"
+    )
+    # an S3-protocol server of its own (the compose deployment's MinIO): the AWS console cannot show it
+    assert browse_url("s3://imagenet-artifacts/aux", endpoint="http://minio:9000/") == "http://minio:9000/imagenet-artifacts/aux/"

@@ -90,6 +90,24 @@ def test_every_task_page_has_its_docs(cluster, dag_id: str):
     assert tasks and not missing, missing
 
 
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_the_publishing_task_links_to_the_artifact_and_its_manifest(cluster, rest_runs, dag_id: str):
+    """The task's extra links (issue 13 item 3), as the UI gets them from the api-server."""
+    run_id, sink = rest_runs[dag_id]
+    cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    task = PUBLISH_TASK.get(dag_id, "finalize")
+    resp = cluster.api.get(
+        f"{cluster.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task}/links",
+        params={"map_index": 0 if dag_id == "resnet50_model" else -1},
+        timeout=15,
+    )
+    assert resp.ok, resp.text
+    links = resp.json()["extra_links"]
+    env = cluster.xcom(dag_id, run_id, task, map_index=0 if dag_id == "resnet50_model" else -1)
+    folder = Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent if dag_id == "resnet50_model" else Path(sink)
+    assert links == {"Artifact folder": folder.resolve().as_uri(), "manifest.json": (folder / "manifest.json").resolve().as_uri()}
+
+
 def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):
     """workers=0 (all cores) is the form's default; every shard group ran with it and wrote its shards."""
     dag_id = "imagenet_training_data"

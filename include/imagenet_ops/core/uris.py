@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from imagenet_ops.core.errors import SinkURIError, StorageError
 
@@ -102,3 +102,24 @@ def parse_location(uri: str) -> Location:
     if parts.scheme and len(parts.scheme) > 1:  # one letter: a Windows drive
         raise StorageError(f"{uri}: unsupported scheme {parts.scheme!r} (use a local path, s3:// or gs://)")
     return Location("file", "", uri)
+
+
+def browse_url(uri: str, *, endpoint: str | None = None, folder: bool = True) -> str:
+    """A URL a person can open for ``uri`` (a sink folder, or an object when ``folder`` is false).
+
+    A local path becomes ``file://``; ``s3://`` and ``gs://`` open in the AWS S3 or the Google
+    Cloud console. An S3-protocol server of its own (``endpoint``: MinIO, Ceph …) gets its
+    path-style URL instead, since the AWS console cannot show it; so does a GCS emulator.
+    """
+    loc = parse_location(uri)
+    if loc.scheme == "file":
+        return Path(loc.key).resolve().as_uri()
+    key = loc.key.strip("/") + ("/" if folder and loc.key.strip("/") else "")
+    aws = loc.scheme == "s3" and (not endpoint or "amazonaws.com" in endpoint)
+    google = loc.scheme == "gs" and (not endpoint or "storage.googleapis.com" in endpoint)
+    if aws:
+        kind = "buckets" if folder else "object"
+        return f"https://s3.console.aws.amazon.com/s3/{kind}/{loc.bucket}?prefix={quote(key)}"
+    if google:
+        return f"https://console.cloud.google.com/storage/browser/{'' if folder else '_details/'}{loc.bucket}/{quote(key)}"
+    return f"{str(endpoint).rstrip('/')}/{loc.bucket}/{quote(key)}"
