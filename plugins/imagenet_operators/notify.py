@@ -74,7 +74,7 @@ def message(context: Any, state: str) -> dict[str, Any]:
         facts |= {"task_id": ti.task_id, "map_index": ti.map_index, "try_number": ti.try_number}
         with contextlib.suppress(Exception):  # a context without a full task instance: the rest stands
             facts["log_url"] = ti.log_url
-    error = context.get("exception") or context.get("reason")
+    error = (context.get("exception") or context.get("reason")) if state == "failed" else None  # a success's reason is "success"
     if error:
         facts["error"] = _redacted(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error))
     return facts

@@ -103,18 +103,19 @@ def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag
     finished = cluster.wait(lambda: cluster.run("imagenet_aux", run_id)["state"] in ("success", "failed"), RUN_TIMEOUT, "the run")
     assert finished and cluster.run("imagenet_aux", run_id)["state"] == "failed"
 
+    [failed] = [t["task_id"] for t in cluster.task_instances("imagenet_aux", run_id) if t["state"] == "failed"]
     [hook] = _wait_for(received, 1, "webhook calls")
     facts = hook["json"]
     assert hook["path"] == "/hooks/imagenet" and hook["content_type"] == "application/json"
     assert {k: facts[k] for k in ("dag_id", "run_id", "task_id", "state")} == {
         "dag_id": "imagenet_aux",
         "run_id": run_id,
-        "task_id": "verify",
+        "task_id": failed,
         "state": "failed",
     }
     assert "ChecksumMismatch" in facts["error"] and "0" * 32 in facts["error"], facts["error"]
-    assert facts["log_url"].startswith(f"{cluster.base}/dags/imagenet_aux/runs/") and "/tasks/verify" in facts["log_url"]
-    assert facts["text"].startswith(f"[imagenet_ops] FAILED: imagenet_aux run {run_id}, task verify (try 1)")  # Slack's field
+    assert facts["log_url"].startswith(f"{cluster.base}/dags/imagenet_aux/runs/") and f"/tasks/{failed}" in facts["log_url"]
+    assert facts["text"].startswith(f"[imagenet_ops] FAILED: imagenet_aux run {run_id}, task {failed} (try 1)")  # Slack's field
 
     [mail] = _wait_for(inbox.messages, 1, "e-mails")
     assert (mail["From"], mail["To"]) == ("airflow@example.com", "ops@example.com")
