@@ -84,7 +84,8 @@ def summary(facts: dict[str, Any]) -> str:
     """One line for a chat message or a mail subject."""
     where = f"{facts['dag_id']} run {facts['run_id']}"
     if facts.get("task_id"):
-        index = f"[{facts['map_index']}]" if (facts.get("map_index") or -1) >= 0 else ""
+        map_index = facts.get("map_index")
+        index = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""  # map index 0 too
         where += f", task {facts['task_id']}{index} (try {facts.get('try_number')})"
     text = f"[imagenet_ops] {facts['state'].upper()}: {where}"
     if facts.get("error"):

@@ -86,5 +86,7 @@ def test_a_bad_setting_turns_notifications_off_with_one_clear_line(monkeypatch, 
 
 def test_the_message_names_a_mapped_task():
     ctx = _context(RuntimeError("x"))
-    ctx["ti"].map_index = 3
-    assert summary(message(ctx, "failed")).startswith("[imagenet_ops] FAILED: imagenet_aux run manual__1, task verify[3] (try 2)")
+    for map_index in (0, 3):
+        ctx["ti"].map_index = map_index
+        expected = f"[imagenet_ops] FAILED: imagenet_aux run manual__1, task verify[{map_index}] (try 2)"
+        assert summary(message(ctx, "failed")).startswith(expected)
