@@ -10,6 +10,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -175,7 +176,8 @@ class TestAuxPublishOperator:
 
         sink = mock.Mock(**{"location.return_value": "s3://bucket/aux"})
         events = _Events()
-        context = {**_context(), "outlet_events": events}
+        started = datetime.now(UTC) - timedelta(seconds=4)
+        context = {**_context(), "outlet_events": events, "dag_run": SimpleNamespace(start_date=started)}
         job = {**self.JOB, "work_dir": str(tmp_path / "w")}
         call = StepCall(self._published(cache_hit))
         with (
@@ -200,6 +202,9 @@ class TestAuxPublishOperator:
             (asset,), kwargs = recorder.add.call_args
             assert asset.uri == "s3://bucket/aux"
             assert kwargs["extra"]["cache_key"] == "k" * 64 and kwargs["extra"]["files"] == 8
+            # duration and throughput, for trends (issue 13 item 6): the run so far, and bytes over it
+            extra = kwargs["extra"]
+            assert 4 <= extra["run_seconds"] < 60 and extra["bytes_per_second"] == round(extra["bytes"] / extra["run_seconds"])
 
 
 # -- every step on another worker ----------------------------------------------------------------

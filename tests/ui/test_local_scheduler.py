@@ -108,6 +108,18 @@ def test_the_publishing_task_links_to_the_artifact_and_its_manifest(cluster, res
     assert links == {"Artifact folder": folder.resolve().as_uri(), "manifest.json": (folder / "manifest.json").resolve().as_uri()}
 
 
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_the_asset_event_records_duration_and_throughput(cluster, rest_runs, dag_id: str):
+    """What a trend chart reads from the Asset events alone (issue 13 item 6)."""
+    run_id, _ = rest_runs[dag_id]
+    cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    events = cluster.get("assets/events", source_dag_id=dag_id, source_run_id=run_id)["asset_events"]
+    assert events, f"{dag_id}: no asset event"
+    for event in events:
+        extra = event["extra"]
+        assert extra["run_seconds"] > 0 and extra["bytes_per_second"] == round(extra["bytes"] / extra["run_seconds"]), extra
+
+
 def test_training_ran_at_its_default_processes_per_task(cluster, rest_runs):
     """workers=0 (all cores) is the form's default; every shard group ran with it and wrote its shards."""
     dag_id = "imagenet_training_data"
