@@ -36,13 +36,14 @@ ERROR_CHARS = 2000
 
 def notify_failure(context: Any) -> None:
     """``on_failure_callback``: a task failed for good."""
-    _send(context, "failed")
+    _send(context, "failed", _settings())
 
 
 def notify_success(context: Any) -> None:
     """A DAG's ``on_success_callback``: the run succeeded (sent only when ``on_success`` is true)."""
-    if _settings().get("on_success"):
-        _send(context, "success")
+    settings = _settings()  # one read of the Variable per notification
+    if settings.get("on_success"):
+        _send(context, "success", settings)
 
 
 def _settings() -> dict[str, Any]:
@@ -93,8 +94,7 @@ def summary(facts: dict[str, Any]) -> str:
     return text
 
 
-def _send(context: Any, state: str) -> None:
-    settings = _settings()
+def _send(context: Any, state: str, settings: dict[str, Any]) -> None:
     if not (settings.get("email") or settings.get("webhook")):
         return
     facts = message(context, state)

@@ -48,17 +48,17 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> int | None:
 
 def _own_cgroup_dirs(root: Path) -> list[Path]:
     """This process's cgroup folder (v2, or v1's cpu controller), then the root: where a quota may be set."""
+    v1 = [root / d for d in ("cpu,cpuacct", "cpu") if (root / d).is_dir()]  # where v1 mounts the cpu controller
     dirs = []
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             _, controllers, rel = line.split(":", 2)
             if controllers == "" or "cpu" in controllers.split(","):
-                v1 = [root / d for d in ("cpu,cpuacct", "cpu") if (root / d).is_dir()]
                 base = root if controllers == "" or not v1 else v1[0]
                 dirs.append(base / rel.lstrip("/"))
     except (OSError, ValueError):
         pass
-    dirs += [root / "cpu,cpuacct", root / "cpu", root]  # v1 mounts, and a container's own root
+    dirs += [*v1, root]  # v1 mounts, and a container's own root
     return [d for d in dirs if d.is_dir()]
 
 

@@ -93,6 +93,13 @@ def remove_stale_temporaries(root: Path, keys: Iterable[str]) -> list[Path]:
     return removed
 
 
+def _local_temporaries(sink: Any, keys: Iterable[str]) -> list[str]:
+    """On a local-folder sink, :func:`remove_stale_temporaries` of ``keys``; elsewhere nothing (objects are written whole)."""
+    if not (isinstance(sink, LocalSink) and sink.root.is_dir()):
+        return []
+    return [str(p) for p in remove_stale_temporaries(sink.root, keys)]
+
+
 def _remove_temporaries(folder: Path, of: Callable[[str], bool]) -> list[Path]:
     removed = []
     try:
@@ -123,8 +130,7 @@ def begin_output(sink: Any, *, files: Iterable[str]) -> list[str]:
     for key in stale:
         sink.delete(key)
     removed = list(stale)
-    if isinstance(sink, LocalSink) and sink.root.is_dir():
-        removed += [str(p) for p in remove_stale_temporaries(sink.root, new | old)]
+    removed += _local_temporaries(sink, new | old)
     _write_intent(sink, new)
     if removed:
         shown = ", ".join(removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
@@ -142,9 +148,9 @@ def settle_output(sink: Any, *, files: Iterable[str]) -> list[str]:
         sink.delete(key)
     if extra:
         log.info("%s: removed %d announced file(s) not in the final artifact: %s", sink.uri, len(extra), ", ".join(extra[:5]))
-    if isinstance(sink, LocalSink) and sink.root.is_dir():
+    if isinstance(sink, LocalSink):
         # A writer killed with SIGKILL (a lost host) runs no clean-up: its temporaries would stay for good.
-        swept = [str(p) for p in remove_stale_temporaries(sink.root, final | announced)]
+        swept = _local_temporaries(sink, final | announced)
         if swept:
             log.info("%s: removed %d temporary file(s) a killed writer left: %s", sink.uri, len(swept), ", ".join(swept[:5]))
         extra += swept

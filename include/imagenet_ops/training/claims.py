@@ -38,6 +38,9 @@ class GroupClaim:
     def key(self, group: str) -> str:
         return f"{STATE_DIR}/claims/{group}.json"
 
+    def _is_mine(self, held: dict | None) -> bool:
+        return bool(held) and (held.get("owner"), int(held.get("attempt", 0))) == (self.owner, self.attempt)
+
     def _held(self, sink: Sink, group: str) -> dict | None:
         raw = sink.get_bytes(self.key(group))
         try:
@@ -56,13 +59,12 @@ class GroupClaim:
     def check(self, sink: Sink, group: str) -> None:
         """Raise :class:`LeaseLostError` when another try (or run) has claimed ``group`` since :meth:`take`."""
         held = self._held(sink, group)
-        if held is None or (held.get("owner"), int(held.get("attempt", 0))) != (self.owner, self.attempt):
+        if not self._is_mine(held):
             raise self._superseded(group, held)
 
     def release(self, sink: Sink, group: str) -> None:
         """Drop the claim once the group is complete (if it is still this try's): nothing stays behind."""
-        held = self._held(sink, group)
-        if held and (held.get("owner"), int(held.get("attempt", 0))) == (self.owner, self.attempt):
+        if self._is_mine(self._held(sink, group)):
             sink.delete(self.key(group))
 
     def _superseded(self, group: str, held: dict | None) -> LeaseLostError:

@@ -102,10 +102,11 @@ def write_units(
     units = [plan.units[i] for i in indices]
     if on_group_label is not None:
         on_group_label(group_label([u.name for u in units]))
+    claimed = units[0].name if claim is not None and units else None  # a group is named by its first unit
     fence = None
-    if claim is not None and units:
-        claim.take(sink, units[0].name)
-        fence = lambda: claim.check(sink, units[0].name)  # noqa: E731 - checked before each unit and done-record
+    if claimed is not None:
+        claim.take(sink, claimed)
+        fence = lambda: claim.check(sink, claimed)  # noqa: E731 - checked before each unit and done-record
     results: dict[int, UnitResult] = {}
     todo = []
     for i, unit in zip(indices, units, strict=True):
@@ -122,8 +123,8 @@ def write_units(
     with contextlib.ExitStack() as stack:
         scratch = None if local else stack.enter_context(task_scratch(work_dir))  # remote: files wait here to upload
         _write_todo(sink, todo, results, progress, scratch, workers, store, fence)
-    if claim is not None and units:
-        claim.release(sink, units[0].name)
+    if claimed is not None:
+        claim.release(sink, claimed)
     written = [results[i] for i, _ in todo]
     in_bytes = sum(it.ref.size for _, u in todo for it in u.shard.items)
     elapsed = time.monotonic() - started
