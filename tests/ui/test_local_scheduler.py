@@ -17,6 +17,12 @@ pytestmark = pytest.mark.slow
 DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed")
 PUBLISH_TASK = {"imagenet_aux": "publish", "resnet50_model": "publish"}  # the others: finalize
 
+
+def _publish_index(dag_id: str) -> int:
+    """The publishing task's map index: the model's is mapped over the variants (the default run has one)."""
+    return 0 if dag_id == "resnet50_model" else -1
+
+
 RUN_TIMEOUT = 420  # s; generous: four DAGs share two cores
 
 
@@ -59,7 +65,7 @@ def test_dag_succeeds_with_only_inputs_and_sink(cluster, rest_runs, dag_id: str)
     assert run["run_type"] == "manual"
     assert set(run["conf"]) <= {"url", "md5", "train", "validation", "aux_path", "images", "sink_uri"}, run["conf"]
 
-    map_index = 0 if dag_id == "resnet50_model" else -1  # publish is mapped over the variants
+    map_index = _publish_index(dag_id)
     env = cluster.xcom(dag_id, run_id, PUBLISH_TASK.get(dag_id, "finalize"), map_index=map_index)
     _expected(dag_id, sink, env)
 
@@ -78,7 +84,7 @@ def test_the_runs_result_is_its_cm_env_dict(cluster, rest_runs, dag_id: str):
     assert resp.ok, resp.text
     last = json.loads(resp.text.strip().splitlines()[-1])
     task = PUBLISH_TASK.get(dag_id, "finalize")
-    env = cluster.xcom(dag_id, run_id, task, map_index=0 if dag_id == "resnet50_model" else -1)
+    env = cluster.xcom(dag_id, run_id, task, map_index=_publish_index(dag_id))
     assert last == {"state": "success", "results": {task: [env] if dag_id == "resnet50_model" else env}}, last
 
 
@@ -98,12 +104,12 @@ def test_the_publishing_task_links_to_the_artifact_and_its_manifest(cluster, res
     task = PUBLISH_TASK.get(dag_id, "finalize")
     resp = cluster.api.get(
         f"{cluster.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task}/links",
-        params={"map_index": 0 if dag_id == "resnet50_model" else -1},
+        params={"map_index": _publish_index(dag_id)},
         timeout=15,
     )
     assert resp.ok, resp.text
     links = resp.json()["extra_links"]
-    env = cluster.xcom(dag_id, run_id, task, map_index=0 if dag_id == "resnet50_model" else -1)
+    env = cluster.xcom(dag_id, run_id, task, map_index=_publish_index(dag_id))
     folder = Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent if dag_id == "resnet50_model" else Path(sink)
     assert links == {"Artifact folder": folder.resolve().as_uri(), "manifest.json": (folder / "manifest.json").resolve().as_uri()}
 
