@@ -48,9 +48,9 @@ def _job_and_prepared(values: tuple[Any, ...]) -> dict[str, Any]:
     return {"job": job, "prepared": prepared}
 
 
-def _job_fetched_and_prepared(values: tuple[Any, ...]) -> dict[str, Any]:
-    job, fetched, prepared = values
-    return {"job": job, "fetched": fetched, "prepared": prepared}
+def _publish_inputs(values: tuple[Any, ...]) -> dict[str, Any]:
+    job, fetched, prepared, checked = values
+    return {"job": job, "fetched": fetched, "prepared": prepared, "checked": checked}
 
 
 with DAG(
@@ -108,8 +108,8 @@ with DAG(
     ).expand_kwargs(variants.zip(prepared.output).map(_job_and_prepared))
     published = ModelPublishOperator.partial(
         task_id="publish", task_display_name="Publish with manifest", outlets=[MODEL_ASSET_ALIAS], map_index_template=by_variant
-    ).expand_kwargs(variants.zip(downloaded.output, prepared.output).map(_job_fetched_and_prepared))
-    checked >> published  # only a load-checked variant is published
+    ).expand_kwargs(variants.zip(downloaded.output, prepared.output, checked.output).map(_publish_inputs))
+    checked >> published  # only a load-checked variant is published; its report shows what the check found
     dag.add_result(published.output)  # one CM env dict per variant: GET .../dagRuns/{run}/wait returns them
 
     @task(task_display_name="Clean work dir")

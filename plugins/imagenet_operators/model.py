@@ -111,28 +111,51 @@ class ModelPublishOperator(_ModelStepOperator):
     :param job: the variant's job from the resolve task. (templated)
     :param fetched: the variant's download result (``ModelFetched``). (templated)
     :param prepared: the variant's prepare result (``ModelPrepared``), load-checked. (templated)
+    :param checked: the variant's load-check result (``ModelCheckResult``), shown in its report. (templated)
     """
 
-    operator_extra_links = ARTIFACT_LINKS  # the artifact folder and its manifest.json
-    template_fields: Sequence[str] = (*JobOperator.template_fields, "fetched", "prepared")
-    template_fields_renderers = {**JobOperator.template_fields_renderers, "fetched": "json", "prepared": "json"}
+    operator_extra_links = ARTIFACT_LINKS  # the artifact folder, its manifest.json and its report
+    template_fields: Sequence[str] = (*JobOperator.template_fields, "fetched", "prepared", "checked")
+    template_fields_renderers = {
+        **JobOperator.template_fields_renderers,
+        "fetched": "json",
+        "prepared": "json",
+        "checked": "json",
+    }
     ui_color = "#d5f5e3"
 
-    def __init__(self, *, job: Mapping[str, Any], fetched: Mapping[str, Any], prepared: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        job: Mapping[str, Any],
+        fetched: Mapping[str, Any],
+        prepared: Mapping[str, Any],
+        checked: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(job=job, **kwargs)
         self.fetched = fetched
         self.prepared = prepared
+        self.checked = checked
 
     def execute(self, context: Context) -> dict[str, str]:
         from imagenet_operators.leases import publishing
+        from imagenet_ops.model.interface import ModelCheckResult
         from imagenet_ops.model.pipeline import ModelFetched, ModelPrepared
         from imagenet_ops.model.steps import publish_variant
 
         job = self.typed_job()
         fetched, prepared = ModelFetched.from_dict(self.fetched), ModelPrepared.from_dict(self.prepared)
+        check = ModelCheckResult(**self.checked) if self.checked else None
         with task_scratch(job.work_dir, "publish") as scratch, publishing(self._sink(), context) as sink:
             done = publish_variant(
-                config=job.config, fetched=fetched, prepared=prepared, staging=self._staging(context), scratch=scratch, sink=sink
+                config=job.config,
+                fetched=fetched,
+                prepared=prepared,
+                staging=self._staging(context),
+                scratch=scratch,
+                sink=sink,
+                check=check,
             )
         emit_artifact_event(self, context, done.publish)
         return done.env

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.aux.pipeline import build_aux, validate_aux_dir, verify_aux_archive
+from imagenet_ops.aux.report import REPORT_FILES
 from imagenet_ops.aux.variations import ARCHIVE_NAME, AUX_FILES, resolve_aux_config
 from imagenet_ops.core.errors import ChecksumMismatch, ValidationError
 from imagenet_ops.core.extract import extract_archive
@@ -198,7 +199,7 @@ def test_build_aux_publishes_then_hits_the_cache(served_archive: str, aux_archiv
 
     assert first.env == {"CM_DATASET_AUX_PATH": str(out), "CM_DATASET_AUX_VER": "2012"}
     assert (first.publish.cache_hit, second.publish.cache_hit) == (False, True)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json", "report"])
     assert (out / "val.txt").read_bytes() == aux_file_contents()["val.txt"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["upstream"] == {
@@ -224,8 +225,8 @@ def test_unexpected_archive_members_are_dropped_with_a_warning(
     with caplog.at_level("WARNING", logger="imagenet_ops.aux.pipeline"):
         build_aux(config=config, sink=open_sink(str(out)), work_dir=tmp_path / "work")
 
-    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json"])
-    assert {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]} == set(AUX_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json", "report"])
+    assert {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]} == {*AUX_FILES, *REPORT_FILES}
     assert "dropping 2 unexpected member(s) of the archive, not published: README.evil, extra/notes.txt" in caplog.text
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from imagenet_ops import VERSION
 from imagenet_ops.__main__ import main
+from imagenet_ops.aux.report import REPORT_FILES
 from imagenet_ops.aux.variations import ARCHIVE_NAME, AUX_FILES
 from imagenet_ops.testing.samples import make_aux_archive
 
@@ -70,7 +71,7 @@ def test_aux_to_a_folder_then_cache_hit(aux_source: tuple[str, str], tmp_path: P
     assert first.returncode == 0, first.stderr
     assert only_json(first.stdout) == {"CM_DATASET_AUX_PATH": str(out.resolve()), "CM_DATASET_AUX_VER": "2012"}
     assert "INFO imagenet_ops" in first.stderr and "published" in first.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json", ".imagenet_ops"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*AUX_FILES, "manifest.json", ".imagenet_ops", "report"])
     # what stays of the output's lease: its two lock files (unlinking them would race), no record
     assert sorted(p.name for p in (out / ".imagenet_ops").iterdir()) == ["lease.live", "lease.lock"]
     assert json.loads((out / "manifest.json").read_text())["provenance"]["url"] == url
@@ -103,7 +104,7 @@ def test_aux_to_object_storage_via_environment(
 
     assert proc.returncode == 0, proc.stderr
     assert only_json(proc.stdout) == {"CM_DATASET_AUX_PATH": f"{scheme}://{bucket}/aux/2012", "CM_DATASET_AUX_VER": "2012"}
-    assert listing("aux/2012/") == {f"aux/2012/{name}" for name in (*AUX_FILES, "manifest.json")}
+    assert listing("aux/2012/") == {f"aux/2012/{name}" for name in (*AUX_FILES, *REPORT_FILES, "manifest.json")}
 
 
 def test_sample_command_writes_the_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

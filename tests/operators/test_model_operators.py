@@ -22,6 +22,7 @@ from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, Mo
 from imagenet_ops.core.staging import STAGING_DIR, Staging
 from imagenet_ops.model.interface import ModelCheckResult
 from imagenet_ops.model.pipeline import FetchedFile, ModelFetched, ModelPrepared
+from imagenet_ops.model.report import REPORT_FILES
 from imagenet_ops.model.variations import ModelJob, resolve_model_config
 
 
@@ -40,7 +41,7 @@ OPERATORS = [
     (ModelDownloadOperator, {}),
     (ModelPrepareOperator, {"fetched": FETCHED.as_dict()}),
     (ModelLoadCheckOperator, {"prepared": PREPARED.as_dict()}),
-    (ModelPublishOperator, {"fetched": FETCHED.as_dict(), "prepared": PREPARED.as_dict()}),
+    (ModelPublishOperator, {"fetched": FETCHED.as_dict(), "prepared": PREPARED.as_dict(), "checked": None}),
 ]
 
 
@@ -134,7 +135,7 @@ def test_publish_builds_the_sink_from_the_connection_and_returns_the_env(tmp_pat
         out = op.execute(context=context)
     make_sink.assert_called_once_with("s3://b/m/tflite", "aws")
     lease.assert_called_once_with(sink, context)  # the publish runs under the run's lease
-    assert set(publish.kwargs) == {"config", "fetched", "prepared", "staging", "scratch", "sink"}
+    assert set(publish.kwargs) == {"config", "fetched", "prepared", "staging", "scratch", "sink", "check"}
     assert (publish.kwargs["config"], publish.kwargs["fetched"], publish.kwargs["prepared"]) == (CONFIG, FETCHED, PREPARED)
     assert publish.kwargs["sink"] is sink and publish.kwargs["staging"].sink is sink
     assert not (tmp_path / "w").exists()
@@ -171,7 +172,11 @@ def test_every_step_runs_on_another_worker_with_nothing_of_the_step_before(
         ("download", ModelDownloadOperator, lambda: {}),
         ("prepare", ModelPrepareOperator, lambda: {"fetched": results["download"]}),
         ("load_check", ModelLoadCheckOperator, lambda: {"prepared": results["prepare"]}),
-        ("publish", ModelPublishOperator, lambda: {"fetched": results["download"], "prepared": results["prepare"]}),
+        (
+            "publish",
+            ModelPublishOperator,
+            lambda: {"fetched": results["download"], "prepared": results["prepare"], "checked": results["load_check"]},
+        ),
     ]
     for n, (name, cls, inputs) in enumerate(steps):
         work = hosts / f"host-{n}" / "work" / "resnet50_model" / "run"  # this worker's private scratch disk
@@ -189,7 +194,9 @@ def test_every_step_runs_on_another_worker_with_nothing_of_the_step_before(
 
     sink = sink_from_connection(f"{root}/{vid}", conn_id)
     manifest = json.loads(sink.get_bytes("manifest.json"))
-    assert {f["path"] for f in manifest["files"]} == set(results["prepare"]["files"])
+    assert {f["path"] for f in manifest["files"]} == {*results["prepare"]["files"], *REPORT_FILES}
+    report = sink.get_bytes("report/report.md").decode()
+    assert "the load check passed" in report and results["load_check"]["kind"] in report  # the check's result reached it
     if job.config.fix_input_shape:
         assert "original/resnet50_v1.pb" in results["prepare"]["files"]
         assert sink.get_bytes("original/resnet50_v1.pb") == (model_mirror["server"].root / "resnet50_v1.pb").read_bytes()

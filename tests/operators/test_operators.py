@@ -26,6 +26,7 @@ from imagenet_operators import (
     AuxValidateOperator,
     ChecksumVerifyOperator,
 )
+from imagenet_ops.aux.report import REPORT_FILES
 from imagenet_ops.aux.variations import AUX_FILES, AuxConfig, AuxJob
 from imagenet_ops.core.digests import file_digests
 from imagenet_ops.core.download import DownloadResult
@@ -257,7 +258,7 @@ def test_every_step_runs_on_another_worker_with_nothing_of_the_step_before(
 
     sink = sink_from_connection(sink_uri, conn_id)
     manifest = json.loads(sink.get_bytes("manifest.json"))
-    assert sorted(f["path"] for f in manifest["files"]) == sorted(AUX_FILES)
+    assert sorted(f["path"] for f in manifest["files"]) == sorted([*AUX_FILES, *REPORT_FILES])
     assert manifest["provenance"]["url"] == config.urls[0]
     assert str(hosts) not in json.dumps(manifest) and STAGING_DIR not in json.dumps(manifest)
 

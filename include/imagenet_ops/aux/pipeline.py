@@ -112,6 +112,7 @@ class AuxPublished:
 
     publish: PublishResult
     env: dict[str, str]
+    report: dict[str, Any] | None = None
 
 
 def _drop_unexpected(folder: Path) -> None:
@@ -137,8 +138,11 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
         config: the resolved config.
         archive: the download facts (``md5``, ``sha256``, ``size``; ``url``/``etag`` recorded only).
     """
+    from imagenet_ops.aux.report import aux_report
+
     upstream = {k: archive[k] for k in ("md5", "sha256", "size")}
     _drop_unexpected(Path(extracted_dir))
+    report = aux_report(Path(extracted_dir), config=config)
     result = publish_dir(
         local_dir=Path(extracted_dir),
         sink=sink,
@@ -146,8 +150,9 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
         params=config.as_params(),
         upstream=upstream,
         provenance={k: archive.get(k) for k in ("url", "etag", "last_modified")},
+        extra_files=report.files(),  # report/: published with the 8 files, listed in the manifest
     )
-    return AuxPublished(publish=result, env=aux_env(path=result.uri, version=config.version))
+    return AuxPublished(publish=result, env=aux_env(path=result.uri, version=config.version), report=report.summary())
 
 
 def build_aux(*, config: AuxConfig, sink: Sink, work_dir: Path) -> AuxPublished:

@@ -89,6 +89,7 @@ def publish_dir(
     params: Mapping[str, Any],
     upstream: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
     workers: int = 4,
     progress_every: float = 5.0,
 ) -> PublishResult:
@@ -102,6 +103,8 @@ def publish_dir(
         upstream: facts about the input's bytes (sha256, size …); part of the cache key.
         provenance: where the input came from (url, etag …); recorded, not part of the key,
             so a mirror serving the same bytes is the same artifact.
+        extra_files: files made in memory (the data-quality report), by key; published and
+            listed like the rest, not part of the key.
         workers: parallel uploads.
         progress_every: seconds between progress lines.
 
@@ -122,11 +125,13 @@ def publish_dir(
     for p in paths:
         d = file_digests(p)
         entries.append({"path": p.relative_to(local_dir).as_posix(), "size": d.size, "sha256": d.sha256})
+    extra = dict(extra_files or {})
+    made = [{"path": k, "size": len(v), "sha256": hashlib.sha256(v).hexdigest()} for k, v in sorted(extra.items())]
     total = sum(e["size"] for e in entries)
 
     from imagenet_ops.core.output_location import begin_output  # it builds on this module
 
-    begin_output(sink, files=[e["path"] for e in entries])  # the old manifest first, then an earlier artifact's files
+    begin_output(sink, files=[e["path"] for e in entries + made])  # the old manifest first, then an earlier artifact's files
     progress = Progress(f"publish to {sink.uri}", total=total, unit="bytes", logger=log, every=progress_every)
 
     def upload(entry: dict[str, Any]) -> None:
@@ -135,6 +140,8 @@ def publish_dir(
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(upload, entries))
+    for key, data in sorted(extra.items()):
+        sink.put_bytes(data, key)
 
     return write_manifest(
         sink=sink,
@@ -142,7 +149,7 @@ def publish_dir(
         params=params,
         upstream=upstream,
         provenance=provenance,
-        files=entries,
+        files=entries + made,
         previous=existing,
     )
 

@@ -165,6 +165,7 @@ class ModelPublished:
 
     publish: PublishResult
     env: dict[str, str] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
 
 
 def cache_params(config: ModelConfig) -> dict[str, Any]:
@@ -174,9 +175,27 @@ def cache_params(config: ModelConfig) -> dict[str, Any]:
     return params
 
 
-def publish_model(*, config: ModelConfig, prepared: ModelPrepared, fetched: ModelFetched, sink: Sink) -> ModelPublished:
-    """Publish a checked variant; the cache key covers the config and the downloads' bytes."""
+def publish_model(
+    *, config: ModelConfig, prepared: ModelPrepared, fetched: ModelFetched, sink: Sink, check: ModelCheckResult | None = None
+) -> ModelPublished:
+    """Publish a checked variant with its report; the cache key covers the config and the downloads' bytes.
+
+    Args:
+        check: what the load check found, shown in ``report/report.md``.
+    """
+    from imagenet_ops.model.report import model_report
+
     upstream = {f.filename: {"md5": f.md5, "sha256": f.sha256, "size": f.size} for f in fetched.files}
+    starting = sink.location(prepared.starting_file) if prepared.starting_file else None
+    env = model_env(config, model_path=sink.location(prepared.model_file), starting_path=starting)
+    report = model_report(
+        config=config,
+        folder=Path(prepared.dir),
+        files=list(prepared.files),
+        env=env,
+        expected=expected_interface(config),
+        check=check,
+    )
     result = publish_dir(
         local_dir=Path(prepared.dir),
         sink=sink,
@@ -184,11 +203,9 @@ def publish_model(*, config: ModelConfig, prepared: ModelPrepared, fetched: Mode
         params=cache_params(config),
         upstream=upstream,
         provenance={f.filename: {"url": f.url, "etag": f.etag} for f in fetched.files},
+        extra_files=report.files(),  # report/: published with the variant, listed in the manifest
     )
-    starting = sink.location(prepared.starting_file) if prepared.starting_file else None
-    return ModelPublished(
-        publish=result, env=model_env(config, model_path=sink.location(prepared.model_file), starting_path=starting)
-    )
+    return ModelPublished(publish=result, env=env, report=report.summary())
 
 
 def build_model(*, config: ModelConfig, sink: Sink, work_dir: Path) -> ModelPublished:
@@ -196,5 +213,5 @@ def build_model(*, config: ModelConfig, sink: Sink, work_dir: Path) -> ModelPubl
     work_dir = Path(work_dir)
     fetched = fetch_model(config=config, dest_dir=work_dir / DOWNLOAD_DIR)
     prepared = prepare_model(config=config, fetched=fetched, dest_dir=work_dir / PREPARED_DIR)
-    check_prepared_model(config=config, prepared=prepared)
-    return publish_model(config=config, prepared=prepared, fetched=fetched, sink=sink)
+    check = check_prepared_model(config=config, prepared=prepared)
+    return publish_model(config=config, prepared=prepared, fetched=fetched, sink=sink, check=check)

@@ -106,7 +106,19 @@ def check_variant(*, config: ModelConfig, prepared: ModelPrepared, staging: Stag
 
 
 def publish_variant(
-    *, config: ModelConfig, fetched: ModelFetched, prepared: ModelPrepared, staging: Staging, scratch: Path, sink: Sink
+    *,
+    config: ModelConfig,
+    fetched: ModelFetched,
+    prepared: ModelPrepared,
+    staging: Staging,
+    scratch: Path,
+    sink: Sink,
+    check: ModelCheckResult | None = None,
 ) -> ModelPublished:
-    """Publish the staged, load-checked folder (:func:`publish_model`); the downloads' facts make the cache key."""
-    return publish_model(config=config, prepared=_local_prepared(config, prepared, staging, scratch), fetched=fetched, sink=sink)
+    """Publish the staged, load-checked folder (:func:`publish_model`); the downloads' facts make the cache key.
+
+    Args:
+        check: the load check's result, for the report.
+    """
+    local = _local_prepared(config, prepared, staging, scratch)
+    return publish_model(config=config, prepared=local, fetched=fetched, sink=sink, check=check)

@@ -29,7 +29,9 @@ def aux_file_contents(*, seed: int = 0, val_images: int = NUM_VAL_IMAGES) -> dic
     """The 8 aux files as bytes, deterministic for a seed."""
     rng = random.Random(seed)
     wnids = sample_wnids()
-    val = "".join(f"ILSVRC2012_val_{i:08d}.JPEG {rng.randrange(NUM_CLASSES)}\n" for i in range(1, val_images + 1))
+    labels = [i % NUM_CLASSES for i in range(val_images)]  # as in ImageNet: 50 images a class, in a shuffled order
+    rng.shuffle(labels)
+    val = "".join(f"ILSVRC2012_val_{i:08d}.JPEG {label}\n" for i, label in enumerate(labels, 1))
     train = "".join(f"{w}/{w}_{k}.JPEG {c}\n" for c, w in enumerate(wnids) for k in (1, 2))
     # Caffe BlobProto header fields (num, channels, height, width) then float data; a stand-in of the right kind.
     mean = struct.pack("<4i", 1, 3, 16, 16) + struct.pack("<768f", *(rng.uniform(90, 130) for _ in range(768)))

@@ -1,0 +1,95 @@
+"""Data-quality reports: ``report/report.md`` and its PNG pictures, published beside an artifact.
+
+Each artifact package builds its :class:`Report` from what it just made (counts, a few samples
+read back); this module only lays the report out and writes it. The report's files go into the
+sink before ``manifest.json``, and the manifest lists them, so a report is published, replaced
+and cleaned up with the artifact it describes. Same data, same bytes: nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagenet_ops.core.sinks import Sink
+
+REPORT_DIR = "report"
+REPORT_MD = f"{REPORT_DIR}/report.md"
+
+
+def report_files(pictures: Sequence[str]) -> tuple[str, ...]:
+    """The keys a report with ``pictures`` publishes: what a publish announces before writing them."""
+    return (REPORT_MD, *(f"{REPORT_DIR}/{name}" for name in pictures))
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+@dataclass
+class Report:
+    """A markdown report under construction, with its pictures (``name.png`` -> PNG bytes)."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    pictures: dict[str, bytes] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def section(self, heading: str) -> Report:
+        self.lines += ["", f"## {heading}", ""]
+        return self
+
+    def text(self, paragraph: str) -> Report:
+        self.lines += [paragraph, ""]
+        return self
+
+    def facts(self, items: Mapping[str, Any]) -> Report:
+        """A two-column table of named values."""
+        return self.table(("", ""), [(f"**{k}**", v) for k, v in items.items()], header=False)
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], *, header: bool = True, limit: int = 200) -> Report:
+        """A markdown table; past ``limit`` rows, one line says how many more there are."""
+        rows = list(rows)
+        head = headers if header else [" "] * len(headers)
+        self.lines += ["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "---|" * len(headers)]
+        self.lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows[:limit]]
+        if len(rows) > limit:
+            self.lines.append(f"\n… and {len(rows) - limit} more rows.")
+        self.lines.append("")
+        return self
+
+    def check(self, ok: bool, what: str) -> Report:
+        """A pass/fail line; a failed check is also collected in :attr:`problems` (the run note shows them)."""
+        if not ok:
+            self.problems.append(what)
+        self.lines.append(f"- {'✅' if ok else '❌'} {what}")
+        return self
+
+    def picture(self, name: str, data: bytes, caption: str) -> Report:
+        """Add ``name`` (e.g. ``classes.png``) and show it here."""
+        self.pictures[name] = data
+        self.lines += ["", f"![{caption}]({name})", "", f"*{caption}*", ""]
+        return self
+
+    def markdown(self) -> str:
+        status = "all checks passed" if not self.problems else f"{len(self.problems)} check(s) failed"
+        return "\n".join([f"# {self.title}", "", f"Data-quality report: {status}.", *self.lines]).rstrip() + "\n"
+
+    def files(self) -> dict[str, bytes]:
+        """``{"report/report.md": …, "report/<picture>.png": …}``."""
+        return {REPORT_MD: self.markdown().encode(), **{f"{REPORT_DIR}/{n}": d for n, d in sorted(self.pictures.items())}}
+
+    def summary(self) -> dict[str, Any]:
+        """What a caller shows of the report (the run note): its path, pictures and failed checks."""
+        return {"report": REPORT_MD, "pictures": sorted(self.pictures), "problems": list(self.problems)}
+
+
+def put_report(report: Report, sink: Sink) -> list[dict[str, Any]]:
+    """Put the report's files into ``sink``; returns their manifest entries (path, size, sha256)."""
+    entries = []
+    for key, data in report.files().items():
+        sink.put_bytes(data, key)
+        entries.append({"path": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return entries
