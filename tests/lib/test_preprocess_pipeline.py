@@ -32,6 +32,7 @@ from imagenet_ops.preprocessed.pipeline import (
     finalize_preprocessed,
     select_images,
 )
+from imagenet_ops.preprocessed.report import REPORT_FILES
 from imagenet_ops.testing.preprocess_samples import (
     calibration_list_text,
     plain_images,
@@ -78,7 +79,9 @@ def _build(config, inputs: dict[str, Path], source: str, out: Path, **kwargs):
 
 
 def _outputs(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+    """sha256 of every published file (the report's too), by path; the output's own state is left out."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and not p.relative_to(folder).as_posix().startswith("."))
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_validation_takes_the_first_lines_in_order(inputs) -> None:
@@ -107,7 +110,7 @@ def test_build_writes_cm_outputs_and_lists(inputs, tmp_path: Path) -> None:
     assert (env["CM_DATASET_SIZE"], env["CM_DATASET_TYPE"], env["CM_DATASET_DATA_LAYOUT"]) == ("3", "validation", "NCHW")
     manifest = read_manifest(LocalSink(out))
     listed = {f["path"]: f for f in manifest["files"]}
-    assert set(listed) == set(names) | {FILES_LIST, NAMES_LIST, VAL_MAP}
+    assert set(listed) == set(names) | {FILES_LIST, NAMES_LIST, VAL_MAP} | set(REPORT_FILES)
     for name, entry in listed.items():
         data = (out / name).read_bytes()
         import google_crc32c
@@ -189,7 +192,7 @@ def test_worker_processes_give_identical_outputs(inputs, tmp_path: Path) -> None
     one, two = _outputs(tmp_path / "w1"), _outputs(tmp_path / "w2")
     for name in (FILES_LIST, MANIFEST_NAME):  # they hold the output's own path
         one.pop(name), two.pop(name)
-    assert one == two and len(one) == 12 + 2
+    assert one == two and len(one) == 12 + 2 + len(REPORT_FILES)
     assert [c.count for c in result.chunks] == [6, 6]
 
 
@@ -415,6 +418,7 @@ import cv2, numpy as np
 import re
 from pathlib import Path
 from imagenet_ops.preprocessed.config import resolve_preprocess_config
+from imagenet_ops.preprocessed.report import REPORT_FILES
 from imagenet_ops.preprocessed.pipeline import build_preprocessed
 if __name__ == "__main__":
     cv2.setNumThreads(2)
@@ -450,7 +454,7 @@ def test_chunk_results_round_trip_through_the_sink(inputs, tmp_path: Path) -> No
     results = chunk_state.load_chunk_results(sink=sink, count=2, remove=True)
     assert [r.count for r in results] == [2, 2] and not list((tmp_path / "out" / ".chunks").iterdir())
     publish, env = finalize_preprocessed(config=config, sink=sink, items=items, chunk_results=results, val_map=inputs["val_map"])
-    assert env["CM_DATASET_SIZE"] == "4" and publish.files == 4 + 3
+    assert env["CM_DATASET_SIZE"] == "4" and publish.files == 4 + 3 + len(REPORT_FILES)
 
 
 @pytest.mark.parametrize(

@@ -107,14 +107,14 @@ def test_reference_round_trip_read_with_tensorflow(data, tmp_path):
     done = _build(data, tmp_path / "out", tmp_path / "work")
     out = tmp_path / "out"
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert names == ["manifest.json"] + [f"train-{i:05d}-of-00003" for i in range(3)] + [
+    assert names == ["manifest.json", "report"] + [f"train-{i:05d}-of-00003" for i in range(3)] + [
         f"validation-{i:05d}-of-00002" for i in range(2)
     ]
     labels = data["labels"].read_text().split()
     label_of = {w: i + 1 for i, w in enumerate(sorted(set(WNIDS) | set(labels)))}
     seen: dict[str, dict] = {}
     per_shard = {}
-    for name in names[1:]:
+    for name in names[2:]:  # after manifest.json and report/
         records = _parse_shard(out / name)
         per_shard[name] = len(records)
         for r in records:
@@ -157,7 +157,9 @@ def test_reference_round_trip_read_with_tensorflow(data, tmp_path):
     assert env["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == str(out)
     assert (env["CM_MLPERF_TRAINING_RESNET_TRAIN_IMAGES"], env["CM_MLPERF_TRAINING_RESNET_VALIDATION_IMAGES"]) == ("23", "11")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {f["path"]: f["records"] for f in manifest["files"]} == per_shard
+    assert {f["path"]: f["records"] for f in manifest["files"] if "records" in f} == per_shard
+    report = (out / "report" / "report.md").read_text()  # the shards' report: decoded back, every check passed
+    assert "all checks passed" in report and "2 PNG/CMYK image(s) re-encoded" in report
 
 
 def test_split_layout_and_cache_hit(data, tmp_path):
@@ -196,7 +198,8 @@ def test_labels_from_aux_give_the_same_shards(data, tmp_path):
         config=config, sink=LocalSink(tmp_path / "b"), train=None, validation=data["val"], aux_path=aux, work_dir=tmp_path
     )
     files = lambda d: {f["path"]: f["checksum"] for f in d.publish.manifest["files"]}  # noqa: E731
-    assert files(from_file) == files(from_aux) and len(files(from_aux)) == 2
+    assert files(from_file) == files(from_aux)  # the shards and their report alike
+    assert len([p for p in files(from_aux) if not p.startswith("report/")]) == 2
     assert from_aux.env["CM_MLPERF_TRAINING_RESNET_TRAIN_IMAGES"] == "0"
 
 
@@ -302,6 +305,7 @@ def test_nvidia_recordio_matches_im2rec(data, tmp_path):
     assert done.env["CM_MLPERF_TRAINING_NVIDIA_RESNET_PREPROCESSED_PATH"] == str(out)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "manifest.json",
+        "report",
         "train.idx",
         "train.lst",
         "train.rec",
@@ -404,7 +408,7 @@ def test_killed_writer_leaves_no_partial_shard_and_retry_completes(data, tmp_pat
     assert [r.skipped for r in results] == [True, False, False, False, False]
     assert (out / "train-00000-of-00003").stat().st_mtime_ns == good
     done = finalize_training(sink=sink, cache_key=plan.cache_key)
-    assert sum(f["records"] for f in done.publish.manifest["files"]) == 23 + VAL_COUNT
+    assert sum(f.get("records", 0) for f in done.publish.manifest["files"]) == 23 + VAL_COUNT
     assert len(_parse_shard(out / "validation-00000-of-00002")) == 6
 
 
@@ -749,7 +753,8 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
 
     assert "plan: 5 of 5 units come only from tars whose md5 matched the published ImageNet md5" in caplog.text
     lines = [r.getMessage() for r in caplog.records if "fast path" in r.getMessage()]
-    assert sorted(line.split(":")[0] for line in lines) == sorted(f["path"] for f in fast.publish.manifest["files"])
+    shards = sorted(f["path"] for f in fast.publish.manifest["files"] if not f["path"].startswith("report/"))
+    assert sorted(line.split(":")[0] for line in lines) == shards
     written = [r.getMessage() for r in caplog.records if r.name == "imagenet_ops.training.shards"]
     assert len(written) == 5 and all(line.endswith("header check only (md5 matched))") for line in written), written
     assert all(u.md5_verified for u in load_plan(LocalSink(tmp_path / "fast")).units), "kept in the stored plan"

@@ -139,10 +139,11 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
         archive: the download facts (``md5``, ``sha256``, ``size``; ``url``/``etag`` recorded only).
     """
     from imagenet_ops.aux.report import aux_report
+    from imagenet_ops.core.report import reports_enabled
 
     upstream = {k: archive[k] for k in ("md5", "sha256", "size")}
     _drop_unexpected(Path(extracted_dir))
-    report = aux_report(Path(extracted_dir), config=config)
+    report = aux_report(Path(extracted_dir), config=config) if reports_enabled() else None
     result = publish_dir(
         local_dir=Path(extracted_dir),
         sink=sink,
@@ -150,9 +151,11 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
         params=config.as_params(),
         upstream=upstream,
         provenance={k: archive.get(k) for k in ("url", "etag", "last_modified")},
-        extra_files=report.files(),  # report/: published with the 8 files, listed in the manifest
+        extra_files=report.files() if report else None,  # report/: published with the 8 files, listed in the manifest
     )
-    return AuxPublished(publish=result, env=aux_env(path=result.uri, version=config.version), report=report.summary())
+    return AuxPublished(
+        publish=result, env=aux_env(path=result.uri, version=config.version), report=report.summary() if report else None
+    )
 
 
 def build_aux(*, config: AuxConfig, sink: Sink, work_dir: Path) -> AuxPublished:

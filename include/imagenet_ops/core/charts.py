@@ -123,31 +123,44 @@ def channel_histograms(
     return png(image)
 
 
-def contact_sheet(rows: Sequence[Sequence[tuple[str, np.ndarray]]], *, tile: int = 160, title: str = "") -> bytes:
+def contact_sheet(
+    rows: Sequence[Sequence[tuple[str, np.ndarray]]],
+    *,
+    tile: int = 160,
+    title: str = "",
+    row_titles: Sequence[str] | None = None,
+) -> bytes:
     """A grid of captioned RGB tiles: one row per sample (e.g. the original, then the tensor made viewable).
 
     Args:
         rows: each row's ``(caption, HxWx3 uint8 RGB array)`` cells.
-        tile: each cell's longest side in pixels (aspect kept, centred).
+        tile: each cell's longest side in pixels (aspect kept, centred; small images are enlarged).
         title: drawn above the grid.
+        row_titles: one line drawn above each row (e.g. the shard it comes from).
     """
     from PIL import Image, ImageDraw
 
     columns = max((len(r) for r in rows), default=1)
     caption_h, title_h, pad = 16, (24 if title else 0), 6
+    row_title_h = 16 if row_titles else 0
     width = columns * (tile + pad) + pad
-    height = title_h + len(rows) * (tile + caption_h + pad) + pad
+    height = title_h + len(rows) * (row_title_h + tile + caption_h + pad) + pad
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((pad, 4), title, fill=INK, font=_font(14))
     font = _font(10)
+    chars = max(8, tile // 6)  # what fits under a tile in the 10 px font
     for r, row in enumerate(rows):
-        y = title_h + pad + r * (tile + caption_h + pad)
+        y = title_h + pad + r * (row_title_h + tile + caption_h + pad)
+        if row_titles:
+            draw.text((pad, y), row_titles[r], fill=INK, font=_font(12))
+            y += row_title_h
         for c, (caption, pixels) in enumerate(row):
             x = pad + c * (tile + pad)
             cell = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB")
-            cell.thumbnail((tile, tile), Image.BILINEAR)
+            scale = tile / max(cell.width, cell.height)
+            cell = cell.resize((max(1, round(cell.width * scale)), max(1, round(cell.height * scale))), Image.BILINEAR)
             sheet.paste(cell, (x + (tile - cell.width) // 2, y + (tile - cell.height) // 2))
-            draw.text((x, y + tile + 2), caption[:28], fill=INK, font=font)
+            draw.text((x, y + tile + 2), caption[:chars], fill=INK, font=font)
     return png(sheet)

@@ -3,12 +3,15 @@
 Each artifact package builds its :class:`Report` from what it just made (counts, a few samples
 read back); this module only lays the report out and writes it. The report's files go into the
 sink before ``manifest.json``, and the manifest lists them, so a report is published, replaced
-and cleaned up with the artifact it describes. Same data, same bytes: nothing here reads a clock.
+and cleaned up with the artifact it describes. Same data, same bytes: nothing here reads a clock,
+so a report holds no timings (a run's duration and throughput are facts of the run: its note and
+its Asset event's extra carry them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +19,14 @@ from typing import Any
 from imagenet_ops.core.sinks import Sink
 
 REPORT_DIR = "report"
+REPORTS_SWITCH = "IMAGENET_OPS_REPORTS"
+"""``off`` skips the reports (a benchmark of the build alone, or a build whose report nobody reads)."""
 REPORT_MD = f"{REPORT_DIR}/report.md"
+
+
+def reports_enabled() -> bool:
+    """Whether to build reports: yes unless ``IMAGENET_OPS_REPORTS=off`` (or ``0``/``false``/``no``)."""
+    return os.environ.get(REPORTS_SWITCH, "on").strip().lower() not in ("off", "0", "false", "no")
 
 
 def report_files(pictures: Sequence[str]) -> tuple[str, ...]:
@@ -53,6 +63,8 @@ class Report:
         """A markdown table; past ``limit`` rows, one line says how many more there are."""
         rows = list(rows)
         head = headers if header else [" "] * len(headers)
+        if self.lines and self.lines[-1]:
+            self.lines.append("")  # a table right after a list or a line would be read as part of it
         self.lines += ["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "---|" * len(headers)]
         self.lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows[:limit]]
         if len(rows) > limit:
@@ -75,7 +87,7 @@ class Report:
 
     def markdown(self) -> str:
         status = "all checks passed" if not self.problems else f"{len(self.problems)} check(s) failed"
-        return "\n".join([f"# {self.title}", "", f"Data-quality report: {status}.", *self.lines]).rstrip() + "\n"
+        return "\n".join([f"# {self.title}", "", f"Data-quality report: {status}.", "", *self.lines]).rstrip() + "\n"
 
     def files(self) -> dict[str, bytes]:
         """``{"report/report.md": …, "report/<picture>.png": …}``."""
@@ -87,9 +99,18 @@ class Report:
 
 
 def put_report(report: Report, sink: Sink) -> list[dict[str, Any]]:
-    """Put the report's files into ``sink``; returns their manifest entries (path, size, sha256)."""
+    """Put the report's files into ``sink``; returns their manifest entries (path, size, sha256, CRC-32C checksum)."""
+    import google_crc32c
+
     entries = []
     for key, data in report.files().items():
         sink.put_bytes(data, key)
-        entries.append({"path": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        entries.append(
+            {
+                "path": key,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "checksum": f"crc32c:{google_crc32c.value(data):08x}",
+            }
+        )
     return entries

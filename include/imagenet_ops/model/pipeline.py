@@ -183,18 +183,23 @@ def publish_model(
     Args:
         check: what the load check found, shown in ``report/report.md``.
     """
+    from imagenet_ops.core.report import reports_enabled
     from imagenet_ops.model.report import model_report
 
     upstream = {f.filename: {"md5": f.md5, "sha256": f.sha256, "size": f.size} for f in fetched.files}
     starting = sink.location(prepared.starting_file) if prepared.starting_file else None
     env = model_env(config, model_path=sink.location(prepared.model_file), starting_path=starting)
-    report = model_report(
-        config=config,
-        folder=Path(prepared.dir),
-        files=list(prepared.files),
-        env=env,
-        expected=expected_interface(config),
-        check=check,
+    report = (
+        None
+        if not reports_enabled()
+        else model_report(
+            config=config,
+            folder=Path(prepared.dir),
+            files=list(prepared.files),
+            env=env,
+            expected=expected_interface(config),
+            check=check,
+        )
     )
     result = publish_dir(
         local_dir=Path(prepared.dir),
@@ -203,9 +208,9 @@ def publish_model(
         params=cache_params(config),
         upstream=upstream,
         provenance={f.filename: {"url": f.url, "etag": f.etag} for f in fetched.files},
-        extra_files=report.files(),  # report/: published with the variant, listed in the manifest
+        extra_files=report.files() if report else None,  # report/: published with the variant, listed in the manifest
     )
-    return ModelPublished(publish=result, env=env, report=report.summary())
+    return ModelPublished(publish=result, env=env, report=report.summary() if report else None)
 
 
 def build_model(*, config: ModelConfig, sink: Sink, work_dir: Path) -> ModelPublished:

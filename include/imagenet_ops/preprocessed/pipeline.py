@@ -41,10 +41,12 @@ from imagenet_ops.core.errors import StorageError, ValidationError
 from imagenet_ops.core.manifest import PublishResult, cache_key_for, cached_result, read_manifest, write_manifest
 from imagenet_ops.core.output_location import begin_output
 from imagenet_ops.core.progress import human_bytes, human_seconds
+from imagenet_ops.core.report import put_report, reports_enabled
 from imagenet_ops.core.sinks import LocalSink, Sink, open_sink
 from imagenet_ops.imagenet.images import ImageRef
 from imagenet_ops.preprocessed.chunks import ChunkResult, plan_chunks, preprocess_chunk
 from imagenet_ops.preprocessed.config import PreprocessConfig, config_env
+from imagenet_ops.preprocessed.report import REPORT_FILES, preprocessed_report
 from imagenet_ops.preprocessed.sources import ImageLike, fetch_inputs, image_ref, is_missing, locate_images, requested_names
 from imagenet_ops.preprocessed.variations import ARTIFACT
 
@@ -214,7 +216,7 @@ def _possible_outputs(config: PreprocessConfig, items: Sequence[ImageLike]) -> l
     lists = [FILES_LIST, NAMES_LIST, VAL_MAP, BAD_IMAGES, GENERIC_FOF]
     if config.dataset_type == "calibration":
         lists.append(config.calibration_filename)
-    return [config.output_name(image_ref(i).name) for i in items] + lists
+    return [config.output_name(image_ref(i).name) for i in items] + lists + list(REPORT_FILES)
 
 
 def _damaged_local_files(sink: Sink, files: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -248,8 +250,9 @@ def finalize_preprocessed(
     val_map: Path | None = None,
     calibration_list: Path | None = None,
     source: str | None = None,
+    store: Any = None,
 ) -> tuple[PublishResult, dict[str, str]]:
-    """Write the list files, ``val_map.txt`` / the calibration list, ``bad_images.txt`` and ``manifest.json`` last.
+    """Write the list files, ``val_map.txt`` / the calibration list, ``bad_images.txt``, ``report/`` and ``manifest.json`` last.
 
     Args:
         config: the resolved config.
@@ -259,6 +262,7 @@ def finalize_preprocessed(
         val_map: copied into the output as ``val_map.txt`` (validation).
         calibration_list: copied into the output under the calibration list's name (calibration).
         source: recorded in the manifest's provenance: the images as the user gave them, or the URL they were downloaded from.
+        store: reads object-storage images, for the report's samples.
 
     Returns:
         The publish facts and the CM env dict.
@@ -298,6 +302,18 @@ def finalize_preprocessed(
     for name, data in extra.items():
         sink.put_bytes(data, name)
         entries.append(_entry(data, name))
+    if reports_enabled():
+        report = preprocessed_report(
+            config=config,
+            sink=sink,
+            refs=refs,
+            published=[i.name for i in refs if i.name not in reasons],
+            reasons=reasons,
+            val_map=val_map if config.dataset_type == "validation" else None,
+            total_bytes=sum(e["size"] for e in entries),
+            store=store,
+        )
+        entries += put_report(report, sink)
     # write_manifest settles the announced outputs this set did not write, then writes manifest.json last
     publish = write_manifest(
         sink=sink,
@@ -410,6 +426,7 @@ def build_preprocessed(
             val_map=val_map,
             calibration_list=calibration_list,
             source=inputs.source,  # the URL of a downloaded tar, not its temporary path
+            store=store,
         )
     finally:
         if temporary:

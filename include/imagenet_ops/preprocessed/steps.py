@@ -179,6 +179,7 @@ def finalize_chunks(
             val_map=local_copy(job.val_map, dest_dir=scratch / "val_map", store=store),
             calibration_list=local_copy(job.calibration_list, dest_dir=scratch / "calibration", store=store),
             source=images_source(job, staging=staging, scratch=scratch),
+            store=store,
         )
     remove_chunk_state(sink=sink, count=count)
     return published

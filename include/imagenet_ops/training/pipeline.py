@@ -48,6 +48,7 @@ from imagenet_ops.core.lease import guard_writes
 from imagenet_ops.core.manifest import PublishResult, cached_result, read_manifest, write_manifest
 from imagenet_ops.core.process_pool import worker_pool
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
+from imagenet_ops.core.report import put_report, reports_enabled
 from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.core.staging import task_scratch
 from imagenet_ops.core.uris import is_remote
@@ -249,7 +250,7 @@ def training_env(*, location: str, config: TrainingConfig, counts: Mapping[str, 
 
 
 def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = None) -> TrainingPublished:
-    """Check every unit is complete with its planned record count, then write the manifest.
+    """Check every unit is complete with its planned record count, then write ``report/`` and the manifest.
 
     A cache hit (the sink's manifest has ``cache_key``) returns the existing artifact.
 
@@ -265,6 +266,7 @@ def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = 
     plan = load_plan(sink)
     files: list[dict[str, Any]] = []
     problems = []
+    converted = 0
     for unit in plan.units:
         done = completed_unit(unit, sink, store)
         if done is None:
@@ -273,9 +275,22 @@ def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = 
             problems.append(f"{unit.name}: {done.records} records, planned {len(unit.shard.items)}")
         else:
             files += [{**f, "records": done.records} for f in done.files]
+            converted += done.converted
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise ValidationError(f"{sink.uri}: {len(problems)} of {len(plan.units)} units are not complete: {shown}")
+    report = None
+    if reports_enabled():
+        from imagenet_ops.training.report import training_report
+
+        report = training_report(
+            units=plan.units,
+            sink=sink,
+            config=plan.config,
+            files=files,
+            converted=converted,
+            store=store,
+        )
     publish = write_manifest(
         sink=sink,
         artifact=ARTIFACT,
@@ -287,7 +302,7 @@ def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = 
             "classes": plan.classes,
             **{k: v for k, v in plan.upstream.items() if k != "input_digest"},
         },
-        files=files,
+        files=files + (put_report(report, sink) if report else []),
         previous=existing,
     )
     # the manifest's upstream is the cache key's; counts live in provenance and are mirrored for cache hits

@@ -27,6 +27,7 @@ from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.images import list_train_images, list_val_images
 from imagenet_ops.training.inputs import resolve_val_labels
 from imagenet_ops.training.order import Shard, plan_nvidia, plan_reference
+from imagenet_ops.training.report import REPORT_FILES
 from imagenet_ops.training.units import Unit, completed_unit
 from imagenet_ops.training.variations import ARTIFACT, TrainingConfig, published_md5s, require_images
 
@@ -192,7 +193,7 @@ def plan_training(
             ", ".join(damaged[:5]) + (" …" if len(damaged) > 5 else ""),
         )
     # the old manifest first, then the files of an earlier artifact or a killed run that this plan will not rewrite
-    begin_output(sink, files=[u.key(f) for u in units for f in u.files])
+    begin_output(sink, files=[u.key(f) for u in units for f in u.files] + list(REPORT_FILES))
     sink.put_bytes(plan.to_bytes(), PLAN_KEY)
     groups = group_units(units, tasks)
     log.info(

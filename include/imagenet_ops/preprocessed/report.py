@@ -1,0 +1,194 @@
+"""A preprocessed set's data-quality report: sample tensors shown as pictures next to their sources.
+
+Published as ``report/`` beside the set (:mod:`imagenet_ops.core.report`). It holds:
+
+- a contact sheet: a few originals, each beside its published tensor read back *as the config
+  declares it* and turned into a picture (:mod:`imagenet_ops.preprocessed.viewable`), so a wrong
+  layout, channel order or mean shows at a glance; each pair's mean difference is listed too;
+- the per-channel value histogram of the sampled tensors;
+- the class histogram of the selected images (when labels are known);
+- the skipped and bad images with their reasons.
+
+It reads only a few samples back (:data:`CONTACT_SAMPLES`, :data:`HISTOGRAM_SAMPLES`), so its
+cost does not grow with the set (``bench/report_cost.py`` measures it against the build).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imagenet_ops.core import charts
+from imagenet_ops.core.progress import human_bytes
+from imagenet_ops.core.report import Report, report_files
+from imagenet_ops.core.sinks import Sink
+from imagenet_ops.imagenet.constants import NUM_CLASSES
+from imagenet_ops.imagenet.images import ImageRef
+from imagenet_ops.preprocessed.config import PreprocessConfig
+from imagenet_ops.preprocessed.viewable import channel_order, channels_first, mean_abs_difference, reference_crop, viewable
+
+log = logging.getLogger(__name__)
+
+CONTACT_SAMPLES = 8
+HISTOGRAM_SAMPLES = 16
+MATCH_LIMIT = 16.0
+"""A tensor read as declared must be within this mean difference (of 255) of its source's centre crop."""
+PICTURES = ("contact_sheet.png", "channel_values.png", "classes.png")
+REPORT_FILES = report_files(PICTURES)
+
+
+def _spread(items: Sequence[Any], count: int) -> list[Any]:
+    """Up to ``count`` items evenly spread over ``items`` (first and last included): a fixed, fair sample."""
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)] if count > 1 else [items[0]]
+
+
+def _published_tensor(data: bytes, like: np.ndarray, *, npy: bool) -> np.ndarray:
+    """A published file as an array: ``.npy`` parsed, a raw file read with the recomputed tensor's dtype and shape."""
+    if npy:
+        import io
+
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if len(data) != like.nbytes:
+        raise ValueError(f"{len(data)} bytes, but a {like.dtype}{list(like.shape)} tensor has {like.nbytes}")
+    return np.frombuffer(data, dtype=like.dtype).reshape(like.shape)
+
+
+def _samples(
+    config: PreprocessConfig, sink: Sink, refs: Sequence[ImageRef], store: Any, report: Report
+) -> tuple[list[list[tuple[str, np.ndarray]]], list[np.ndarray]]:
+    """Contact-sheet rows and the tensors for the histogram, read back from the sink."""
+    from imagenet_ops.imagenet.images import ImageReader
+    from imagenet_ops.preprocessed.ops import Preprocessor
+
+    pre = Preprocessor(config)
+    npy = pre.write_npy
+    contact = {r.name for r in _spread(refs, CONTACT_SAMPLES)}
+    rows, tensors, table, same = [], [], [], 0
+    picked = {r.name: r for r in [*_spread(refs, HISTOGRAM_SAMPLES), *_spread(refs, CONTACT_SAMPLES)]}
+    chosen = [picked[name] for name in sorted(picked)]
+    with ImageReader(store=store) as reader:
+        for ref in chosen:
+            key = config.output_name(ref.name)
+            data = sink.get_bytes(key)
+            if data is None:
+                report.check(False, f"{key} is listed but cannot be read back from {sink.uri}")
+                continue
+            original = reader.read(ref)
+            recomputed = pre.array(original, ref.name)
+            try:
+                tensor = _published_tensor(data, recomputed, npy=npy)
+            except ValueError as exc:
+                report.check(False, f"{key}: not a tensor of the declared kind: {exc}")
+                continue
+            tensors.append(tensor)
+            same += bool(tensor.dtype == recomputed.dtype and np.array_equal(tensor, recomputed))
+            if ref.name not in contact:
+                continue
+            picture, exact = viewable(tensor, config)
+            crop = reference_crop(original, config, ref.name)
+            difference = mean_abs_difference(picture, crop)
+            table.append((ref.name, f"{tensor.dtype}{list(tensor.shape)}", f"{difference:.1f}", "" if exact else "stretched"))
+            rows.append([(f"{ref.name[-13:]} source", crop), (f"tensor as declared, {difference:.1f}", picture)])
+    if tensors:
+        report.check(
+            same == len(tensors), f"{same} of {len(tensors)} sampled tensors are exactly what re-preprocessing their source gives"
+        )
+    if table:
+        worst = max(float(t[2]) for t in table)
+        report.check(
+            worst <= MATCH_LIMIT,
+            f"every sampled tensor, read as declared ({config.layout}, {channel_order(config)}), matches its source's "
+            f"centre crop (largest mean difference {worst:.1f} of 255; limit {MATCH_LIMIT:g})",
+        )
+        report.table(("image", "tensor", "mean difference (of 255)", "note"), table)
+    return rows, tensors
+
+
+def preprocessed_report(
+    *,
+    config: PreprocessConfig,
+    sink: Sink,
+    refs: Sequence[ImageRef],
+    published: Sequence[str],
+    reasons: Mapping[str, str],
+    val_map: Path | None,
+    total_bytes: int,
+    store: Any = None,
+) -> Report:
+    """Build the report of a set whose tensors are in ``sink`` (called before its manifest is written).
+
+    Args:
+        config: the set's config.
+        sink: where the tensors are.
+        refs: every selected image.
+        published: the names of the images that have an output (the rest are in ``reasons``).
+        reasons: bad or skipped image -> why.
+        val_map: the labels (``<name> <label>``), for the class histogram; ``None``: not shown.
+        total_bytes: the tensors' total size.
+        store: reads object-storage sources.
+    """
+    report = Report(title=f"Preprocessed ImageNet {config.dataset_type} set")
+    facts: dict[str, Any] = {
+        "CM tags": config.tags or "(none)",
+        "preprocessor": config.reference_function or "generic",
+        "layout / channels": f"{config.layout}, {channel_order(config)}",
+        "images": f"{len(published)} published of {len(refs)} selected",
+        "bytes": human_bytes(total_bytes),
+    }
+    report.facts(facts)
+
+    report.section("Samples: source beside tensor")
+    good = [r for r in refs if r.name in set(published)]
+    rows, tensors = _samples(config, sink, good, store, report)
+    if rows:
+        report.picture(
+            "contact_sheet.png",
+            charts.contact_sheet(
+                [rows[i] + rows[i + 1] if i + 1 < len(rows) else rows[i] for i in range(0, len(rows), 2)],
+                tile=128,
+                title="source centre crop | its published tensor read as declared (two pairs a row)",
+            ),
+            "Each source's centre crop beside its published tensor, read with the declared layout, channel order and "
+            "normalisation; a mismatch shows as stripes, swapped colours or a colour cast.",
+        )
+    if tensors:
+        axis = 0 if channels_first(config) else -1
+        step = 4  # every 4th value of each channel: the histogram's shape, at a quarter of the cost
+        channels = [np.concatenate([np.take(t, c, axis=axis).ravel()[::step] for t in tensors]) for c in range(3)]
+        report.picture(
+            "channel_values.png",
+            charts.channel_histograms(
+                f"values per channel ({len(tensors)} sampled tensors)", channels, names=list(channel_order(config))
+            ),
+            "Per-channel value histogram of the sampled tensors: a missing mean subtraction or scale shifts or widens it.",
+        )
+
+    report.section("Classes")
+    if val_map is not None and Path(val_map).is_file():
+        from imagenet_ops.imagenet.labels import read_val_map
+
+        labels = dict(read_val_map(Path(val_map)))
+        counts = Counter(labels[n] for n in published if n in labels)
+        report.text(f"{sum(counts.values())} published images in {len(counts)} of {NUM_CLASSES} classes.")
+        report.picture(
+            "classes.png",
+            charts.bar_chart("selected images per class", [counts.get(i, 0) for i in range(NUM_CLASSES)]),
+            "Published images per class label 0..999.",
+        )
+    else:
+        report.text("No labels were given for this set: no class histogram.")
+
+    report.section("Skipped and bad images")
+    if reasons:
+        report.check(False, f"{len(reasons)} selected image(s) were skipped as bad (listed in bad_images.txt)")
+        report.table(("image", "reason"), sorted(reasons.items()), limit=100)
+    else:
+        report.check(True, "no selected image was skipped")
+    return report
