@@ -317,13 +317,11 @@ class Inbox:
 
 
 @pytest.fixture(scope="module")
-def smtp_server() -> Iterator[tuple[int, Inbox]]:
+def smtp_server(port_factory) -> Iterator[tuple[int, Inbox]]:
     """An SMTP server (aiosmtpd) on 127.0.0.1 and the inbox it fills."""
     from aiosmtpd.controller import Controller
 
-    from tests.conftest import free_port
-
-    inbox, port = Inbox(), free_port()
+    inbox, port = Inbox(), port_factory()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield port, inbox
