@@ -31,7 +31,14 @@ from imagenet_operators import (
     AuxValidateOperator,
     ChecksumVerifyOperator,
 )
-from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_operators.dag_helpers import (
+    DAG_CALLBACKS,
+    DEFAULT_ARGS,
+    declared_params,
+    operations_params,
+    output_params,
+    refresh_schedule,
+)
 from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.aux import DECLARATION
 
@@ -49,9 +56,9 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
+    **DAG_CALLBACKS,  # notifications and deadline alerts (plugins/imagenet_operators/notify.py, deadlines.py)
     tags=["imagenet", "mlperf", "aux"],
-    params={**declared_params(DECLARATION), **output_params(ARTIFACT)},
+    params={**declared_params(DECLARATION), **output_params(ARTIFACT), **operations_params()},
 ) as dag:
 
     @task(task_display_name="Resolve variations", multiple_outputs=True)

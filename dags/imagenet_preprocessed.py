@@ -39,7 +39,14 @@ from imagenet_operators import (
     ReleaseOutputLeaseOperator,
 )
 from imagenet_operators.capacity import heavy_task_args
-from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_operators.dag_helpers import (
+    DAG_CALLBACKS,
+    DEFAULT_ARGS,
+    declared_params,
+    operations_params,
+    output_params,
+    scale_out_params,
+)
 from imagenet_operators.preprocess import PreprocessCleanupOperator
 from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.preprocessed import DECLARATION
@@ -58,7 +65,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     default_args=DEFAULT_ARGS,
-    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
+    **DAG_CALLBACKS,  # notifications and deadline alerts (plugins/imagenet_operators/notify.py, deadlines.py)
     tags=["imagenet", "mlperf", "dataset"],
     params={
         **declared_params(DECLARATION),
@@ -70,6 +77,7 @@ with DAG(
             what="images",
         ),
         **output_params(ARTIFACT),
+        **operations_params(),
     },
 ) as dag:
 

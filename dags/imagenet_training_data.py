@@ -35,7 +35,14 @@ from imagenet_operators import (
     TrainingShardsOperator,
 )
 from imagenet_operators.capacity import heavy_task_args
-from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, scale_out_params
+from imagenet_operators.dag_helpers import (
+    DAG_CALLBACKS,
+    DEFAULT_ARGS,
+    declared_params,
+    operations_params,
+    output_params,
+    scale_out_params,
+)
 from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.training import DECLARATION
 
@@ -54,7 +61,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
+    **DAG_CALLBACKS,  # notifications and deadline alerts (plugins/imagenet_operators/notify.py, deadlines.py)
     tags=["imagenet", "mlperf", "training"],
     params={
         **declared_params(DECLARATION),
@@ -66,6 +73,7 @@ with DAG(
             what="inputs",
         ),
         **output_params(ARTIFACT),
+        **operations_params(),
     },
 ) as dag:
 

@@ -28,7 +28,14 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task
 
 from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
-from imagenet_operators.dag_helpers import DAG_CALLBACKS, DEFAULT_ARGS, declared_params, output_params, refresh_schedule
+from imagenet_operators.dag_helpers import (
+    DAG_CALLBACKS,
+    DEFAULT_ARGS,
+    declared_params,
+    operations_params,
+    output_params,
+    refresh_schedule,
+)
 from imagenet_operators.task_docs import document_tasks
 from imagenet_ops.model import DECLARATION
 
@@ -63,7 +70,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    **DAG_CALLBACKS,  # notifications (plugins/imagenet_operators/notify.py)
+    **DAG_CALLBACKS,  # notifications and deadline alerts (plugins/imagenet_operators/notify.py, deadlines.py)
     tags=["imagenet", "mlperf", "model"],
     params={
         **declared_params(DECLARATION),
@@ -85,6 +92,7 @@ with DAG(
             "mirror that serves other bytes than the reference. Format: a JSON object of file name to 32 hex digits. Optional.",
         ),
         **output_params(ARTIFACT),
+        **operations_params(),
     },
 ) as dag:
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, Variable
 
+from imagenet_operators import deadlines
 from imagenet_operators.notify import notify_failure, notify_success
 from imagenet_ops.core import errors
 from imagenet_ops.core.lease import LeaseHeldError, LeaseLostError
@@ -58,7 +59,10 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_policy": BAD_INPUT_FAILS_FAST,
     "on_failure_callback": notify_failure,  # only when a task fails for good; nothing is sent unless configured
 }
-DAG_CALLBACKS: dict[str, Any] = {"on_success_callback": notify_success}  # a run's success, when asked for
+DAG_CALLBACKS: dict[str, Any] = {
+    "on_success_callback": notify_success,  # a run's success, when asked for
+    "deadline": deadlines.deadline_alerts(),  # a run late by the form's limits (operations_params)
+}
 APPROVED_TAGS = frozenset({"imagenet", "mlperf", "aux", "model", "dataset", "training"})
 
 
@@ -93,6 +97,33 @@ def output_params(artifact: str) -> dict[str, Param]:
             section="Output",
             description="Airflow connection for the sink: an aws connection for s3://, google_cloud_platform for gs://. "
             "Empty: aws_default / google_cloud_default when defined, else the environment's credentials.",
+        ),
+    }
+
+
+def operations_params() -> dict[str, Param]:
+    """A run's deadlines: a limit in minutes, and a multiple of the recent average runtime (see ``deadlines``)."""
+    return {
+        deadlines.LIMIT_PARAM: Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=10_080,
+            title="Deadline (minutes)",
+            section="Operations",
+            description="Notify (like a failure) when the run has not ended this many minutes after it was queued; "
+            "the run goes on. Empty: no limit. Range: 1 to 10,080 (a week).",
+        ),
+        deadlines.MULTIPLE_PARAM: Param(
+            deadlines.DEFAULT_RUNTIME_MULTIPLE,
+            type=["null", "number"],
+            minimum=1,
+            maximum=100,
+            title="Deadline (x recent average runtime)",
+            section="Operations",
+            description=f"Notify when the run takes longer than this multiple of the average of the DAG's last "
+            f"{deadlines.RECENT_RUNS} successful runs (from queued; only once {deadlines.MIN_RECENT_RUNS} exist). "
+            "Empty: off. Range: 1 to 100.",
         ),
     }
 

@@ -15,6 +15,9 @@ notification is due, so changing it needs no redeploy::
   field, so a Slack incoming webhook shows it, and the same facts as fields of their own;
 - ``on_success``: also notify when a run succeeds (default: failures only).
 
+A missed deadline (:mod:`imagenet_operators.deadlines`) is sent the same way, through
+:func:`deliver`, by the triggerer.
+
 A task notifies when it fails for good (not on a retry), with its error and log link. A run
 notifies on success once, at its end. With no Variable, or neither channel in it, nothing is
 sent and nothing fails. A channel that cannot be reached is logged, never raised: the task's
@@ -32,21 +35,23 @@ log = logging.getLogger(__name__)
 
 SETTINGS_VARIABLE = "imagenet_ops_notify"
 ERROR_CHARS = 2000
+_LINKS = {"log_url": "log", "run_url": "run"}  # facts shown as links: key -> the link's label in chat
 
 
 def notify_failure(context: Any) -> None:
     """``on_failure_callback``: a task failed for good."""
-    _send(context, "failed", _settings())
+    _send(context, "failed", settings())
 
 
 def notify_success(context: Any) -> None:
     """A DAG's ``on_success_callback``: the run succeeded (sent only when ``on_success`` is true)."""
-    settings = _settings()  # one read of the Variable per notification
-    if settings.get("on_success"):
-        _send(context, "success", settings)
+    current = settings()  # one read of the Variable per notification
+    if current.get("on_success"):
+        _send(context, "success", current)
 
 
-def _settings() -> dict[str, Any]:
+def settings() -> dict[str, Any]:
+    """The Variable ``imagenet_ops_notify``; ``{}`` (nothing is sent) when unset or not a JSON object."""
     from airflow.sdk import Variable
 
     try:
@@ -91,18 +96,25 @@ def summary(facts: dict[str, Any]) -> str:
     text = f"[imagenet_ops] {facts['state'].upper()}: {where}"
     if facts.get("error"):
         text += f": {facts['error'].splitlines()[0][:300]}"
+    if facts.get("limit"):  # a missed deadline
+        text += f": over {facts['deadline']} ({facts['limit']})"
+        if facts.get("late_by"):
+            text += f" by {facts['late_by']}"
     return text
 
 
-def _send(context: Any, state: str, settings: dict[str, Any]) -> None:
-    if not (settings.get("email") or settings.get("webhook")):
-        return
-    facts = message(context, state)
+def _send(context: Any, state: str, current: dict[str, Any]) -> None:
+    if current.get("email") or current.get("webhook"):
+        deliver(message(context, state), current, context)
+
+
+def deliver(facts: dict[str, Any], current: dict[str, Any], context: Any) -> None:
+    """Send ``facts`` (with their :func:`summary` line) by each channel ``current`` settings name."""
     text = summary(facts)
-    if settings.get("email"):
-        _channel("e-mail", lambda: _email(settings["email"], facts, text, context))
-    if settings.get("webhook"):
-        _channel("webhook", lambda: _webhook(settings["webhook"], facts, text, context))
+    if current.get("email"):
+        _channel("e-mail", lambda: _email(current["email"], facts, text, context))
+    if current.get("webhook"):
+        _channel("webhook", lambda: _webhook(current["webhook"], facts, text, context))
 
 
 def _email(cfg: dict[str, Any], facts: dict[str, Any], text: str, context: Any) -> None:
@@ -124,7 +136,7 @@ def _webhook(cfg: dict[str, Any], facts: dict[str, Any], text: str, context: Any
     HttpNotifier(
         http_conn_id=cfg.get("conn_id", "http_default"),
         endpoint=cfg.get("endpoint") or None,
-        json={"text": text + (f"\n<{facts['log_url']}|log>" if facts.get("log_url") else ""), **facts},
+        json={"text": text + "".join(f"\n<{facts[k]}|{name}>" for k, name in _LINKS.items() if facts.get(k)), **facts},
         headers={"Content-Type": "application/json"},
     ).notify(context)
 
@@ -139,7 +151,7 @@ def _channel(name: str, send: Any) -> None:
 
 def _cell(key: str, value: Any) -> str:
     text = html.escape(str(value))
-    return f'<a href="{text}">{text}</a>' if key == "log_url" else f"<pre>{text}</pre>" if key == "error" else text
+    return f'<a href="{text}">{text}</a>' if key in _LINKS else f"<pre>{text}</pre>" if key == "error" else text
 
 
 def _redacted(text: str) -> str:

@@ -68,10 +68,8 @@ def test_a_credential_in_the_error_never_reaches_a_notification(monkeypatch, web
     assert SECRET not in json.dumps(got) and "https://ops:***@mirror.example" in got[0]["error"], got
 
 
-def test_a_channel_that_is_down_is_logged_and_the_task_outcome_stands(monkeypatch, caplog):
-    from tests.conftest import free_port
-
-    _configure(monkeypatch, f"http://127.0.0.1:{free_port()}")  # nobody listens there
+def test_a_channel_that_is_down_is_logged_and_the_task_outcome_stands(monkeypatch, caplog, closed_port_url):
+    _configure(monkeypatch, closed_port_url)  # nobody listens there
     with caplog.at_level(logging.ERROR, logger="imagenet_operators.notify"):
         notify_failure(_context(RuntimeError("boom")))  # no exception
     assert any("notification by webhook failed" in r.getMessage() for r in caplog.records), caplog.text

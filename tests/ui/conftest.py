@@ -8,6 +8,8 @@ defaults). The DAGs' sample inputs come from the ``dag_inputs`` fixture of ``tes
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import secrets
@@ -298,3 +300,66 @@ def _stop(proc: subprocess.Popen) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.5)
+
+
+# -- notifications: a real SMTP server and the settings an operator makes ------------------------
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def smtp_server(port_factory) -> Iterator[tuple[int, Inbox]]:
+    """An SMTP server (aiosmtpd) on 127.0.0.1 and the inbox it fills."""
+    from aiosmtpd.controller import Controller
+
+    inbox, port = Inbox(), port_factory()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def notifications(cluster, smtp_server, webhook) -> Iterator[dict[str, Any]]:
+    """Connections and the Variable ``imagenet_ops_notify``, made over REST; removed afterwards."""
+    port, _ = smtp_server
+    connections = [
+        {
+            "connection_id": "ops_smtp",
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "extra": json.dumps({"disable_ssl": True, "disable_tls": True, "timeout": 10}),
+        },
+        {"connection_id": "ops_webhook", "conn_type": "http", "host": webhook.url},
+    ]
+    for conn in connections:
+        resp = cluster.api.post(f"{cluster.base}/api/v2/connections", json=conn, timeout=15)
+        assert resp.ok, resp.text
+    settings = {
+        "email": {"conn_id": "ops_smtp", "to": ["ops@example.com"], "from": "airflow@example.com"},
+        "webhook": {"conn_id": "ops_webhook", "endpoint": "/hooks/imagenet"},
+        "on_success": False,
+    }
+
+    def put(value: dict[str, Any]) -> None:
+        body = {"key": "imagenet_ops_notify", "value": json.dumps(value)}
+        resp = cluster.api.post(f"{cluster.base}/api/v2/variables", json=body, timeout=15)
+        if resp.status_code == 409:
+            resp = cluster.api.patch(f"{cluster.base}/api/v2/variables/imagenet_ops_notify", json=body, timeout=15)
+        assert resp.ok, resp.text
+
+    put(settings)
+    yield {"put": put, "settings": settings}
+    cluster.api.delete(f"{cluster.base}/api/v2/variables/imagenet_ops_notify", timeout=15)
+    for conn in connections:
+        cluster.api.delete(f"{cluster.base}/api/v2/connections/{conn['connection_id']}", timeout=15)

@@ -9,80 +9,13 @@ success once. The Variable is removed at the end: the other tests run without no
 
 from __future__ import annotations
 
-import email
-import email.policy
-import json
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT = 300
-
-
-class _Inbox:
-    """An aiosmtpd handler that keeps every message it is sent."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-
-@pytest.fixture(scope="module")
-def smtp_server() -> Iterator[tuple[int, _Inbox]]:
-    from aiosmtpd.controller import Controller
-
-    from tests.conftest import free_port
-
-    inbox, port = _Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, inbox
-    controller.stop()
-
-
-@pytest.fixture(scope="module")
-def notifications(cluster, smtp_server, webhook) -> Iterator[dict[str, Any]]:
-    """Connections and the Variable, made over REST; the Variable is removed afterwards."""
-    port, _ = smtp_server
-    url = webhook.url
-    connections = [
-        {
-            "connection_id": "ops_smtp",
-            "conn_type": "smtp",
-            "host": "127.0.0.1",
-            "port": port,
-            "extra": json.dumps({"disable_ssl": True, "disable_tls": True, "timeout": 10}),
-        },
-        {"connection_id": "ops_webhook", "conn_type": "http", "host": url},
-    ]
-    for conn in connections:
-        resp = cluster.api.post(f"{cluster.base}/api/v2/connections", json=conn, timeout=15)
-        assert resp.ok, resp.text
-    settings = {
-        "email": {"conn_id": "ops_smtp", "to": ["ops@example.com"], "from": "airflow@example.com"},
-        "webhook": {"conn_id": "ops_webhook", "endpoint": "/hooks/imagenet"},
-        "on_success": False,
-    }
-
-    def put(value: dict[str, Any]) -> None:
-        body = {"key": "imagenet_ops_notify", "value": json.dumps(value)}
-        resp = cluster.api.post(f"{cluster.base}/api/v2/variables", json=body, timeout=15)
-        if resp.status_code == 409:
-            resp = cluster.api.patch(f"{cluster.base}/api/v2/variables/imagenet_ops_notify", json=body, timeout=15)
-        assert resp.ok, resp.text
-
-    put(settings)
-    yield {"put": put, "settings": settings}
-    cluster.api.delete(f"{cluster.base}/api/v2/variables/imagenet_ops_notify", timeout=15)
-    for conn in connections:
-        cluster.api.delete(f"{cluster.base}/api/v2/connections/{conn['connection_id']}", timeout=15)
 
 
 def _wait_for(items: list, count: int, what: str, timeout: float = 60) -> list:
