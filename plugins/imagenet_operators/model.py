@@ -134,5 +134,5 @@ class ModelPublishOperator(_ModelStepOperator):
             done = publish_variant(
                 config=job.config, fetched=fetched, prepared=prepared, staging=self._staging(context), scratch=scratch, sink=sink
             )
-        emit_artifact_event(self, context, done.publish)
+        emit_artifact_event(self, context, done.publish, variant=job.variant_id)  # its Asset is named by variant
         return done.env
