@@ -157,5 +157,5 @@ class ModelPublishOperator(_ModelStepOperator):
                 sink=sink,
                 check=check,
             )
-        emit_artifact_event(self, context, done.publish)
+        emit_artifact_event(self, context, done.publish, variant=job.variant_id)  # its Asset is named by variant
         return done.env

@@ -142,10 +142,12 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
     def execute(self, context: Context) -> dict[str, str]:
         from imagenet_ops.preprocessed.steps import finalize_chunks
 
+        job = self.typed_job()
         publish, env = finalize_chunks(
-            self.typed_job(), sink=self._sink(), selection=self.selection, staging=self._staging(context), store=self._store()
+            job, sink=self._sink(), selection=self.selection, staging=self._staging(context), store=self._store()
         )
-        emit_artifact_event(self, context, publish)  # a cache hit is logged, with no Asset event
+        # a cache hit is logged, with no Asset event; the aux artifact is an inlet when it labelled the set
+        emit_artifact_event(self, context, publish, inlets=job.upstream_artifacts())
         self.log.info("Preprocessed set: %s images at %s", env.get("CM_DATASET_SIZE"), publish.uri)
         return env
 

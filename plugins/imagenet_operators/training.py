@@ -129,7 +129,8 @@ class TrainingFinalizeOperator(_TrainingJobOperator):
         from imagenet_ops.training.pipeline import finalize_training
 
         done = finalize_training(sink=self._sink(), cache_key=self.plan["cache_key"], store=self._store())
-        emit_artifact_event(self, context, done.publish)
+        # the aux artifact is an inlet when it labelled the validation split
+        emit_artifact_event(self, context, done.publish, inlets=self.typed_job().upstream_artifacts())
         self.log.info(
             "Training data: %d train + %d validation images in %d files at %s",
             done.counts.get("train", 0),

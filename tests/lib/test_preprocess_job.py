@@ -28,6 +28,7 @@ JOB_KEYS = {
     "conn_id",
     "work_dir",
     "chunks",
+    "labels_from_aux",  # issue 13 item 6: the inputs step says the labels came from the aux artifact (the run's inlet)
 }
 LOCATIONS = {"sink_uri": "/out/pre", "conn_id": None, "work_dir": "/w/run"}
 
@@ -80,6 +81,22 @@ def test_inputs_keep_what_was_given_and_take_the_aux_labels(tmp_path: Path):
     local = fetch_job_inputs(_job(images="/d/val.tar", aux_path=str(tmp_path / "aux"), work_dir=work))
     assert local.val_map == str(tmp_path / "aux" / "val.txt")
     assert not Path(work).exists(), "the step's scratch goes with it"
+
+
+def test_the_aux_artifact_is_an_upstream_artifact_only_when_it_labels_the_set(tmp_path: Path):
+    # issue 13 item 6: the publishing task names the aux artifact as its inlet only when the run read it
+    aux = str(tmp_path / "aux")
+    labelled = _job(images="/d/val.tar", aux_path=aux, work_dir=str(tmp_path / "w"))
+    assert labelled.upstream_artifacts() == {"imagenet_aux": aux}
+    fetched = fetch_job_inputs(labelled)  # val_map is now the aux's val.txt; the job still says where it came from
+    assert (fetched.val_map, fetched.labels_from_aux) == (str(tmp_path / "aux" / "val.txt"), True)
+    assert PreprocessJob.from_xcom(json.loads(json.dumps(fetched.to_xcom()))).upstream_artifacts() == {"imagenet_aux": aux}
+    own_labels = _job(images="/d/val.tar", val_map="/d/val.txt", aux_path=aux, work_dir=str(tmp_path / "w"))
+    assert own_labels.upstream_artifacts() == {} and fetch_job_inputs(own_labels).upstream_artifacts() == {}
+    calibration = PreprocessJob(
+        config=resolve_preprocess_config({"size": 4, "dataset_type": "calibration"}), aux_path=aux, **LOCATIONS
+    )
+    assert calibration.upstream_artifacts() == {}, "a calibration set has no labels to take from aux"
 
 
 def test_an_object_storage_aux_folders_val_txt_is_staged_for_the_next_steps(tmp_path: Path):

@@ -71,3 +71,19 @@ def test_a_mapped_writer_is_named_by_its_first_and_last_unit():
     assert group_label(["train-00000-of-00004"]) == "train-00000-of-00004"
     names = ["train-00000-of-00004", "train-00001-of-00004"]
     assert group_label(names) == "train-00000-of-00004 … train-00001-of-00004 (2)"
+
+
+@pytest.mark.parametrize(
+    ("change", "uses_aux"),
+    [
+        ({}, True),  # validation images, no labels file: the aux artifact labels them
+        ({"validation_labels": "/labels.txt"}, False),  # a labels file wins over the aux artifact
+        ({"validation": None}, False),  # no validation split: no labels read at all
+        ({"validation_shards": 0}, False),  # the validation split skipped
+        ({"aux_path": None}, False),  # labels downloaded from labels_url
+    ],
+)
+def test_the_aux_artifact_is_an_upstream_artifact_only_when_it_labels_the_validation_split(change, uses_aux):
+    # issue 13 item 6: the publishing task names the aux artifact as its inlet only when the run read it
+    job = _resolve({**FORM, **change})
+    assert job.upstream_artifacts() == ({"imagenet_aux": "/aux"} if uses_aux else {})

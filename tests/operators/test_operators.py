@@ -202,6 +202,7 @@ class TestAuxPublishOperator:
             assert alias == AssetAlias("imagenet_aux")
             (asset,), kwargs = recorder.add.call_args
             assert asset.uri == "s3://bucket/aux"
+            assert asset.name.startswith("imagenet_aux@s3:"), asset.name  # a readable name, one per sink (issue 13 item 6)
             assert kwargs["extra"]["cache_key"] == "k" * 64 and kwargs["extra"]["files"] == 8
             # duration and throughput, for trends (issue 13 item 6): the run so far, and bytes over it
             extra = kwargs["extra"]

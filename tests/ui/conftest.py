@@ -85,6 +85,10 @@ def cluster_env(home: Path, port: int) -> dict[str, str]:
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
         "NO_GCE_CHECK": "true",
         "NO_COLOR": "1",
+        # The OpenLineage provider (test-only) writes every event it would send as a JSON file here, so the
+        # lineage tests read what a Marquez or DataHub would receive (it stays off unless a transport is set).
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(home / "openlineage" / "event")}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "imagenet_ops_tests",
     }
     env.pop("FORCE_COLOR", None)
     for name in [k for k in env if k.startswith("IMAGENET_OPS_SCHEDULE_")]:
@@ -154,6 +158,18 @@ class Cluster:
             shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(path)
+
+    def openlineage_events(self, job_name: str) -> list[dict[str, Any]]:
+        """The OpenLineage events written so far for ``job_name`` (``<dag_id>.<task_id>``), oldest first."""
+        events = []
+        for path in sorted((self.home / "openlineage").glob("event*")):
+            try:
+                event = json.loads(path.read_text())
+            except ValueError:
+                continue  # still being written
+            if event.get("job", {}).get("name") == job_name:
+                events.append(event)
+        return sorted(events, key=lambda e: e.get("eventTime", ""))
 
     # -- REST
 
@@ -251,6 +267,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("airflow-standalone")
     port = _free_port()
     env = cluster_env(home, port)
+    (home / "openlineage").mkdir()
     airflow = [sys.executable, "-m", "airflow"]
     _run([*airflow, "db", "migrate"], env, "airflow db migrate")
     _run([sys.executable, str(ROOT / "scripts" / "load_settings.py"), str(ROOT / "airflow_settings.yaml")], env, "load_settings")

@@ -23,6 +23,7 @@ from imagenet_ops.core.digests import AcceptedChecksums
 from imagenet_ops.core.download import filename_from_url
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.jobs import Artifact, Job
+from imagenet_ops.core.lineage import AUX_ARTIFACT
 from imagenet_ops.core.variations import (
     SKIP_SSL_VERIFICATION,
     Choice,
@@ -36,7 +37,7 @@ from imagenet_ops.core.variations import (
 
 log = logging.getLogger(__name__)
 
-ARTIFACT = "imagenet_aux"
+ARTIFACT = AUX_ARTIFACT  # the dataset artifacts name it as their labels' source
 
 # The artifact's version: what a publish holds (the files, manifest, env). It is recorded in no
 # output yet: the manifest and the cache key carry the package's ``library_version``, and adding

@@ -65,6 +65,10 @@ class Job:
         """The given input locations (local, s3:// or gs://) read through the input store."""
         return [v for f in self.inputs() if f.metadata["kind"] == "location" and (v := getattr(self, f.name))]
 
+    def upstream_artifacts(self) -> dict[str, str]:
+        """The published artifacts this job reads, artifact -> location as given (the run's lineage inlets); none here."""
+        return {}
+
     def to_xcom(self) -> dict[str, Any]:
         """This job as a JSON object: ``config`` in its serial form, every other field by name."""
         out: dict[str, Any] = {}

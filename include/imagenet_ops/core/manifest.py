@@ -19,10 +19,10 @@ from typing import Any
 
 from imagenet_ops import VERSION
 from imagenet_ops.core.digests import file_digests
+from imagenet_ops.core.lineage import artifact_uri
 from imagenet_ops.core.progress import Progress, human_bytes
 from imagenet_ops.core.redact import redact_values
 from imagenet_ops.core.sinks import Sink
-from imagenet_ops.core.uris import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,8 @@ MANIFEST_SCHEMA = 1
 
 
 def asset_uri(sink: Sink) -> str:
-    """A URI naming the published artifact: ``file:///abs/path``, ``s3://…`` or ``gs://…``."""
-    loc = sink.location()
-    return loc if is_remote(loc) else Path(loc).as_uri()
+    """A URI naming the published artifact: ``file:///abs/path``, ``s3://…`` or ``gs://…`` (its Asset's URI)."""
+    return artifact_uri(sink.location())
 
 
 def cache_key_for(*, artifact: str, params: Mapping[str, Any], upstream: Mapping[str, Any] | None = None) -> str:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.jobs import Artifact, Job, input_field
+from imagenet_ops.core.lineage import AUX_ARTIFACT
 from imagenet_ops.preprocessed.config import PreprocessConfig, resolve_preprocess_config
 from imagenet_ops.preprocessed.variations import ARTIFACT, PREPROCESS_TABLE, RELEASE_NOTES, VERSION
 
@@ -24,6 +25,7 @@ class PreprocessJob(Job):
 
     Attributes:
         chunks: how many chunks the selected images are split into (mapped tasks in the DAG).
+        labels_from_aux: set by the inputs step when ``val_map`` is the aux artifact's ``val.txt``.
     """
 
     config_type: ClassVar[type] = PreprocessConfig
@@ -44,6 +46,16 @@ class PreprocessJob(Job):
         "Calibration list", "An MLPerf calibration list file; empty: download the chosen option."
     )
     chunks: int = 1
+    labels_from_aux: bool = False
+
+    def upstream_artifacts(self) -> dict[str, str]:
+        """The aux artifact when its ``val.txt`` labels this set: a validation set given ``aux_path`` and no ``val_map``.
+
+        After the inputs step ``val_map`` names the aux's ``val.txt`` (or its staged copy), and
+        ``labels_from_aux`` says where it came from.
+        """
+        from_aux = self.labels_from_aux or (self.config.dataset_type == "validation" and self.aux_path and not self.val_map)
+        return {AUX_ARTIFACT: self.aux_path} if from_aux and self.aux_path else {}
 
 
 def resolve_job(

@@ -86,6 +86,7 @@ def fetch_job_inputs(job: PreprocessJob, *, staging: Any = None, store: Any = No
         images=staged.get("images", inputs.images),
         val_map=job.val_map or staged.get("val_map") or (str(inputs.val_map) if inputs.val_map else None),
         calibration_list=job.calibration_list or staged.get("calibration_list"),
+        labels_from_aux=bool(job.upstream_artifacts()),  # val_map is now the aux's val.txt: the run's inlet
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from imagenet_ops.core.errors import ConfigError
 from imagenet_ops.core.jobs import Artifact, Job, input_field
+from imagenet_ops.core.lineage import AUX_ARTIFACT
 from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, Option, VariationTable, md5_option, url_option
 from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 
@@ -225,6 +226,15 @@ class TrainingJob(Job):
         "labels when no labels file is given.",
     )
     tasks: int = 8
+
+    def upstream_artifacts(self) -> dict[str, str]:
+        """The aux artifact when it labels the validation split: validation images to write and no labels file.
+
+        The order :func:`~imagenet_ops.training.inputs.resolve_val_labels` reads them in: a labels
+        file, else the aux artifact, else the labels URL.
+        """
+        wants_val = bool(self.validation and self.config.validation_shards)
+        return {AUX_ARTIFACT: self.aux_path} if wants_val and self.aux_path and not self.validation_labels else {}
 
 
 def resolve_job(
