@@ -30,6 +30,7 @@ from imagenet_operators import (
     AuxPublishOperator,
     AuxValidateOperator,
     ChecksumVerifyOperator,
+    RunNoteOperator,
 )
 from imagenet_operators.dag_helpers import (
     DAG_CALLBACKS,
@@ -98,6 +99,8 @@ with DAG(
 
     # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
     publish >> cleanup(run).as_teardown()
+    # a teardown too: the run's note lists what was published, with its links (plugins/imagenet_operators/run_note.py)
+    publish >> RunNoteOperator(task_id="run_note", task_display_name="Write run note", publish_task_id="publish").as_teardown()
 
 
 document_tasks(dag)  # every task's doc_md: what it does, and what its failure usually means

@@ -37,6 +37,7 @@ from imagenet_operators import (
     PreprocessInputsOperator,
     PreprocessSelectOperator,
     ReleaseOutputLeaseOperator,
+    RunNoteOperator,
 )
 from imagenet_operators.capacity import heavy_task_args
 from imagenet_operators.dag_helpers import (
@@ -120,6 +121,8 @@ with DAG(
     # the staged downloads go, and the output is free again for the next run (its lease would expire otherwise)
     processed >> finalize >> [cleanup.as_teardown(), release.as_teardown()]
     dag.add_result(finalize.output)  # the CM env dict: GET .../dagRuns/{run}/wait returns it
+    # a teardown too: the run's note lists what was published, with its links (plugins/imagenet_operators/run_note.py)
+    finalize >> RunNoteOperator(task_id="run_note", task_display_name="Write run note", publish_task_id="finalize").as_teardown()
 
 document_tasks(dag)  # every task's doc_md: what it does, and what its failure usually means
 

@@ -29,6 +29,7 @@ from airflow.sdk import DAG, AssetAlias, task
 
 from imagenet_operators import (
     ReleaseOutputLeaseOperator,
+    RunNoteOperator,
     TrainingChecksumOperator,
     TrainingFinalizeOperator,
     TrainingPlanOperator,
@@ -117,6 +118,8 @@ with DAG(
 
     written >> finalize >> cleanup(job)
     dag.add_result(finalize.output)  # the CM env dict: GET .../dagRuns/{run}/wait returns it
+    # a teardown too: the run's note lists what was published, with its links (plugins/imagenet_operators/run_note.py)
+    finalize >> RunNoteOperator(task_id="run_note", task_display_name="Write run note", publish_task_id="finalize").as_teardown()
     # whatever happened upstream, the output is free again for the next run (its lease would expire otherwise)
     finalize >> ReleaseOutputLeaseOperator(task_id="release_lease", task_display_name="Release output lease", job=job)
 

@@ -27,7 +27,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task
 
-from imagenet_operators import ModelDownloadOperator, ModelLoadCheckOperator, ModelPrepareOperator, ModelPublishOperator
+from imagenet_operators import (
+    ModelDownloadOperator,
+    ModelLoadCheckOperator,
+    ModelPrepareOperator,
+    ModelPublishOperator,
+    RunNoteOperator,
+)
 from imagenet_operators.dag_helpers import (
     DAG_CALLBACKS,
     DEFAULT_ARGS,
@@ -130,6 +136,8 @@ with DAG(
 
     # a teardown: it runs when the steps are done, whatever their state, and the run's state stays theirs
     published >> cleanup(variants).as_teardown()
+    # a teardown too: the run's note lists what was published, with its links (plugins/imagenet_operators/run_note.py)
+    published >> RunNoteOperator(task_id="run_note", task_display_name="Write run note", publish_task_id="publish").as_teardown()
 
 
 document_tasks(dag)  # every task's doc_md: what it does, and what its failure usually means

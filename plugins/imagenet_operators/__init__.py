@@ -12,6 +12,7 @@ from imagenet_operators.preprocess import (
     PreprocessInputsOperator,
     PreprocessSelectOperator,
 )
+from imagenet_operators.run_note import RunNoteOperator
 from imagenet_operators.training import (
     TrainingChecksumOperator,
     TrainingFinalizeOperator,
@@ -34,6 +35,7 @@ __all__ = [
     "PreprocessInputsOperator",
     "PreprocessSelectOperator",
     "ReleaseOutputLeaseOperator",
+    "RunNoteOperator",
     "TrainingChecksumOperator",
     "TrainingFinalizeOperator",
     "TrainingPlanOperator",

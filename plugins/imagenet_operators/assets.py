@@ -103,9 +103,21 @@ def emit_artifact_event(
     :param inlets: the published artifacts this run read, artifact -> location as given; recorded
         on a cache hit too (the run read them to find the hit), as lineage inputs only.
     """
-    from imagenet_operators.links import record_location
+    from imagenet_operators.links import artifact_links, record_location
+    from imagenet_operators.run_note import record_summary
 
-    record_location(op, context, uri=result.uri, manifest_uri=result.manifest_uri)  # what the task's extra links open
+    if context.get("ti") is not None:  # the links and the run's note read these XComs of the task instance
+        report = result.manifest.get("report")
+        report_uri = f"{result.uri.rstrip('/')}/{report['report']}" if report else None
+        links = artifact_links(op, uri=result.uri, manifest_uri=result.manifest_uri, report_uri=report_uri)
+        record_location(op, context, links=links)  # what the task's extra links open
+        record_summary(
+            context,
+            name=asset_name(result.manifest["artifact"], result.asset_uri, variant=variant),
+            result=result,
+            links=links,
+            run_seconds=_run_seconds(context),
+        )  # what the run's note shows
     used = inlet_assets(inlets)
     upstream = result.manifest.get("upstream", {})
     if result.cache_hit:

@@ -1,9 +1,11 @@
-"""Extra links on each publishing task: the artifact's folder and its ``manifest.json``.
+"""Extra links on each publishing task: the artifact's folder, its ``manifest.json`` and its data-quality report.
 
 The publishing task records where it published (:func:`record_location`, an XCom); the links
 read it. A local folder opens as ``file://``; an S3 or GCS sink opens in the AWS or Google Cloud
 console (an S3-protocol server of its own, such as the compose deployment's MinIO, by its
-path-style URL). A task that published nothing (it failed) shows no link.
+path-style URL). A task that published nothing (it failed) shows no link, and an artifact
+without a report (published before reports existed, or with ``IMAGENET_OPS_REPORTS=off``) no
+report link.
 """
 
 from __future__ import annotations
@@ -22,17 +24,24 @@ if TYPE_CHECKING:
 LOCATION_XCOM = "artifact_location"
 
 
-def record_location(op: BaseOperator, context: Context, *, uri: str, manifest_uri: str) -> None:
-    """Push the URLs the links show, for the artifact at ``uri`` (a cache hit too: it is there)."""
-    ti = context.get("ti")
-    if ti is None:  # an execute() called without a task instance (tests, a plain call): no links to show
-        return
+def artifact_links(op: BaseOperator, *, uri: str, manifest_uri: str, report_uri: str | None) -> dict[str, str]:
+    """The URLs a person opens for the artifact at ``uri``: its folder, manifest and (if it has one) report."""
     endpoint = _endpoint(op)
     value = {
         "folder": browse_url(uri, endpoint=endpoint, folder=True),
         "manifest": browse_url(manifest_uri, endpoint=endpoint, folder=False),
     }
-    ti.xcom_push(key=LOCATION_XCOM, value=value)
+    if report_uri:
+        value["report"] = browse_url(report_uri, endpoint=endpoint, folder=False)
+    return value
+
+
+def record_location(op: BaseOperator, context: Context, *, links: dict[str, str]) -> None:
+    """Push the URLs the links show (a cache hit's too: the artifact is there)."""
+    ti = context.get("ti")
+    if ti is None:  # an execute() called without a task instance (tests, a plain call): no links to show
+        return
+    ti.xcom_push(key=LOCATION_XCOM, value=links)
 
 
 def _endpoint(op: Any) -> str | None:
@@ -63,4 +72,9 @@ class ManifestLink(_ArtifactLink):
     field = "manifest"
 
 
-ARTIFACT_LINKS = (ArtifactFolderLink(), ManifestLink())
+class ReportLink(_ArtifactLink):
+    name = "Data-quality report"
+    field = "report"
+
+
+ARTIFACT_LINKS = (ArtifactFolderLink(), ManifestLink(), ReportLink())

@@ -41,6 +41,8 @@ WHEN_IT_FAILS: dict[str, str] = {
     "PreprocessFinalizeOperator": "A chunk's files are missing (re-run), or the sink cannot be written.",
     "PreprocessCleanupOperator": "The staged inputs could not be removed: they are removed by the next run.",
     "ReleaseOutputLeaseOperator": "The lease could not be released: it expires by itself (15 min by default).",
+    "RunNoteOperator": "It does not fail: a note it could not write (no connection imagenet_ops_api, the api-server "
+    "unreachable, a user without the right to edit runs) is logged, with the note's text, and the run's state stands.",
     # @task functions, by task id
     "resolve": "A bad variation or tag combination, or a missing input: the error says which field. Not retried.",
     "groups": "The plan's XCom is missing: see the plan task.",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_ops.aux.report import REPORT_FILES
 from imagenet_ops.aux.variations import AUX_FILES
 from imagenet_ops.core.digests import file_digests
 from imagenet_ops.core.staging import STAGING_DIR
@@ -49,7 +50,7 @@ def test_local_sink_publishes_then_rerun_is_a_cache_hit(aux_dag, served_archive,
     env = first.xcom("publish")
     assert env == {"CM_DATASET_AUX_PATH": str(sink), "CM_DATASET_AUX_VER": "2012"}
     manifest = json.loads((sink / "manifest.json").read_text())
-    assert sorted(f["path"] for f in manifest["files"]) == sorted(AUX_FILES)
+    assert sorted(f["path"] for f in manifest["files"]) == sorted([*AUX_FILES, *REPORT_FILES])
     assert manifest["upstream"]["md5"] == served_archive["md5"]
     assert _asset_events(sink.as_uri()) == 1
     assert not Path(first.xcom("resolve", "work_dir")).exists(), "work dir should be cleaned after publish"
@@ -96,7 +97,9 @@ def test_s3_sink_through_an_airflow_connection(aux_dag, served_archive, s3_bucke
     assert run.state == "success", run.task_states
     assert run.xcom("publish")["CM_DATASET_AUX_PATH"] == f"s3://{bucket}/imagenet/aux"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    assert keys == {f"imagenet/aux/{n}" for n in (*AUX_FILES, "manifest.json")}, "the staging area went with the run"
+    assert keys == {f"imagenet/aux/{n}" for n in (*AUX_FILES, *REPORT_FILES, "manifest.json")}, (
+        "the staging area went with the run"
+    )
     again = run_dag(aux_dag, {**served_archive, "sink_uri": f"s3://{bucket}/imagenet/aux", "conn_id": "test_s3"})
     assert again.state == "success"
     assert _asset_events(f"s3://{bucket}/imagenet/aux") == 1
@@ -111,7 +114,7 @@ def test_gcs_sink_through_an_airflow_connection(aux_dag, served_archive, gcs_buc
     run = run_dag(aux_dag, {**served_archive, "sink_uri": f"gs://{bucket}/aux", "conn_id": "test_gcs"})
     assert run.state == "success", run.task_states
     names = {b.name for b in client.list_blobs(bucket)}
-    assert names == {f"aux/{n}" for n in (*AUX_FILES, "manifest.json")}
+    assert names == {f"aux/{n}" for n in (*AUX_FILES, *REPORT_FILES, "manifest.json")}
     manifest = json.loads(client.bucket(bucket).blob("aux/manifest.json").download_as_bytes())
     assert manifest["artifact"] == "imagenet_aux"
 

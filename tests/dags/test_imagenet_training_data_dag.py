@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_ops.testing.samples import make_train_tar, make_val_tar, val_synset_labels
+from imagenet_ops.training.report import REPORT_FILES
 from imagenet_ops.training.tfrecord import iter_tfrecords
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,7 @@ def test_mapped_groups_to_a_local_folder_then_a_cache_hit(training_dag, inputs, 
         "validation-00001-of-00002": 4,
     }
     manifest = json.loads((tmp_path / "td" / "manifest.json").read_text())
-    assert {f["path"]: f["records"] for f in manifest["files"]} == counts
+    assert {f["path"]: f["records"] for f in manifest["files"] if "records" in f} == counts
     assert sum(r["records"] for r in run.xcoms("write_shards")) == 20
 
     again = run_dag(training_dag, conf)
@@ -97,7 +98,8 @@ def test_nvidia_to_s3_through_a_connection(training_dag, inputs, s3_bucket, s3_e
     assert run.state == "success", run.task_states
     assert run.xcom("finalize")["CM_MLPERF_TRAINING_NVIDIA_RESNET_PREPROCESSED_PATH"] == f"s3://{bucket}/mxnet"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="mxnet/")["Contents"] if "/." not in o["Key"]}
-    assert keys == {f"mxnet/{s}.{e}" for s in ("train", "val") for e in ("rec", "idx", "lst")} | {"mxnet/manifest.json"}
+    report = {f"mxnet/{k}" for k in REPORT_FILES}  # announced pictures the data makes all: both splits are there
+    assert keys == {f"mxnet/{s}.{e}" for s in ("train", "val") for e in ("rec", "idx", "lst")} | {"mxnet/manifest.json"} | report
     lst = client.get_object(Bucket=bucket, Key="mxnet/train.lst")["Body"].read().decode().splitlines()
     assert len(lst) == 12 and all(line.split("\t")[2].split("/")[0] in WNIDS for line in lst)
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from imagenet_ops.aux.report import REPORT_FILES
 from imagenet_ops.aux.variations import AUX_FILES
 from imagenet_ops.core.digests import file_digests
 
@@ -59,10 +60,10 @@ def test_triggered_run_executes_on_celery_workers_and_publishes_to_s3(cluster, h
     env = xcom if isinstance(xcom, dict) else json.loads(xcom)
     assert env == {"CM_DATASET_AUX_PATH": f"s3://{bucket}/aux", "CM_DATASET_AUX_VER": "2012"}
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    assert keys == {f"aux/{n}" for n in (*AUX_FILES, "manifest.json")}
+    assert keys == {f"aux/{n}" for n in (*AUX_FILES, *REPORT_FILES, "manifest.json")}
     events = api.get(f"{base}/api/v2/assets/events", params={"source_dag_id": "imagenet_aux"}, timeout=10).json()
     assert [e["uri"] for e in events["asset_events"]] == [f"s3://{bucket}/aux"]
-    assert events["asset_events"][0]["extra"]["files"] == len(AUX_FILES)
+    assert events["asset_events"][0]["extra"]["files"] == len(AUX_FILES) + len(REPORT_FILES)
 
 
 # Every other DAG, triggered with only its inputs and sink: each param at its default, the

@@ -112,7 +112,6 @@ class AuxPublished:
 
     publish: PublishResult
     env: dict[str, str]
-    report: dict[str, Any] | None = None
 
 
 def _drop_unexpected(folder: Path) -> None:
@@ -151,11 +150,9 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
         params=config.as_params(),
         upstream=upstream,
         provenance={k: archive.get(k) for k in ("url", "etag", "last_modified")},
-        extra_files=report.files() if report else None,  # report/: published with the 8 files, listed in the manifest
+        report=report,  # report/: published with the 8 files, listed in the manifest
     )
-    return AuxPublished(
-        publish=result, env=aux_env(path=result.uri, version=config.version), report=report.summary() if report else None
-    )
+    return AuxPublished(publish=result, env=aux_env(path=result.uri, version=config.version))
 
 
 def build_aux(*, config: AuxConfig, sink: Sink, work_dir: Path) -> AuxPublished:

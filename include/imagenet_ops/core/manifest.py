@@ -22,6 +22,7 @@ from imagenet_ops.core.digests import file_digests
 from imagenet_ops.core.lineage import artifact_uri
 from imagenet_ops.core.progress import Progress, human_bytes
 from imagenet_ops.core.redact import redact_values
+from imagenet_ops.core.report import Report
 from imagenet_ops.core.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def publish_dir(
     params: Mapping[str, Any],
     upstream: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
-    extra_files: Mapping[str, bytes] | None = None,
+    report: Report | None = None,
     workers: int = 4,
     progress_every: float = 5.0,
 ) -> PublishResult:
@@ -102,8 +103,8 @@ def publish_dir(
         upstream: facts about the input's bytes (sha256, size …); part of the cache key.
         provenance: where the input came from (url, etag …); recorded, not part of the key,
             so a mirror serving the same bytes is the same artifact.
-        extra_files: files made in memory (the data-quality report), by key; published and
-            listed like the rest, not part of the key.
+        report: the artifact's data-quality report: its files are published and listed like the
+            rest (not part of the key), and its summary is recorded as ``"report"``.
         workers: parallel uploads.
         progress_every: seconds between progress lines.
 
@@ -124,7 +125,7 @@ def publish_dir(
     for p in paths:
         d = file_digests(p)
         entries.append({"path": p.relative_to(local_dir).as_posix(), "size": d.size, "sha256": d.sha256})
-    extra = dict(extra_files or {})
+    extra = report.files() if report is not None else {}
     made = [{"path": k, "size": len(v), "sha256": hashlib.sha256(v).hexdigest()} for k, v in sorted(extra.items())]
     total = sum(e["size"] for e in entries)
 
@@ -150,6 +151,7 @@ def publish_dir(
         provenance=provenance,
         files=entries + made,
         previous=existing,
+        report=report,
     )
 
 
@@ -163,6 +165,7 @@ def write_manifest(
     provenance: Mapping[str, Any] | None = None,
     previous: Mapping[str, Any] | None = None,
     outputs: Mapping[str, Any] | None = None,
+    report: Report | None = None,
     indent: int = 2,
 ) -> PublishResult:
     """Write ``manifest.json`` for files already in ``sink`` (the last step of every publish).
@@ -174,6 +177,8 @@ def write_manifest(
         files: ``{"path", "size", "sha256", ...}`` per file, paths relative to the sink.
         previous: the manifest this one replaces, if any (its upstream is reported back).
         outputs: a summary of what was produced (counts, bad inputs), recorded as ``"outputs"``.
+        report: the data-quality report (its files already in ``files``); its summary (path,
+            pictures, failed checks) is recorded as ``"report"``.
         indent: JSON indent; a preprocessed set lists 50,000 files and keeps its manifest at 1.
     """
     from imagenet_ops.core.output_location import finish_output, settle_output  # it builds on this module
@@ -188,6 +193,7 @@ def write_manifest(
         "upstream": redact_values(dict(upstream or {})),
         "provenance": redact_values(dict(provenance or {})),
         **({"outputs": dict(outputs)} if outputs is not None else {}),
+        **({"report": report.summary()} if report is not None else {}),
         "files": sorted(files, key=lambda f: f["path"]),
     }
     total = sum(f["size"] for f in files)

@@ -165,7 +165,6 @@ class ModelPublished:
 
     publish: PublishResult
     env: dict[str, str] = field(default_factory=dict)
-    report: dict[str, Any] | None = None
 
 
 def cache_params(config: ModelConfig) -> dict[str, Any]:
@@ -208,9 +207,9 @@ def publish_model(
         params=cache_params(config),
         upstream=upstream,
         provenance={f.filename: {"url": f.url, "etag": f.etag} for f in fetched.files},
-        extra_files=report.files() if report else None,  # report/: published with the variant, listed in the manifest
+        report=report,  # report/: published with the variant, listed in the manifest
     )
-    return ModelPublished(publish=result, env=env, report=report.summary() if report else None)
+    return ModelPublished(publish=result, env=env)
 
 
 def build_model(*, config: ModelConfig, sink: Sink, work_dir: Path) -> ModelPublished:

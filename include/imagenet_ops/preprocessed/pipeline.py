@@ -302,6 +302,7 @@ def finalize_preprocessed(
     for name, data in extra.items():
         sink.put_bytes(data, name)
         entries.append(_entry(data, name))
+    report = None
     if reports_enabled():
         report = preprocessed_report(
             config=config,
@@ -323,6 +324,7 @@ def finalize_preprocessed(
         upstream=preprocess_upstream(items=refs, val_map=val_map, calibration_list=calibration_list),
         provenance={"source": source, "tags": config.tags},
         outputs={"count": len(keys), "bad": sorted(reasons)},
+        report=report,
         indent=1,
     )
     log.info(

@@ -304,6 +304,7 @@ def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = 
         },
         files=files + (put_report(report, sink) if report else []),
         previous=existing,
+        report=report,
     )
     # the manifest's upstream is the cache key's; counts live in provenance and are mirrored for cache hits
     env = training_env(location=sink.location(), config=plan.config, counts=plan.counts)
