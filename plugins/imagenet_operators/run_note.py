@@ -131,7 +131,7 @@ class RunNoteOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         ti, run = context["ti"], context["dag_run"]
-        pulled = ti.xcom_pull(task_ids=self.publish_task_id, key=SUMMARY_XCOM, map_indexes=None)
+        pulled = ti.xcom_pull(task_ids=self.publish_task_id, key=SUMMARY_XCOM)  # every map index: a list when mapped
         values = pulled if isinstance(pulled, list) else [pulled]
         summaries = [v for v in values if isinstance(v, dict)]
         note = note_markdown(summaries, missing=max(0, len(values) - len(summaries)))

@@ -27,7 +27,15 @@ RUN_TIMEOUT = 420  # s; generous: four DAGs share two cores
 
 
 @pytest.fixture(scope="module")
-def rest_runs(cluster, dag_inputs) -> dict[str, tuple[str, str]]:
+def api_connection(cluster) -> None:
+    """The connection the runs' notes are written with (``imagenet_ops_api``), made over REST as an operator makes it."""
+    conn = {"connection_id": "imagenet_ops_api", "conn_type": "http", "host": cluster.base, "login": "admin"}
+    resp = cluster.api.post(f"{cluster.base}/api/v2/connections", json={**conn, "password": cluster.password}, timeout=15)
+    assert resp.ok or resp.status_code == 409, resp.text
+
+
+@pytest.fixture(scope="module")
+def rest_runs(cluster, dag_inputs, api_connection) -> dict[str, tuple[str, str]]:
     """``dag_id -> (run_id, sink)``: all four DAGs unpaused and triggered at once."""
     runs = {}
     for dag_id in DAG_IDS:
@@ -97,7 +105,7 @@ def test_every_task_page_has_its_docs(cluster, dag_id: str):
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)
-def test_the_publishing_task_links_to_the_artifact_and_its_manifest(cluster, rest_runs, dag_id: str):
+def test_the_publishing_task_links_to_the_artifact_its_manifest_and_its_report(cluster, rest_runs, dag_id: str):
     """The task's extra links (issue 13 item 3), as the UI gets them from the api-server."""
     run_id, sink = rest_runs[dag_id]
     cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
@@ -111,7 +119,31 @@ def test_the_publishing_task_links_to_the_artifact_and_its_manifest(cluster, res
     links = resp.json()["extra_links"]
     env = cluster.xcom(dag_id, run_id, task, map_index=_publish_index(dag_id))
     folder = Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent if dag_id == "resnet50_model" else Path(sink)
-    assert links == {"Artifact folder": folder.resolve().as_uri(), "manifest.json": (folder / "manifest.json").resolve().as_uri()}
+    assert links == {
+        "Artifact folder": folder.resolve().as_uri(),
+        "manifest.json": (folder / "manifest.json").resolve().as_uri(),
+        "Data-quality report": (folder / "report" / "report.md").resolve().as_uri(),
+    }
+    report = (folder / "report" / "report.md").read_text()
+    assert "Data-quality report: all checks passed." in report, report  # the sample data is sound
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_the_run_note_summarises_what_was_published_with_its_links(cluster, rest_runs, dag_id: str):
+    """What the UI shows as the run's note (issue 13 item 5): the Asset, its links and the report's verdict."""
+    run_id, _ = rest_runs[dag_id]
+    note = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)["note"]
+    task = PUBLISH_TASK.get(dag_id, "finalize")
+    links = cluster.api.get(
+        f"{cluster.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task}/links",
+        params={"map_index": _publish_index(dag_id)},
+        timeout=15,
+    ).json()["extra_links"]
+    event = cluster.get("assets/events", source_dag_id=dag_id, source_run_id=run_id)["asset_events"][0]
+    assert note and f"**{event['name']}**: published" in note, note
+    assert "✅ data-quality checks passed" in note, note
+    for label, url in (("folder", "Artifact folder"), ("manifest.json", "manifest.json"), ("report", "Data-quality report")):
+        assert f"[{label}]({links[url]})" in note, note
 
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)
