@@ -138,11 +138,11 @@ def publish_aux(*, extracted_dir: Path, sink: Sink, config: AuxConfig, archive: 
         archive: the download facts (``md5``, ``sha256``, ``size``; ``url``/``etag`` recorded only).
     """
     from imagenet_ops.aux.report import aux_report
-    from imagenet_ops.core.report import reports_enabled
+    from imagenet_ops.core.report import build_report
 
     upstream = {k: archive[k] for k in ("md5", "sha256", "size")}
     _drop_unexpected(Path(extracted_dir))
-    report = aux_report(Path(extracted_dir), config=config) if reports_enabled() else None
+    report = build_report(ARTIFACT, lambda: aux_report(Path(extracted_dir), config=config))
     result = publish_dir(
         local_dir=Path(extracted_dir),
         sink=sink,

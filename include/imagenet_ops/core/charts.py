@@ -7,6 +7,7 @@ module pays nothing at parse time.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -21,16 +22,21 @@ WARN = (219, 68, 55)
 SERIES = ((219, 68, 55), (15, 157, 88), (66, 133, 244))  # channel 0, 1, 2: drawn red, green, blue
 
 
+@functools.cache
 def _font(size: int) -> Any:
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
 
 
-def png(image: Any) -> bytes:
-    """A Pillow image as PNG bytes (no metadata: the same pixels give the same bytes)."""
+def png(image: Any, *, compress_level: int = 6) -> bytes:
+    """A Pillow image as PNG bytes (no metadata: the same pixels give the same bytes).
+
+    Photographs (contact sheets) are saved at ``compress_level=1``: zlib's effort buys little on
+    noisy pixels and is most of a report's cost.
+    """
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", optimize=False, compress_level=compress_level)
     return buf.getvalue()
 
 
@@ -163,4 +169,4 @@ def contact_sheet(
             cell = cell.resize((max(1, round(cell.width * scale)), max(1, round(cell.height * scale))), Image.BILINEAR)
             sheet.paste(cell, (x + (tile - cell.width) // 2, y + (tile - cell.height) // 2))
             draw.text((x, y + tile + 2), caption[:chars], fill=INK, font=font)
-    return png(sheet)
+    return png(sheet, compress_level=1)

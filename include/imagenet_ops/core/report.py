@@ -11,12 +11,16 @@ its Asset event's extra carry them).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from imagenet_ops.core.sinks import Sink
+
+log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 REPORTS_SWITCH = "IMAGENET_OPS_REPORTS"
@@ -27,6 +31,28 @@ REPORT_MD = f"{REPORT_DIR}/report.md"
 def reports_enabled() -> bool:
     """Whether to build reports: yes unless ``IMAGENET_OPS_REPORTS=off`` (or ``0``/``false``/``no``)."""
     return os.environ.get(REPORTS_SWITCH, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def build_report(artifact: str, make: Callable[[], Report]) -> Report | None:
+    """``make()`` unless reports are off (:func:`reports_enabled`), logging what building it cost.
+
+    The log line (``<artifact> report: ... built in <cpu>s CPU``) is what ``bench/report_cost.py``
+    reads from the CLI's own log, against the process's CPU: the same run, so no run-to-run noise.
+    """
+    if not reports_enabled():
+        log.info("%s report: off (%s=off)", artifact, REPORTS_SWITCH)
+        return None
+    cpu, wall = time.process_time(), time.perf_counter()
+    report = make()
+    log.info(
+        "%s report: %d picture(s), %s; built in %.3fs CPU, %.3fs",
+        artifact,
+        len(report.pictures),
+        f"{len(report.problems)} check(s) failed" if report.problems else "all checks passed",
+        time.process_time() - cpu,
+        time.perf_counter() - wall,
+    )
+    return report
 
 
 def report_files(pictures: Sequence[str]) -> tuple[str, ...]:

@@ -182,23 +182,22 @@ def publish_model(
     Args:
         check: what the load check found, shown in ``report/report.md``.
     """
-    from imagenet_ops.core.report import reports_enabled
+    from imagenet_ops.core.report import build_report
     from imagenet_ops.model.report import model_report
 
     upstream = {f.filename: {"md5": f.md5, "sha256": f.sha256, "size": f.size} for f in fetched.files}
     starting = sink.location(prepared.starting_file) if prepared.starting_file else None
     env = model_env(config, model_path=sink.location(prepared.model_file), starting_path=starting)
-    report = (
-        None
-        if not reports_enabled()
-        else model_report(
+    report = build_report(
+        ARTIFACT,
+        lambda: model_report(
             config=config,
             folder=Path(prepared.dir),
             files=list(prepared.files),
             env=env,
             expected=expected_interface(config),
             check=check,
-        )
+        ),
     )
     result = publish_dir(
         local_dir=Path(prepared.dir),

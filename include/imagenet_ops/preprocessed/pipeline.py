@@ -41,7 +41,7 @@ from imagenet_ops.core.errors import StorageError, ValidationError
 from imagenet_ops.core.manifest import PublishResult, cache_key_for, cached_result, read_manifest, write_manifest
 from imagenet_ops.core.output_location import begin_output
 from imagenet_ops.core.progress import human_bytes, human_seconds
-from imagenet_ops.core.report import put_report, reports_enabled
+from imagenet_ops.core.report import build_report, put_report
 from imagenet_ops.core.sinks import LocalSink, Sink, open_sink
 from imagenet_ops.imagenet.images import ImageRef
 from imagenet_ops.preprocessed.chunks import ChunkResult, plan_chunks, preprocess_chunk
@@ -302,9 +302,9 @@ def finalize_preprocessed(
     for name, data in extra.items():
         sink.put_bytes(data, name)
         entries.append(_entry(data, name))
-    report = None
-    if reports_enabled():
-        report = preprocessed_report(
+    report = build_report(
+        ARTIFACT,
+        lambda: preprocessed_report(
             config=config,
             sink=sink,
             refs=refs,
@@ -313,7 +313,9 @@ def finalize_preprocessed(
             val_map=val_map if config.dataset_type == "validation" else None,
             total_bytes=sum(e["size"] for e in entries),
             store=store,
-        )
+        ),
+    )
+    if report is not None:
         entries += put_report(report, sink)
     # write_manifest settles the announced outputs this set did not write, then writes manifest.json last
     publish = write_manifest(

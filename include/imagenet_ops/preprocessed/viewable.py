@@ -79,13 +79,56 @@ def viewable(tensor: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, 
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8), exact
 
 
-def reference_crop(image_bytes: bytes, config: PreprocessConfig, name: str) -> np.ndarray:
-    """The source image's aspect-resized centre crop as RGB uint8: what a correct tensor shows."""
+def source_crop(image_bytes: bytes, config: PreprocessConfig) -> np.ndarray:
+    """The source's centre crop as RGB uint8, decoded and resized by Pillow: what the report shows beside a tensor.
+
+    The geometry is the preprocessing's (aspect resize to ``100 / crop_factor`` of the side, then
+    the centre crop), the pixels display quality: a JPEG is decoded at a reduced scale (DCT
+    scaling) no smaller than the resize, and EXIF orientation is applied as OpenCV applies it.
+    No OpenCV: a report's samples cost a few milliseconds each.
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    from imagenet_ops.preprocessed.ops import crop_origin, resized_size
+
+    side = config.resolution
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        oriented = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+        width, height = oriented.size
+        size = resized_size(height, width, side, config.crop_factor)
+        if oriented is im:
+            im.draft("RGB", size)  # JPEG only: decode at 1/2, 1/4, 1/8 while still >= size
+            rgb = im.convert("RGB")
+        else:
+            rgb = oriented.convert("RGB")
+        top, left = crop_origin(size[1], size[0], side)
+        resized = rgb.resize(size, Image.BILINEAR, box=(0, 0, *rgb.size))
+        return np.asarray(resized.crop((left, top, left + side, top + side)))
+
+
+def raw_dtype(config: PreprocessConfig, itemsize: int) -> np.dtype:
+    """The dtype of a raw (headerless ``rgb8``/``rgb32``) output of ``config`` whose items are ``itemsize`` bytes."""
+    if itemsize == 1:
+        if config.convert_to_unsigned:
+            return np.dtype(np.uint8)
+        return np.dtype(np.int8) if config.quantize or config.data_type_input == "int8" else np.dtype(np.uint8)
+    return np.dtype({4: np.float32, 8: np.float64, 2: np.float16}.get(itemsize, np.float32))
+
+
+def reference_crop(image: bytes | np.ndarray, config: PreprocessConfig, name: str) -> np.ndarray:
+    """The source image's aspect-resized centre crop as RGB uint8: what a correct tensor shows.
+
+    Args:
+        image: the source's bytes, or the image already decoded (BGR uint8, as :func:`decode_bgr` gives it).
+    """
     import cv2
 
     from imagenet_ops.preprocessed.ops import _resize_crop, decode_bgr
 
-    crop = _resize_crop(decode_bgr(image_bytes, name), config.resolution, config.crop_factor, cv2.INTER_LINEAR)
+    bgr = decode_bgr(image, name) if isinstance(image, bytes) else image
+    crop = _resize_crop(bgr, config.resolution, config.crop_factor, cv2.INTER_LINEAR)
     return np.ascontiguousarray(crop[:, :, ::-1])
 
 

@@ -48,7 +48,7 @@ from imagenet_ops.core.lease import guard_writes
 from imagenet_ops.core.manifest import PublishResult, cached_result, read_manifest, write_manifest
 from imagenet_ops.core.process_pool import worker_pool
 from imagenet_ops.core.progress import Progress, human_bytes, human_seconds
-from imagenet_ops.core.report import put_report, reports_enabled
+from imagenet_ops.core.report import build_report, put_report
 from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.core.staging import task_scratch
 from imagenet_ops.core.uris import is_remote
@@ -279,18 +279,12 @@ def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = 
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise ValidationError(f"{sink.uri}: {len(problems)} of {len(plan.units)} units are not complete: {shown}")
-    report = None
-    if reports_enabled():
-        from imagenet_ops.training.report import training_report
+    from imagenet_ops.training.report import training_report
 
-        report = training_report(
-            units=plan.units,
-            sink=sink,
-            config=plan.config,
-            files=files,
-            converted=converted,
-            store=store,
-        )
+    report = build_report(
+        ARTIFACT,
+        lambda: training_report(units=plan.units, sink=sink, config=plan.config, files=files, converted=converted, store=store),
+    )
     publish = write_manifest(
         sink=sink,
         artifact=ARTIFACT,

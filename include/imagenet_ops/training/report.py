@@ -30,10 +30,11 @@ from imagenet_ops.training.variations import TrainingConfig
 
 log = logging.getLogger(__name__)
 
-SAMPLED_UNITS = 4
+SAMPLED_UNITS = 3
 RECORDS_PER_UNIT = 4
-HEAD_BYTES = 4 << 20
+HEAD_BYTES = 1 << 20
 """Bytes read from the start of each sampled shard: enough for a few ImageNet records (~110 KB each)."""
+TILE = 128
 PICTURES = ("contact_sheet.png", "classes_train.png", "classes_validation.png", "images_per_shard.png", "file_sizes.png")
 REPORT_FILES = report_files(PICTURES)
 _RECORDIO_MAGIC = 0xCED7230A
@@ -143,11 +144,14 @@ def _int64s(lst: bytes) -> list[int]:
     return values
 
 
-def _decoded(image: bytes) -> np.ndarray:
+def _decoded(image: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image at about tile size (a JPEG decoded at a reduced DCT scale) and its full ``(width, height)``."""
     from PIL import Image
 
     with Image.open(io.BytesIO(image)) as im:
-        return np.asarray(im.convert("RGB"))
+        size = im.size
+        im.draft("RGB", (TILE, TILE))
+        return np.asarray(im.convert("RGB")), size
 
 
 def _spread(items: Sequence[Any], count: int) -> list[Any]:
@@ -175,13 +179,15 @@ def _samples(
             for payload in tfrecord_payloads(head):
                 f = example_features(payload)
                 records.append((f"label {f.get('image/class/label', ['?'])[0]}", f["image/encoded"][0]))
+                if len(records) == RECORDS_PER_UNIT:
+                    break
         if not records:
             report.check(False, f"{key}: no complete record in its first {human_bytes(HEAD_BYTES)}")
             continue
         cells = []
         for caption, image in records[:RECORDS_PER_UNIT]:
-            pixels = _decoded(image)
-            sizes.append((pixels.shape[1], pixels.shape[0]))
+            pixels, size = _decoded(image)
+            sizes.append(size)
             cells.append((caption, pixels))
         rows.append(cells)
         titles.append(f"{key}: its first {len(cells)} records")
@@ -225,7 +231,7 @@ def training_report(
         report.picture(
             "contact_sheet.png",
             charts.contact_sheet(
-                rows, tile=128, title="first records of sampled shards, as a trainer decodes them", row_titles=titles
+                rows, tile=TILE, title="first records of sampled shards, as a trainer decodes them", row_titles=titles
             ),
             f"The first records of {len(rows)} shard(s), decoded from the written bytes with their labels.",
         )
