@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from imagenet_ops.core.progress import human_bytes, human_seconds
+from imagenet_ops.core.uris import is_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -101,7 +102,7 @@ def _api_session(conn_id: str) -> tuple[Any, str] | None:
     except Exception:  # noqa: BLE001 - not configured: the note is only logged
         return None
     scheme = conn.schema or ("https" if conn.port == 443 else "http")
-    host = conn.host if "://" in (conn.host or "") else f"{scheme}://{conn.host}"
+    host = conn.host if is_url(conn.host or "") else f"{scheme}://{conn.host}"  # a host given as a URL keeps its scheme
     base = f"{host.rstrip('/')}{f':{conn.port}' if conn.port and f':{conn.port}' not in host else ''}"
     session = requests.Session()
     token = session.post(f"{base}/auth/token", json={"username": conn.login, "password": conn.password}, timeout=15)
