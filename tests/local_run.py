@@ -54,15 +54,9 @@ def run_dag(dag: Any, conf: dict[str, Any] | None = None) -> LocalRun:
 
     Mapped task instances are keyed ``task_id[map_index]``.
     """
-    # Airflow 3.3.2's dag.test() keeps the encoded alerts where a run's success expects their DB ids
-    # (DagRun.update_state -> DeadlineAlertModel.get_by_id(<dict>): "'dict' object has no attribute
-    # 'hex'"); a scheduler reads the ids. So the local run goes without its deadline alerts, which
-    # tests/ui/test_deadlines.py checks on a real scheduler.
-    deadline, dag.deadline = dag.deadline, None
-    try:
-        dr = dag.test(run_conf=conf or {})
-    finally:
-        dag.deadline = deadline
+    from imagenet_operators.dag_helpers import test_locally
+
+    dr = test_locally(dag, conf)  # without the deadline alerts: Airflow 3.3.2's dag.test() cannot finish with them
     tis = dr.get_task_instances()
 
     def key(ti: Any) -> str:
