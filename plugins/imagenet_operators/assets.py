@@ -106,18 +106,14 @@ def emit_artifact_event(
     from imagenet_operators.links import artifact_links, record_location
     from imagenet_operators.run_note import record_summary
 
+    published = artifact_asset(result.manifest["artifact"], result.asset_uri, variant=variant)
+    run_seconds = _run_seconds(context)
     if context.get("ti") is not None:  # the links and the run's note read these XComs of the task instance
         report = result.manifest.get("report")
         report_uri = f"{result.uri.rstrip('/')}/{report['report']}" if report else None
         links = artifact_links(op, uri=result.uri, manifest_uri=result.manifest_uri, report_uri=report_uri)
         record_location(op, context, links=links)  # what the task's extra links open
-        record_summary(
-            context,
-            name=asset_name(result.manifest["artifact"], result.asset_uri, variant=variant),
-            result=result,
-            links=links,
-            run_seconds=_run_seconds(context),
-        )  # what the run's note shows
+        record_summary(context, name=published.name, result=result, links=links, run_seconds=run_seconds)  # the run's note
     used = inlet_assets(inlets)
     upstream = result.manifest.get("upstream", {})
     if result.cache_hit:
@@ -137,10 +133,9 @@ def emit_artifact_event(
         why = f"upstream changed: {json.dumps(previous, sort_keys=True)} -> {json.dumps(upstream, sort_keys=True)}"
     else:
         why = "configuration or library version changed"
-    published = artifact_asset(result.manifest["artifact"], result.asset_uri, variant=variant)
     for alias in op.outlets:
         if isinstance(alias, AssetAlias):
-            extra = asset_extra(result, run_seconds=_run_seconds(context), inlets=used)
+            extra = asset_extra(result, run_seconds=run_seconds, inlets=used)
             context["outlet_events"][alias].add(published, extra=extra)
     _hook_lineage(op, inputs=used, outputs=[published])
     op.log.info(

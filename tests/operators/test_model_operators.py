@@ -119,7 +119,7 @@ def test_publish_builds_the_sink_from_the_connection_and_returns_the_env(tmp_pat
         cache_key="k",
         files=1,
         bytes=3,
-        manifest={"upstream": {}},
+        manifest={"artifact": "resnet50_model", "upstream": {}},  # as every manifest names its artifact
     )
     sink = mock.Mock(**{"location.return_value": "s3://b/m/tflite"})
     context = _context()

@@ -55,6 +55,13 @@ def build_report(artifact: str, make: Callable[[], Report]) -> Report | None:
     return report
 
 
+def spread(items: Sequence[Any], count: int) -> list[Any]:
+    """Up to ``count`` items evenly spread over ``items`` (first and last included): a report's fixed, fair sample."""
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)] if count > 1 else [items[0]]
+
+
 def report_files(pictures: Sequence[str]) -> tuple[str, ...]:
     """The keys a report with ``pictures`` publishes: what a publish announces before writing them."""
     return (REPORT_MD, *(f"{REPORT_DIR}/{name}" for name in pictures))

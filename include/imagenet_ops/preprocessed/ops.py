@@ -362,10 +362,7 @@ class Preprocessor:
         self._headers: dict[tuple[tuple[int, ...], str], bytes] = {}
 
     def array(self, data: bytes, name: str) -> np.ndarray:
-        return self.array_of_decoded(decode_bgr(data, name))
-
-    def array_of_decoded(self, img: np.ndarray) -> np.ndarray:
-        """The output array of an image already decoded by :func:`decode_bgr` (BGR uint8)."""
+        img = decode_bgr(data, name)
         if self.function is not None:
             return self.function(img, nchw=self.nchw)
         return generic_preprocess(img, self.config)

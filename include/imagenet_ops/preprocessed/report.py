@@ -25,7 +25,7 @@ import numpy as np
 
 from imagenet_ops.core import charts
 from imagenet_ops.core.progress import human_bytes
-from imagenet_ops.core.report import Report, report_files
+from imagenet_ops.core.report import Report, report_files, spread
 from imagenet_ops.core.sinks import Sink
 from imagenet_ops.imagenet.constants import NUM_CLASSES
 from imagenet_ops.imagenet.images import ImageRef
@@ -47,13 +47,6 @@ MATCH_LIMIT = 16.0
 """A tensor read as declared must be within this mean difference (of 255) of its source's centre crop."""
 PICTURES = ("contact_sheet.png", "channel_values.png", "classes.png")
 REPORT_FILES = report_files(PICTURES)
-
-
-def _spread(items: Sequence[Any], count: int) -> list[Any]:
-    """Up to ``count`` items evenly spread over ``items`` (first and last included): a fixed, fair sample."""
-    if len(items) <= count:
-        return list(items)
-    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)] if count > 1 else [items[0]]
 
 
 def _published_tensor(data: bytes, config: PreprocessConfig, *, npy: bool) -> np.ndarray:
@@ -79,7 +72,7 @@ def _samples(
     npy = config.is_reference or config.extension == "npy"
     rows, tensors, table = [], [], []
     with ImageReader(store=store) as reader:
-        for ref in _spread(refs, SAMPLES):
+        for ref in spread(refs, SAMPLES):
             key = config.output_name(ref.name)
             data = sink.get_bytes(key)
             if data is None:

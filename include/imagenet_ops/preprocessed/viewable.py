@@ -4,7 +4,7 @@
 means, scale, quantization) and inverts each step, so a correct set looks like its source image's
 centre crop, and a set whose bytes do not match its declaration (NHWC written as NCHW, BGR where
 RGB is declared, a wrong mean) looks visibly wrong: stripes, swapped colours, a colour cast.
-:func:`reference_crop` is the picture a correct tensor should give, for the side-by-side check.
+:func:`source_crop` is the picture a correct tensor should give, for the side-by-side check.
 """
 
 from __future__ import annotations
@@ -115,21 +115,6 @@ def raw_dtype(config: PreprocessConfig, itemsize: int) -> np.dtype:
             return np.dtype(np.uint8)
         return np.dtype(np.int8) if config.quantize or config.data_type_input == "int8" else np.dtype(np.uint8)
     return np.dtype({4: np.float32, 8: np.float64, 2: np.float16}.get(itemsize, np.float32))
-
-
-def reference_crop(image: bytes | np.ndarray, config: PreprocessConfig, name: str) -> np.ndarray:
-    """The source image's aspect-resized centre crop as RGB uint8: what a correct tensor shows.
-
-    Args:
-        image: the source's bytes, or the image already decoded (BGR uint8, as :func:`decode_bgr` gives it).
-    """
-    import cv2
-
-    from imagenet_ops.preprocessed.ops import _resize_crop, decode_bgr
-
-    bgr = decode_bgr(image, name) if isinstance(image, bytes) else image
-    crop = _resize_crop(bgr, config.resolution, config.crop_factor, cv2.INTER_LINEAR)
-    return np.ascontiguousarray(crop[:, :, ::-1])
 
 
 def mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 
 from imagenet_ops.core import charts
 from imagenet_ops.core.progress import human_bytes
-from imagenet_ops.core.report import Report, report_files
+from imagenet_ops.core.report import Report, report_files, spread
 from imagenet_ops.core.sinks import LocalSink, Sink
 from imagenet_ops.imagenet.image_header import needs_conversion
 from imagenet_ops.training.units import Unit
@@ -154,18 +154,12 @@ def _decoded(image: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         return np.asarray(im.convert("RGB")), size
 
 
-def _spread(items: Sequence[Any], count: int) -> list[Any]:
-    if len(items) <= count:
-        return list(items)
-    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
-
-
 def _samples(
     units: Sequence[Unit], sink: Sink, store: Any, report: Report
 ) -> tuple[list[list[tuple[str, np.ndarray]]], list[str], list[tuple[int, int]]]:
     """Contact-sheet rows (one per sampled unit), their titles, and the decoded records' pixel sizes."""
     rows, titles, sizes = [], [], []
-    for unit in _spread([u for u in units if u.shard.items], SAMPLED_UNITS):
+    for unit in spread([u for u in units if u.shard.items], SAMPLED_UNITS):
         key = unit.key(unit.files[0])  # the shard, or the .rec
         try:
             head = _head(sink, key, store)
