@@ -186,6 +186,36 @@ def _cmd_preprocessed(args: argparse.Namespace) -> dict[str, str]:
     )
 
 
+def _cmd_accuracy(args: argparse.Namespace) -> dict[str, str]:
+    from imagenet_ops.accuracy import DECLARATION as ACCURACY
+    from imagenet_ops.accuracy import pipeline as accuracy
+    from imagenet_ops.core.store import ObjectStore
+
+    # the DAG's rules; the work dir is picked under the output's lease (_work_dir)
+    job = ACCURACY.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir="")
+    sink = open_sink(job.sink_uri)
+    verdicts = []
+    env = _build_and_report(
+        args,
+        f"accuracy {Path(str(job.model)).name} on {Path(str(job.preprocessed)).name}",
+        sink,
+        lambda work: _accuracy_done(
+            accuracy.build_accuracy(job, sink=sink, store=ObjectStore(), work_dir=work, threads=args.workers), verdicts
+        ),
+    )
+    accuracy.raise_unless_passed(verdicts[0])  # after the summary line: a fail is published, then an error
+    return env
+
+
+def _accuracy_done(done: tuple[Any, dict[str, str], Any], verdicts: list[Any]) -> Any:
+    """``build_accuracy``'s result as ``_build_and_report`` reads it (``.publish``, ``.env``), keeping the verdict."""
+    import types
+
+    publish, env, verdict = done
+    verdicts.append(verdict)
+    return types.SimpleNamespace(publish=publish, env=env)
+
+
 def _count(minimum: int, maximum: int = 256) -> Any:
     """An argparse type: an integer from ``minimum`` to ``maximum`` (``--workers -3`` used to be accepted)."""
 
@@ -256,6 +286,20 @@ def _add_preprocessed_parser(sub: Any) -> None:
     pre.set_defaults(func=_cmd_preprocessed)
 
 
+def _add_accuracy_parser(sub: Any) -> None:
+    from imagenet_ops.accuracy import DECLARATION as ACCURACY
+
+    acc = sub.add_parser("accuracy", help="top-1 / top-5 of a published model variant on a published preprocessed set")
+    ACCURACY.table.add_cli_arguments(acc)
+    add_job_inputs(acc, ACCURACY.job, required=("model", "preprocessed"))
+    acc.add_argument("--output", required=True, help="local folder, s3://bucket/prefix or gs://bucket/prefix")
+    acc.add_argument("--workers", type=_count(0), default=0, help="runtime threads, 0 to 256 (default 0: the runtime's own)")
+    acc.add_argument("--chunks", type=_count(1, 1024), default=1, help="chunks, scored one after the other (1 to 1024)")
+    acc.add_argument("--work-dir", help="scratch folder for remote model files (default: a temporary folder, removed after)")
+    _add_lease_argument(acc)
+    acc.set_defaults(func=_cmd_accuracy)
+
+
 def _cmd_sample(args: argparse.Namespace) -> dict[str, str]:
     path = samples.make_aux_archive(Path(args.output) / ARCHIVE_NAME, seed=args.seed)
     return {"IMAGENET_OPS_SAMPLE_AUX_ARCHIVE": str(path)}
@@ -295,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     tdata.set_defaults(func=_cmd_training_data)
 
     _add_preprocessed_parser(sub)
+
+    _add_accuracy_parser(sub)
 
     sample = sub.add_parser("sample", help="write the small generated sample inputs (no download)")
     sample.add_argument("--output", required=True, help="folder for caffe_ilsvrc12.tar.gz")

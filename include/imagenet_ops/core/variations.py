@@ -382,9 +382,10 @@ class VariationTable:
         for o in self.options:
             flag = f"--{o.name.replace('_', '-')}"
             if o.type == "boolean":
-                parser.add_argument(flag, dest=o.name, action="store_true", default=None, help=o.description)
+                parser.add_argument(flag, dest=o.name, action="store_true", default=None, help=o.description.replace("%", "%%"))
             else:
-                parser.add_argument(flag, dest=o.name, default=None, type=_PY_TYPES[o.type], help=o.described())
+                text = o.described().replace("%", "%%")  # argparse formats help with %: "76.46%" must stay literal
+                parser.add_argument(flag, dest=o.name, default=None, type=_PY_TYPES[o.type], help=text)
 
     def field_names(self) -> list[str]:
         """Every group and option name (the CM tags field excluded)."""

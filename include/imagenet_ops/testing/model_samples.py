@@ -15,6 +15,16 @@ of the real downloads (see :mod:`imagenet_ops.model.checks`):
 The TF, tflite, ONNX and ncnn samples share one set of weights (the same function of the
 input). Writes are byte-reproducible for a given library version; heavy imports stay inside
 the functions.
+
+The weights make every sample a *colour reader* whose answer is known from its input, so the
+accuracy check can be tested end to end (:mod:`imagenet_ops.testing.pattern_samples` makes the
+images): the convolution passes each channel through twice, as ``+x`` and ``-x`` (ReLU keeps both
+signs), global pooling gives the image's mean colour, and the dense layer is a nearest-centroid
+classifier over the 1000 colours of :data:`~imagenet_ops.testing.pattern_samples.LEVELS` cubed
+(``logit_k = (2 p_k . u - |p_k|^2) / T`` is largest for the centroid ``p_k`` nearest to ``u``).
+``u`` is the mean colour in pixel units, undone from the preprocessing the model expects:
+MLPerf's ``pre_process_vgg`` (means subtracted) for TF, tflite, ONNX and ncnn, torchvision's
+normalisation for the PyTorch samples. Class 0 of the 1001-class models (background) never wins.
 """
 
 from __future__ import annotations
@@ -36,17 +46,54 @@ KERNEL = 3
 STRIDE = 4  # no padding: (224 - 3) // 4 + 1 = 56 (TF "VALID", ONNX/ncnn pads 0)
 
 
-def _weights(classes: int = TF_CLASSES) -> dict[str, Any]:
-    """Conv kernel (HWIO), conv bias, dense weights (in, out) and bias, from :data:`SEED`."""
+TEMPERATURE = 2000.0
+"""Logit scale in squared pixel units: neighbouring colours differ by 625 / T in logit, so no softmax saturates."""
+# The inverse of each preprocessing, per RGB channel: pixel = scale * x + shift.
+_TO_PIXELS = {
+    "vgg": ((1.0, 1.0, 1.0), (123.68, 116.78, 103.94)),  # MLPerf pre_process_vgg: x = pixel - mean
+    "pytorch": (  # torchvision: x = (pixel / 255 - mean) / std
+        (255 * 0.229, 255 * 0.224, 255 * 0.225),
+        (255 * 0.485, 255 * 0.456, 255 * 0.406),
+    ),
+}
+
+
+def colour_reader(classes: int = TF_CLASSES, *, preprocessing: str = "vgg") -> dict[str, Any]:
+    """Dense weights ``(6, classes)`` and bias of the nearest-colour classifier on the ``+x, -x`` channel features.
+
+    Args:
+        classes: 1001 (class 0 is background and never wins) or 1000.
+        preprocessing: what the model's input went through: ``vgg`` or ``pytorch`` (see module docstring).
+    """
     import numpy as np
 
-    rng = np.random.default_rng(SEED)
-    return {
-        "conv_w": rng.normal(0.0, 0.02, (KERNEL, KERNEL, CHANNELS, FILTERS)).astype(np.float32),
-        "conv_b": rng.normal(0.0, 0.01, (FILTERS,)).astype(np.float32),
-        "fc_w": rng.normal(0.0, 0.1, (FILTERS, classes)).astype(np.float32),
-        "fc_b": rng.normal(0.0, 0.01, (classes,)).astype(np.float32),
-    }
+    from imagenet_ops.testing.pattern_samples import class_colours
+
+    scale, shift = (np.asarray(v, dtype=np.float64) for v in _TO_PIXELS[preprocessing])
+    centroids = class_colours().astype(np.float64)  # (1000, 3) RGB pixel values
+    # logit = (2 p.(scale*x + shift) - |p|^2) / T, with x_c = relu(x_c) - relu(-x_c)
+    per_channel = 2.0 * centroids * scale / TEMPERATURE  # (1000, 3)
+    dense = np.zeros((2 * CHANNELS, classes), dtype=np.float64)
+    bias = np.full((classes,), -1.0e4 / TEMPERATURE, dtype=np.float64)  # background: never the answer
+    first = classes - len(centroids)
+    dense[0::2, first:] = per_channel.T
+    dense[1::2, first:] = -per_channel.T
+    bias[first:] = (2.0 * centroids @ shift - (centroids**2).sum(axis=1)) / TEMPERATURE
+    return {"dense": dense.astype(np.float32), "bias": bias.astype(np.float32)}
+
+
+def _weights(classes: int = TF_CLASSES, *, preprocessing: str = "vgg") -> dict[str, Any]:
+    """Conv kernel (HWIO), conv bias, dense weights (in, out) and bias of the colour reader."""
+    import numpy as np
+
+    conv_w = np.zeros((KERNEL, KERNEL, CHANNELS, FILTERS), dtype=np.float32)
+    for c in range(CHANNELS):  # filter 2c passes channel c, filter 2c+1 its negative; 6 and 7 stay zero
+        conv_w[KERNEL // 2, KERNEL // 2, c, 2 * c] = 1.0
+        conv_w[KERNEL // 2, KERNEL // 2, c, 2 * c + 1] = -1.0
+    reader = colour_reader(classes, preprocessing=preprocessing)
+    fc_w = np.zeros((FILTERS, classes), dtype=np.float32)
+    fc_w[: 2 * CHANNELS] = reader["dense"]
+    return {"conv_w": conv_w, "conv_b": np.zeros((FILTERS,), dtype=np.float32), "fc_w": fc_w, "fc_b": reader["bias"]}
 
 
 def _parent(path: Path) -> Path:
@@ -179,8 +226,49 @@ def make_torch_state_dict(path: Path) -> Path:
     return path
 
 
+def make_resnet50_state_dict(path: Path) -> Path:
+    """Write a complete ResNet-50 v1.5 state dict (torchvision keys, about 100 MB) that reads colours.
+
+    :func:`imagenet_ops.accuracy.resnet50.resnet50` loads it with ``strict=True``. The stem passes
+    each channel as ``+x`` and ``-x``; every bottleneck's residual branch is switched off (its
+    batch-norm scales are 0), so the shortcuts (1x1 downsampling convolutions that copy those six
+    channels) carry the mean colour to the classifier, a colour reader for torchvision-normalised
+    input (see the module docstring). Batch norms are exact identities (``running_var = 1 - eps``).
+    """
+    import torch
+
+    from imagenet_ops.accuracy.resnet50 import resnet50
+
+    module = resnet50()
+    state = {k: torch.zeros_like(v) for k, v in module.state_dict().items()}
+    eps = 1e-5  # torch.nn.BatchNorm2d's default
+    for key, value in state.items():
+        if key.endswith("running_var"):
+            value.fill_(1.0 - eps)
+        elif key.endswith("weight") and value.dim() == 1 and ".bn3." not in key and not key.startswith("layer"):
+            value.fill_(1.0)  # the stem's batch norm
+        elif key.endswith("downsample.1.weight"):
+            value.fill_(1.0)
+    for c in range(CHANNELS):
+        state["conv1.weight"][2 * c, c, 3, 3] = 1.0
+        state["conv1.weight"][2 * c + 1, c, 3, 3] = -1.0
+    for key, value in state.items():
+        if key.endswith("downsample.0.weight"):
+            for ch in range(2 * CHANNELS):
+                value[ch, ch, 0, 0] = 1.0
+    reader = colour_reader(TORCH_CLASSES, preprocessing="pytorch")
+    state["fc.weight"][:, : 2 * CHANNELS] = torch.from_numpy(reader["dense"].T.copy())
+    state["fc.bias"] = torch.from_numpy(reader["bias"].copy())
+    path = _parent(path)
+    torch.save(state, path)
+    return path
+
+
 def make_torchscript(path: Path) -> Path:
-    """Write a traced TorchScript module: float32 [N,3,224,224] -> [N,1000] (like the int8 ``.pt``)."""
+    """Write a traced TorchScript module: float32 [N,3,224,224] -> [N,1000] (like the int8 ``.pt``).
+
+    A colour reader for torchvision-normalised input (see the module docstring).
+    """
     import torch
 
     class TinyClassifier(torch.nn.Module):
@@ -193,9 +281,13 @@ def make_torchscript(path: Path) -> Path:
             x = torch.relu(self.conv(x)).mean(dim=(2, 3))
             return self.fc(x)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        module = TinyClassifier().eval()
+    w = _weights(TORCH_CLASSES, preprocessing="pytorch")
+    module = TinyClassifier().eval()
+    with torch.no_grad():
+        module.conv.weight.copy_(torch.from_numpy(w["conv_w"].transpose(3, 2, 0, 1).copy()))  # HWIO -> OIHW
+        module.conv.bias.zero_()
+        module.fc.weight.copy_(torch.from_numpy(w["fc_w"].T.copy()))
+        module.fc.bias.copy_(torch.from_numpy(w["fc_b"]))
     path = _parent(path)
     with warnings.catch_warnings():
         # TorchScript is deprecated in torch 2.x; the real int8 model is still a TorchScript file.

@@ -1,0 +1,88 @@
+"""Published pairs for the accuracy check, made in-process: colour-reading variants and colour-pattern sets.
+
+:func:`write_model_files` writes every sample model under its download name (the PyTorch state
+dict complete, so the library's ResNet-50 loads it); :func:`publish_variant` publishes one variant
+through ``resnet50_model``'s own pipeline from a mirror serving them; :func:`publish_set` publishes
+a preprocessed set of :mod:`~imagenet_ops.testing.pattern_samples` images through
+``imagenet_preprocessed``'s pipeline. Nothing downloads from outside 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MODEL_FILES = (
+    "resnet50_v1.onnx",
+    "resnet50_v1_modified.onnx",
+    "resnet50_v1.pb",
+    "resnet50_v1.tflite.gz",
+    "resnet50_v1.no-argmax.tflite",
+    "resnet50-19c8e357.pth",
+    "resnet50_INT8bit_quantized.pt",
+    "resnet50_v1.param",
+    "resnet50_v1.bin",
+)
+
+
+def write_model_files(root: Path) -> dict[str, str]:
+    """Every sample model under its download name in ``root``; returns ``md5_by_file`` for the model form."""
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.testing import model_samples as ms
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    ms.make_onnx(root / "resnet50_v1.onnx", opset=11, argmax=True)
+    ms.make_onnx(root / "resnet50_v1_modified.onnx", opset=11, argmax=False, layout="NHWC")
+    ms.make_tf_frozen_graph(root / "resnet50_v1.pb", argmax=True)
+    tflite = ms.make_tflite(root / "argmax.tflite", argmax=True)
+    (root / "resnet50_v1.tflite.gz").write_bytes(gzip.compress(tflite.read_bytes(), mtime=0))
+    tflite.unlink()
+    ms.make_tflite(root / "resnet50_v1.no-argmax.tflite", argmax=False)
+    ms.make_resnet50_state_dict(root / "resnet50-19c8e357.pth")
+    ms.make_torchscript(root / "resnet50_INT8bit_quantized.pt")
+    ms.make_ncnn(root / "resnet50_v1.param", root / "resnet50_v1.bin")
+    return {name.removesuffix(".gz"): file_digests(root / name).md5 for name in MODEL_FILES}
+
+
+def publish_variant(tags: str, *, mirror: str, md5_by_file: Mapping[str, str], sink_root: str, work_dir: Path) -> str:
+    """Publish the variant of ``tags`` (e.g. ``_tflite,_no-argmax``) under ``sink_root``; returns its folder."""
+    from imagenet_ops.core.sinks import open_sink
+    from imagenet_ops.model import DECLARATION as MODEL
+    from imagenet_ops.model.pipeline import build_model
+
+    (job,) = MODEL.resolve_job(
+        {"variants": [tags], "mirror": mirror, "md5_by_file": dict(md5_by_file)},
+        sink_uri=sink_root,
+        conn_id=None,
+        work_dir=str(work_dir),
+    )
+    build_model(config=job.config, sink=open_sink(job.sink_uri), work_dir=Path(job.work_dir))
+    return job.sink_uri
+
+
+def publish_set(
+    output: str, labels: Mapping[str, int], *, work_dir: Path, tags: str = "", options: Mapping[str, Any] | None = None
+) -> str:
+    """Publish a validation set of ``labels``' colour images (``name -> class``) at ``output``; returns ``output``.
+
+    ``tags`` / ``options`` are the preprocessed form's (``_NHWC``, ``_pytorch`` …); the size is the image count.
+    """
+    from imagenet_ops.preprocessed import DECLARATION as PREPROCESSED
+    from imagenet_ops.preprocessed.pipeline import build_preprocessed
+    from imagenet_ops.testing.pattern_samples import write_pattern_folder
+
+    folder = write_pattern_folder(Path(work_dir) / "images", labels)
+    params = {"variations": tags, "size": len(labels), "val_map": str(folder / "val_map.txt"), "chunks": 1, **(options or {})}
+    job = PREPROCESSED.resolve_job(params, sink_uri=output, conn_id=None, work_dir=str(work_dir))
+    build_preprocessed(
+        config=job.config,
+        source=str(folder),
+        output=output,
+        val_map=folder / "val_map.txt",
+        workers=1,
+        work_dir=Path(work_dir) / "scratch",
+    )
+    return output
