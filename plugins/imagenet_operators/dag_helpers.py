@@ -63,7 +63,7 @@ DAG_CALLBACKS: dict[str, Any] = {
     "on_success_callback": notify_success,  # a run's success, when asked for
     "deadline": deadlines.deadline_alerts(),  # a run late by the form's limits (operations_params)
 }
-APPROVED_TAGS = frozenset({"imagenet", "mlperf", "aux", "model", "dataset", "training"})
+APPROVED_TAGS = frozenset({"imagenet", "mlperf", "aux", "model", "dataset", "training", "accuracy"})
 
 
 def table_params(table: VariationTable) -> dict[str, Param]:

@@ -40,6 +40,14 @@ WHEN_IT_FAILS: dict[str, str] = {
     "written. A retry rewrites the chunk's own files.",
     "PreprocessFinalizeOperator": "A chunk's files are missing (re-run), or the sink cannot be written.",
     "PreprocessCleanupOperator": "The staged inputs could not be removed: they are removed by the next run.",
+    "AccuracyPlanOperator": "The model and the set cannot fit (layout, data type, resolution: the error names both "
+    "sides), the set has no val_map.txt, or a folder holds no such artifact. Not retried.",
+    "AccuracyScoreOperator": "The runtime cannot load the model, or a tensor of the set is damaged (the error names "
+    "the file). Not retried; a storage error is. " + RETRIED,
+    "AccuracyPublishOperator": "The pair did not reach its target (AccuracyGateError: the model, the set, measured vs "
+    "expected; the result and its report are published all the same), a chunk's rows are missing, or the sink cannot "
+    "be written.",
+    "AccuracyCleanupOperator": "The staged rows could not be removed: nothing else is affected.",
     "ReleaseOutputLeaseOperator": "The lease could not be released: it expires by itself (15 min by default).",
     "RunNoteOperator": "It does not fail: a note it could not write (no connection imagenet_ops_api, the api-server "
     "unreachable, a user without the right to edit runs) is logged, with the note's text, and the run's state stands.",

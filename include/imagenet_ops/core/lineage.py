@@ -46,6 +46,12 @@ def artifact_uri(location: str) -> str:
     return Path(parse_location(location).key).expanduser().resolve().as_uri()  # a path or a file:// URI
 
 
+def location_of(uri: str) -> str:
+    """The location an Asset URI names: a ``file://`` URI's local path, an ``s3://`` / ``gs://`` URI as it is."""
+    loc = parse_location(uri)
+    return loc.key if loc.scheme == "file" else uri
+
+
 def asset_name(artifact: str, uri: str, *, variant: str | None = None) -> str:
     """``<artifact>[/<variant>]@<scheme>:<digest>``: the readable name of ``artifact`` (``variant``) published at ``uri``.
 
