@@ -15,9 +15,9 @@ and measured vs expected.
 
 Inputs: ``model`` (a variant's folder, as ``resnet50_model`` publishes it) and ``preprocessed`` (a
 set's folder), local or ``s3://`` / ``gs://``. Empty: on an Asset-triggered run the newest
-published variant and set; otherwise the default variant's folder and ``imagenet_preprocessed``
-in the sink root. The DAG is scheduled on both artifacts' Assets, so a new variant or set triggers
-a check (paused until an operator unpauses it).
+published variant and set (the run is skipped until both exist); otherwise the default variant's
+folder and ``imagenet_preprocessed`` in the sink root. The DAG is scheduled on both artifacts'
+Assets, so a new variant or set triggers a check (paused until an operator unpauses it).
 
 Flow: resolve -> plan (both manifests, refusals, cache check) -> score (mapped over ``chunks``;
 progress with images/s and ETA) -> publish (``accuracy.json``, report, manifest; XCom: the env with
@@ -90,7 +90,7 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any = None, inlet_events: Any = None) -> dict[str, Any]:
         """The pair (the form's, else the newest published or the defaults), options and locations in one job."""
         from imagenet_operators import dag_helpers
-        from imagenet_operators.accuracy import pair_locations
+        from imagenet_operators.accuracy import NothingToPair, pair_locations
         from imagenet_ops.core.lineage import location_of
 
         def newest(alias: AssetAlias) -> str | None:
@@ -102,7 +102,12 @@ with DAG(
 
         triggered = getattr(dag_run.run_type, "value", dag_run.run_type) == "asset_triggered"
         latest = {MODEL_ARTIFACT: newest(MODEL_ASSETS), PREPROCESSED_ARTIFACT: newest(PREPROCESSED_ASSETS)}
-        paired = pair_locations(params, triggered=triggered, latest=latest)
+        try:
+            paired = pair_locations(params, triggered=triggered, latest=latest)
+        except NothingToPair as nothing:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(str(nothing)) from None  # the run ends without a check, not as a failure
         return dag_helpers.resolve_job(DECLARATION, params=paired, run_id=run_id, dag_run=dag_run)
 
     job = resolve()
@@ -127,7 +132,7 @@ with DAG(
         job=job,
         plan=plan.output,
         outlets=[ACCURACY_ASSET_ALIAS],
-        trigger_rule="none_failed",  # a cache hit maps zero chunks
+        trigger_rule="none_failed_min_one_success",  # a cache hit maps zero chunks; a skipped resolve skips it
     )
 
     cleanup = AccuracyCleanupOperator(task_id="cleanup", task_display_name="Remove staged rows", job=job)

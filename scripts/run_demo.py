@@ -89,13 +89,33 @@ def training_conf(server: DevServer) -> dict[str, Any]:
 
 
 def preprocessed_conf(server: DevServer) -> dict[str, Any]:
-    """A small preprocessed validation set (reference pre_process_vgg, NCHW float32 .npy) from generated images."""
-    from imagenet_ops.testing.preprocess_samples import plain_images, sample_images, write_images_tar
+    """A small preprocessed validation set (reference pre_process_vgg, NCHW float32 .npy) of the aux's first 16 images.
 
-    images = {**sample_images(["landscape", "portrait", "gray", "cmyk", "png"]), **plain_images(11, start=6)}
-    tar = write_images_tar(SAMPLES / "preprocessed" / "ILSVRC2012_img_val.tar", images)
+    Each image is its label's colour (``testing.pattern_samples``), so the colour-reading sample
+    models name it; one is a CMYK JPEG and one grayscale (which no longer shows its colour).
+    """
+    from imagenet_ops.testing.pattern_samples import pattern_images, pattern_jpeg, val_labels
+    from imagenet_ops.testing.preprocess_samples import write_images_tar
+
     aux = Path(os.environ.get("IMAGENET_OPS_SINK_ROOT", "artifacts")) / "imagenet_aux"
+    labels = val_labels((aux / "val.txt").read_text(), 16)
+    images = pattern_images(labels)
+    cmyk, gray = list(labels)[3], list(labels)[9]
+    images[cmyk] = pattern_jpeg(labels[cmyk], mode="CMYK")
+    images[gray] = pattern_jpeg(labels[gray], mode="L")
+    tar = write_images_tar(SAMPLES / "preprocessed" / "ILSVRC2012_img_val.tar", images)
     return {"images": str(tar), "aux_path": str(aux.resolve()), "size": len(images), "chunks": 2}
+
+
+def accuracy_conf(server: DevServer) -> dict[str, Any]:
+    """The default ONNX variant and the set the two demos before published: 15 of 16 right (the grayscale one is not)."""
+    root = Path(os.environ.get("IMAGENET_OPS_SINK_ROOT", "artifacts")).resolve()
+    return {
+        "model": str(root / "resnet50_model" / "onnx-fp32-argmax-opset11"),
+        "preprocessed": str(root / "imagenet_preprocessed"),
+        "expected_top1": 90,
+        "chunks": 2,
+    }
 
 
 DEMOS = [
@@ -103,6 +123,7 @@ DEMOS = [
     Demo("resnet50_model", "publish", model_conf, lambda env: str(Path(env["CM_ML_MODEL_FILE_WITH_PATH"]).parent)),
     Demo("imagenet_training_data", "finalize", training_conf, lambda env: env["CM_MLPERF_TRAINING_RESNET_DATA_PATH"]),
     Demo("imagenet_preprocessed", "finalize", preprocessed_conf, lambda env: env["CM_DATASET_PREPROCESSED_PATH"]),
+    Demo("imagenet_accuracy", "publish", accuracy_conf, lambda env: env["CM_MLPERF_ACCURACY_PATH"]),
 ]
 
 

@@ -330,7 +330,22 @@ def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
     size = SUBSET_SIZES[PREPROCESS_TABLE.group("subset").default]
     images = write_images_tar(root / "preprocessed" / "ILSVRC2012_img_val.tar", plain_images(size, width=320, height=240))
 
+    # Accuracy check: the default ONNX variant published from the served sample, and a published set of
+    # colour-pattern images it reads right (12 images: the DAG's 4 default chunks get 3 each).
+    from imagenet_ops.testing.accuracy_samples import publish_set, publish_variant
+
+    labels = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 83) % 1000 for i in range(1, 13)}
+    accuracy_model = publish_variant(
+        "_onnx",
+        mirror=server.base_url,
+        md5_by_file={model.name: file_digests(model).md5},
+        sink_root=str(root / "accuracy_models"),
+        work_dir=root / "accuracy_work",
+    )
+    accuracy_set = publish_set(str(root / "accuracy_set"), labels, work_dir=root / "accuracy_set_work")
+
     return {
+        "imagenet_accuracy": {"model": accuracy_model, "preprocessed": accuracy_set},
         "imagenet_aux": {"url": server.url(archive.name), "md5": file_digests(archive).md5},
         "resnet50_model": {"url": server.url(model.name), "md5": file_digests(model).md5},
         "imagenet_training_data": {"train": str(train), "validation": str(val), "aux_path": str(aux)},
@@ -340,7 +355,7 @@ def _build_dag_inputs(root: Path, server: Any) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def dag_inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagInputs]:
-    """Generated inputs for the four DAGs; downloads are served over HTTP on 127.0.0.1."""
+    """Generated inputs for the five DAGs; downloads are served over HTTP on 127.0.0.1."""
     from imagenet_ops.testing.devserver import DevServer
 
     root = tmp_path_factory.mktemp("dag-inputs")

@@ -25,13 +25,20 @@ if TYPE_CHECKING:
 JOB_TYPE = "imagenet_ops.accuracy.job:AccuracyJob"
 
 
+class NothingToPair(Exception):
+    """An Asset-triggered run before both artifacts were ever published: nothing to check yet."""
+
+
 def pair_locations(params: Mapping[str, Any], *, triggered: bool, latest: Mapping[str, str | None]) -> dict[str, Any]:
     """``params`` with the model and set to pair filled in when the form left them empty.
 
     An Asset-triggered run pairs the latest published variant with the latest published set
-    (``latest``: artifact -> location of its newest Asset event); otherwise, and when an artifact
-    has no event yet, the default folders in the sink root are used (the default variant's folder
-    for the model, as ``resnet50_model`` publishes it).
+    (``latest``: artifact -> location of its newest Asset event); a manual run uses the default
+    folders in the sink root (the default variant's folder for the model, as ``resnet50_model``
+    publishes it).
+
+    Raises:
+        NothingToPair: an Asset-triggered run, and one of the two artifacts has no event yet.
     """
     from imagenet_operators import dag_helpers
     from imagenet_ops.accuracy.job import MODEL_ARTIFACT, PREPROCESSED_ARTIFACT
@@ -45,8 +52,11 @@ def pair_locations(params: Mapping[str, Any], *, triggered: bool, latest: Mappin
     artifacts = {"model": MODEL_ARTIFACT, "preprocessed": PREPROCESSED_ARTIFACT}
     filled = dict(params)
     for name, artifact in artifacts.items():
-        if not filled.get(name):
-            filled[name] = (latest.get(artifact) if triggered else None) or defaults[name]
+        if filled.get(name):
+            continue
+        if triggered and not latest.get(artifact):
+            raise NothingToPair(f"no {artifact} has been published yet: the check runs once both a variant and a set exist")
+        filled[name] = latest[artifact] if triggered else defaults[name]
     if not filled.get("sink_uri"):
         from imagenet_ops.accuracy.job import pair_folder
 
@@ -95,10 +105,9 @@ class AccuracyScoreOperator(_AccuracyJobOperator):
         self.workers = workers
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from imagenet_operators.preprocess import chunk_label
         from imagenet_ops.accuracy.pipeline import score_chunk
         from imagenet_ops.core.staging import task_scratch
-
-        from imagenet_operators.preprocess import chunk_label
 
         job = self.typed_job()
         index = int(self.chunk)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 COMPONENTS = ("standalone", "api-server", "scheduler", "dag-processor", "triggerer")
-DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed")
+DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed", "imagenet_accuracy")
 TERMINAL = ("success", "failed")
 
 
@@ -283,7 +283,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         password_file = home / "simple_auth_manager_passwords.json.generated"
         c.password = c.wait(lambda: json.loads(password_file.read_text())["admin"], 60, "the admin password file")
         c.login()
-        c.wait(lambda: all(c.api.get(f"{c.base}/api/v2/dags/{d}", timeout=5).ok for d in DAG_IDS), 180, "the four DAGs parsed")
+        c.wait(lambda: all(c.api.get(f"{c.base}/api/v2/dags/{d}", timeout=5).ok for d in DAG_IDS), 180, "every DAG parsed")
         c.wait(
             lambda: all(
                 v.get("status") == "healthy"

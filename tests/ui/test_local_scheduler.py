@@ -2,20 +2,21 @@
 
 Each run's ``conf`` holds only the inputs and the sink: every other param is at its default, so
 the training DAG runs at its default "Processes per task" (``workers=0``: a process pool of all
-cores inside each task). The four runs are triggered together and run side by side.
+cores inside each task). The five runs are triggered together and run side by side.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
-DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed")
-PUBLISH_TASK = {"imagenet_aux": "publish", "resnet50_model": "publish"}  # the others: finalize
+DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed", "imagenet_accuracy")
+PUBLISH_TASK = {"imagenet_aux": "publish", "resnet50_model": "publish", "imagenet_accuracy": "publish"}  # others: finalize
 
 
 def _publish_index(dag_id: str) -> int:
@@ -23,7 +24,7 @@ def _publish_index(dag_id: str) -> int:
     return 0 if dag_id == "resnet50_model" else -1
 
 
-RUN_TIMEOUT = 420  # s; generous: four DAGs share two cores
+RUN_TIMEOUT = 420  # s; generous: five DAGs share two cores
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +36,19 @@ def api_connection(cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def rest_runs(cluster, dag_inputs, api_connection) -> dict[str, tuple[str, str]]:
-    """``dag_id -> (run_id, sink)``: all four DAGs unpaused and triggered at once."""
+def rest_runs(cluster, dag_inputs, api_connection) -> Iterator[dict[str, tuple[str, str]]]:
+    """``dag_id -> (run_id, sink)``: every DAG unpaused and triggered at once.
+
+    The accuracy DAG is paused again afterwards: unpaused, every model or set the later tests
+    publish would trigger a check of its own (tests/ui/test_accuracy_schedule.py tests that).
+    """
     runs = {}
     for dag_id in DAG_IDS:
         sink = cluster.sink("rest", dag_id)
         cluster.set_paused(dag_id, False)
         runs[dag_id] = (cluster.trigger(dag_id, {**dag_inputs.inputs[dag_id], "sink_uri": sink}), sink)
-    return runs
+    yield runs
+    cluster.set_paused("imagenet_accuracy", True)
 
 
 def _expected(dag_id: str, sink: str, env: dict[str, str]) -> None:
@@ -60,6 +66,10 @@ def _expected(dag_id: str, sink: str, env: dict[str, str]) -> None:
         prefix = "CM_MLPERF_TRAINING_RESNET_"
         expected = {"TRAIN_IMAGES": "18", "VALIDATION_IMAGES": "24", "TRAIN_SHARDS": "1024", "VALIDATION_SHARDS": "128"}
         assert {k: env.get(prefix + k) for k in expected} == expected, env
+    elif dag_id == "imagenet_accuracy":
+        # the published colour-pattern set, read right by the colour-reading ONNX sample; no expectation: no verdict
+        assert (env["CM_MLPERF_ACCURACY_PATH"], env["CM_MLPERF_ACCURACY_IMAGES"]) == (sink, "12"), env
+        assert (env["CM_MLPERF_ACCURACY_TOP1"], env["CM_MLPERF_ACCURACY_PASSED"]) == ("100.0000", "no-verdict"), env
     else:
         assert env["CM_DATASET_PREPROCESSED_PATH"] == sink, env
         assert env["CM_DATASET_SIZE"] == "500", env
@@ -71,7 +81,7 @@ def test_dag_succeeds_with_only_inputs_and_sink(cluster, rest_runs, dag_id: str)
     run_id, sink = rest_runs[dag_id]
     run = cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
     assert run["run_type"] == "manual"
-    assert set(run["conf"]) <= {"url", "md5", "train", "validation", "aux_path", "images", "sink_uri"}, run["conf"]
+    assert set(run["conf"]) <= {"url", "md5", "train", "validation", "aux_path", "images", "model", "preprocessed", "sink_uri"}
 
     map_index = _publish_index(dag_id)
     env = cluster.xcom(dag_id, run_id, PUBLISH_TASK.get(dag_id, "finalize"), map_index=map_index)

@@ -7,7 +7,7 @@ form to ``docs/ui/<dag_id>-form.png``; fill only the inputs and the sink, press 
 log page must show the library's progress and summary lines.
 
 All forms are submitted first (one test each) and the runs then awaited (one test each), so the
-four runs share the machine instead of queuing behind each other.
+five runs share the machine instead of queuing behind each other.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "ui"
-DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed")
+DAG_IDS = ("imagenet_aux", "resnet50_model", "imagenet_training_data", "imagenet_preprocessed", "imagenet_accuracy")
 RUN_TIMEOUT = 420  # s; generous: the runs share two cores
 CHROME_FLAGS = (
     "--headless=new",
@@ -65,6 +65,14 @@ LOG_CHECKS = {
         "preprocess",
         0,
         [r"preprocessed \d+ images \(.*\) in .* with \d+ worker\(s\): .* images/s, 0 bad"],
+    ),
+    "imagenet_accuracy": (
+        "score",
+        0,
+        [
+            r"score chunk 0: \d+ images on onnxruntime, batch 32",
+            r"score chunk 0: scored \d+ images in .* images/s\), top-1 so far",
+        ],
     ),
 }
 SUBMITTED: dict[str, str] = {}  # dag_id -> run_id of the run the form created

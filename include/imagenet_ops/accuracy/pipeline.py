@@ -20,7 +20,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +164,12 @@ def load_tensor(data: SetSide, store: Any, file: str) -> np.ndarray:
 
 
 class BatchReader:
-    """Batches of a chunk's tensors, the next one read on a thread while the model runs the current one."""
+    """Batches of a chunk's tensors, each read straight into its batch array.
+
+    Read between inference calls, not beside them: the runtimes use every core (onnxruntime's
+    threads spin between operators), and a reader thread beside them made the check 2x slower in
+    wall time on 2 cores (bench/accuracy.py).
+    """
 
     def __init__(self, data: SetSide, store: Any, rows: Sequence[tuple[str, str, int]], *, size: int, first: np.ndarray) -> None:
         self.data, self.store, self.rows, self.size, self.first = data, store, rows, size, first
@@ -188,14 +192,8 @@ class BatchReader:
         return rows, out
 
     def __iter__(self) -> Iterator[tuple[Sequence[tuple[str, str, int]], np.ndarray]]:
-        starts = range(0, len(self.rows), self.size)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="accuracy-read") as pool:
-            pending = None
-            for start in starts:
-                current = pending if pending is not None else pool.submit(self._batch, start)
-                following = start + self.size
-                pending = pool.submit(self._batch, following) if following < len(self.rows) else None
-                yield current.result()
+        for start in range(0, len(self.rows), self.size):
+            yield self._batch(start)
 
 
 @dataclass(frozen=True)

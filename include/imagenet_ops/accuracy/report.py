@@ -67,7 +67,7 @@ def accuracy_report(*, pair: Any, summary: Summary, verdict: Verdict, rows: Sequ
             except Exception as exc:  # noqa: BLE001 - a picture that cannot be drawn is named, the report goes on
                 log.warning("report: cannot show %s: %s", name, exc)
                 continue
-            cells.append((f"{name.removeprefix('ILSVRC2012_val_')}: {label}->{predicted}", picture))
+            cells.append((f"{name.removeprefix('ILSVRC2012_val_').removesuffix('.JPEG')}: {label}->{predicted}", picture))
         if cells:
             rows_of = [cells[i : i + 4] for i in range(0, len(cells), 4)]
             sheet = contact_sheet(

@@ -264,6 +264,54 @@ def make_resnet50_state_dict(path: Path) -> Path:
     return path
 
 
+def make_resnet50_onnx(path: Path) -> Path:
+    """Write a full-size ResNet-50 ONNX (about 100 MB, ResNet-50's compute) with the MLPerf ONNX interface.
+
+    ``input_tensor:0`` [N,3,224,224] (``pre_process_vgg`` output) -> ``softmax_tensor:0`` [N,1001] and
+    ``ArgMax:0`` [N]: the colour-reading ResNet-50 of :func:`make_resnet50_state_dict` behind a
+    conversion of its input to torchvision's normalisation and a background class that never wins.
+    For benchmarks: an image costs what it costs on the real model. Not byte-reproducible across
+    torch versions (the exporter's graph), and it needs no reproducibility: its answers are known.
+    """
+    import tempfile
+
+    import torch
+
+    from imagenet_ops.accuracy.resnet50 import resnet50
+
+    with tempfile.TemporaryDirectory() as tmp:
+        net = resnet50()
+        net.load_state_dict(torch.load(make_resnet50_state_dict(Path(tmp) / "rn50.pth"), weights_only=True), strict=True)
+    net.eval()
+    scale, shift = (torch.tensor(v, dtype=torch.float32).reshape(1, 3, 1, 1) for v in _TO_PIXELS["pytorch"])
+    vgg_mean = torch.tensor(_TO_PIXELS["vgg"][1], dtype=torch.float32).reshape(1, 3, 1, 1)
+
+    class MlperfInterface(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.net((x + vgg_mean - shift) / scale)  # vgg input -> torchvision-normalised
+            logits = torch.cat([torch.full_like(logits[:, :1], -1.0e4), logits], dim=1)  # class 0: background
+            return torch.softmax(logits, dim=1), torch.argmax(logits, dim=1)
+
+    path = _parent(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            MlperfInterface().eval(),
+            torch.zeros(1, CHANNELS, IMAGE_SIZE, IMAGE_SIZE),
+            str(path),
+            input_names=["input_tensor:0"],
+            output_names=["softmax_tensor:0", "ArgMax:0"],
+            dynamic_axes={"input_tensor:0": {0: "N"}, "softmax_tensor:0": {0: "N"}, "ArgMax:0": {0: "N"}},
+            opset_version=11,
+            dynamo=False,
+        )
+    return path
+
+
 def make_torchscript(path: Path) -> Path:
     """Write a traced TorchScript module: float32 [N,3,224,224] -> [N,1000] (like the int8 ``.pt``).
 

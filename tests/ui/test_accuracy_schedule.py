@@ -1,0 +1,52 @@
+"""The accuracy check on a real scheduler, as its schedule runs it: a newly published set, then a new variant.
+
+``imagenet_accuracy`` is scheduled on the model and preprocessed Assets (their AssetAliases). With
+it unpaused, a set published before any variant triggers a run that has nothing to pair yet and is
+skipped, not failed; the variant published next triggers a run that pairs the newest variant with
+the newest set, scores it, and publishes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 420
+
+
+def _asset_runs(cluster) -> list[dict]:
+    return [r for r in cluster.runs("imagenet_accuracy") if r["run_type"] == "asset_triggered"]
+
+
+def test_new_set_then_new_variant_each_trigger_a_check(cluster, dag_inputs):
+    before = {r["dag_run_id"] for r in _asset_runs(cluster)}
+    cluster.set_paused("imagenet_accuracy", False)
+    try:
+        set_sink, model_sink = cluster.sink("schedule", "imagenet_preprocessed"), cluster.sink("schedule", "resnet50_model")
+        for dag_id, sink in (("imagenet_preprocessed", set_sink), ("resnet50_model", model_sink)):
+            cluster.set_paused(dag_id, False)
+            run_id = cluster.trigger(dag_id, {**dag_inputs.inputs[dag_id], "sink_uri": sink})
+            cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+            # the publish's Asset event triggers a check
+            new = cluster.wait(
+                lambda b=set(before): [r for r in _asset_runs(cluster) if r["dag_run_id"] not in b],
+                120,
+                f"a check after {dag_id}",
+            )
+            check = cluster.wait_for_run("imagenet_accuracy", new[-1]["dag_run_id"], RUN_TIMEOUT)
+            before |= {r["dag_run_id"] for r in new}
+            states = {t["task_id"]: t["state"] for t in cluster.task_instances("imagenet_accuracy", check["dag_run_id"])}
+            if dag_id == "imagenet_preprocessed":
+                # no variant published yet in this cluster (the modules before publish none): nothing to pair
+                assert states["resolve"] == "skipped" and states.get("publish") == "skipped", states
+            else:
+                assert states["publish"] == "success", states
+                job = cluster.xcom("imagenet_accuracy", check["dag_run_id"], "resolve")
+                assert job["model"] == f"{model_sink}/onnx-fp32-argmax-opset11" and job["preprocessed"] == set_sink, job
+                env = cluster.xcom("imagenet_accuracy", check["dag_run_id"], "publish")
+                assert env["CM_MLPERF_ACCURACY_IMAGES"] == "500" and "CM_MLPERF_ACCURACY_TOP1" in env, env
+                events = cluster.get("assets/events", source_dag_id="imagenet_accuracy", source_run_id=check["dag_run_id"])
+                assert [e["name"].split("@")[0] for e in events["asset_events"]] == ["imagenet_accuracy"], events
+    finally:
+        cluster.set_paused("imagenet_accuracy", True)
