@@ -234,3 +234,19 @@ def test_the_full_set_is_held_to_mlperfs_target(top1_correct, passed):
     verdict = judge(summary, full_set=True, expected_top1=99.0, model_accuracy=76.456, model="model m", data="set s")
     assert verdict.passed is passed and verdict.expected_top1 == 75.6954
     assert "99% of 76.46% on all 50,000 images" in verdict.rule and "the variant states 76.456%" in verdict.message
+
+
+def test_a_subset_labelled_from_the_whole_val_txt_is_not_the_full_set(variant, root, tmp_path):
+    """Regression: 16 images with the aux's 50,000-line val_map.txt were held to the full set's MLPerf target."""
+    labels = dict(list(LABELS.items())[:6])
+    subset = samples.publish_set(
+        str(root / "sets" / "of-val-txt"), labels, work_dir=root / "work" / "of-val-txt", more_labels=50_000 - len(labels)
+    )
+    _, env, verdict = check(variant("_onnx"), subset, tmp_path / "out")
+    assert verdict.passed is None and env["CM_MLPERF_ACCURACY_IMAGES"] == "6", env
+    assert env["CM_MLPERF_ACCURACY_RULE"] == "none: 6 of 50,000 images and no expected top-1 given"
+
+
+def test_images_the_full_set_skipped_count_as_wrong():
+    summary = Summary(images=49_990, top1_correct=37_848, top5_correct=None, per_class={}, confusions=[]).with_unscored(10)
+    assert summary.images == 50_000 and summary.top1 == pytest.approx(75.696)

@@ -147,7 +147,9 @@ class SetSide:
     rows: tuple[tuple[str, str, int], ...]
     """``(image name, published file, 0-based label)`` in ``val_map.txt`` order."""
     missing: tuple[str, ...]
-    """Images of ``val_map.txt`` the set has no file for (bad images it skipped)."""
+    """Images the set was made from but has no file for (bad images it skipped, from its manifest)."""
+    size: int
+    """The images the set was made from (its ``size``): 50,000 for the full validation set."""
     cache_key: str
     env: dict[str, str] = field(default_factory=dict)
 
@@ -195,7 +197,10 @@ def read_set(store: Any, location: str) -> SetSide:
     if config.dataset_type != "validation" or VAL_MAP not in published:
         kind = "a calibration set" if config.dataset_type != "validation" else "a set"
         raise PairError(f"{describe}: {kind} without {VAL_MAP}, so there are no labels to score against")
-    rows, missing = [], []
+    rows = []
+    # val_map.txt is the aux val.txt whole (50,000 lines, as CM copies it) also for a subset: the
+    # set's images are the lines it has a file for; the ones it skipped are in its manifest.
+    missing = tuple(str(name) for name in (manifest.get("outputs") or {}).get("bad", []))
     text = store.read(join(location, VAL_MAP)).decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -206,9 +211,10 @@ def read_set(store: Any, location: str) -> SetSide:
                 f"{join(location, VAL_MAP)} line {number}: expected 'name label' with a label 0..999, got {line!r}"
             )
         output = config.output_name(parts[0])
-        (rows.append((parts[0], output, int(parts[1]))) if output in published else missing.append(parts[0]))
+        if output in published:
+            rows.append((parts[0], output, int(parts[1])))
     if not rows:
-        raise PairError(f"{describe}: none of the {len(missing)} images of {VAL_MAP} has a published file")
+        raise PairError(f"{describe}: none of the images of {VAL_MAP} has a published file")
     return SetSide(
         location=location,
         tags=tags,
@@ -219,7 +225,8 @@ def read_set(store: Any, location: str) -> SetSide:
         preprocessing=config.reference_function or "generic",
         config=config,
         rows=tuple(rows),
-        missing=tuple(missing),
+        missing=missing,
+        size=int(config.size),
         cache_key=manifest.get("cache_key", ""),
         env=config_env(config),
     )

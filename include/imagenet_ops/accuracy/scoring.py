@@ -49,6 +49,10 @@ class Summary:
     def top5(self) -> float | None:
         return None if self.top5_correct is None or not self.images else 100.0 * self.top5_correct / self.images
 
+    def with_unscored(self, images: int) -> Summary:
+        """The same counts over ``images`` more images that could not be scored (counted wrong, in no class)."""
+        return Summary(self.images + images, self.top1_correct, self.top5_correct, self.per_class, self.confusions)
+
     def worst_classes(self, count: int = 10) -> list[tuple[int, int, int]]:
         """``(label, images, correct)`` of the classes with the lowest top-1, ties by more images, then label."""
         ranked = sorted(self.per_class.items(), key=lambda kv: (kv[1][1] / kv[1][0], -kv[1][0], kv[0]))

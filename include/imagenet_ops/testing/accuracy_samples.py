@@ -64,17 +64,28 @@ def publish_variant(tags: str, *, mirror: str, md5_by_file: Mapping[str, str], s
 
 
 def publish_set(
-    output: str, labels: Mapping[str, int], *, work_dir: Path, tags: str = "", options: Mapping[str, Any] | None = None
+    output: str,
+    labels: Mapping[str, int],
+    *,
+    work_dir: Path,
+    tags: str = "",
+    options: Mapping[str, Any] | None = None,
+    more_labels: int = 0,
 ) -> str:
     """Publish a validation set of ``labels``' colour images (``name -> class``) at ``output``; returns ``output``.
 
     ``tags`` / ``options`` are the preprocessed form's (``_NHWC``, ``_pytorch`` …); the size is the image count.
+    ``more_labels`` lines of images not in the set follow in ``val_map.txt``, as in the aux ``val.txt``
+    a subset is labelled from (50,000 lines whatever the size).
     """
     from imagenet_ops.preprocessed import DECLARATION as PREPROCESSED
     from imagenet_ops.preprocessed.pipeline import build_preprocessed
     from imagenet_ops.testing.pattern_samples import write_pattern_folder
 
     folder = write_pattern_folder(Path(work_dir) / "images", labels)
+    if more_labels:
+        with (folder / "val_map.txt").open("a", encoding="utf-8") as fh:
+            fh.writelines(f"ILSVRC2012_val_{len(labels) + i:08d}.JPEG {i % 1000}\n" for i in range(1, more_labels + 1))
     params = {"variations": tags, "size": len(labels), "val_map": str(folder / "val_map.txt"), "chunks": 1, **(options or {})}
     job = PREPROCESSED.resolve_job(params, sink_uri=output, conn_id=None, work_dir=str(work_dir))
     build_preprocessed(
