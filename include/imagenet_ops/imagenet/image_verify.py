@@ -40,6 +40,7 @@ uses (:func:`imagenet_ops.preprocessed.ops.decode_rgb`).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -51,8 +52,10 @@ _EOI, _SOS = 0xD9, 0xDA
 # libjpeg's readers stop at FF (fill FFs) then a code of C0 or more other than RSTn. They pass over
 # FF 00 (a stuffed FF data byte), RSTn (D0-D7) and TEM (01), which stand alone, and the reserved
 # 02-BF, which have no length libjpeg would read: in a scan with restart markers its resync skips
-# them, anywhere else they are fatal (the full decode refuses them).
-_RST = frozenset(range(0xD0, 0xD8))
+# them, anywhere else they are fatal (the full decode refuses them). So reading stops at the first
+# FF followed by C0-CF or D8-FE: a run of fill FFs ends at its last FF (the one before the code),
+# and the byte after a passed-over FF is never FF itself, so it cannot start a stop.
+_STOP = re.compile(rb"\xff[\xc0-\xcf\xd8-\xfe]")
 # Start-of-frame markers: every SOFn except DHT (C4), JPG (C8) and DAC (CC).
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 # tensorflow/core/lib/jpeg/jpeg_mem.cc refuses output_height * output_width * num_components >= 2**29.
@@ -102,17 +105,11 @@ def jpeg_end_problem(data: bytes) -> str | None:
     scans = 0
     seen_frame = False
     while True:
-        at = data.find(b"\xff", pos)
-        while at >= 0 and at + 1 < n:
-            marker = data[at + 1]
-            if marker == 0xFF:  # a fill byte
-                at += 1
-            elif marker < 0xC0 or marker in _RST:  # not a marker libjpeg stops at (see _RST)
-                at = data.find(b"\xff", at + 2)
-            else:
-                break
-        else:
+        found = _STOP.search(data, pos)
+        if found is None:
             return f"no end-of-image marker after byte {pos}: the data ends at byte {n} (truncated?)"
+        at = found.start()
+        marker = data[at + 1]
         if marker == _EOI:
             return None if scans else f"end-of-image marker at byte {at} before any scan"
         if at + 4 > n:
