@@ -41,7 +41,7 @@ sys.exit(main(sys.argv[3:]))
 _NO_VERIFY = """
 import sys
 from imagenet_ops.imagenet import image_verify
-image_verify.verify_image = lambda data, *, name: None
+image_verify.verify_image = lambda data, *, name, keep=None: None
 from imagenet_ops.__main__ import main
 sys.exit(main(sys.argv[1:]))
 """

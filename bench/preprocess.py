@@ -1,20 +1,27 @@
-"""Preprocessing benchmark: the MLPerf reference (pre_process_vgg + np.save) against the library, side by side.
+"""Preprocessing benchmark: the CLI as users run it against MLPerf's threaded reference, whole processes, side by side.
 
-Generates ImageNet-like JPEGs (mostly 500x375, ~100 KB) and a val_map, then measures in fresh processes:
+Generates ImageNet-like JPEGs (mostly 500x375, ~100 KB) and a val_map, then runs, each in a fresh
+process and in one interleaved loop:
 
-(a) per core: images per CPU-second of a plain loop of the reference algorithm (cv2.imread,
-    dataset.py resize/crop/normalise, np.save) against the CLI with ``--workers 1`` (CPU of the
-    whole process, interpreter start included) and the library call alone (what an Airflow task
-    pays, its process being up already);
-(b) whole machine: wall time of the reference as MLPerf runs it (imagenet.py: a ThreadPoolExecutor
-    with one thread per core over chunks of the list) against the CLI/library with one worker per core;
-(c) the decode-only ceiling (cv2.imread / cv2.imdecode per CPU-second).
+* **reference**: MLPerf inference's own ``imagenet.Imagenet`` (vendored verbatim in
+  ``tests/lib/upstream/``) with ``dataset.pre_process_vgg``, NCHW, ``threads`` = the cores: its
+  ``ThreadPoolExecutor`` over chunks of the list, ``cv2.imread``, ``np.save``;
+* **CLI**: ``python -m imagenet_ops preprocessed --images ... --val-map ... --size N --workers <cores>``,
+  the whole command (interpreter start, imports, selection, report, manifest).
 
-Every output of the library is compared byte for byte with the reference's. Each measurement is
-the best of ``--repeat`` runs (the machine may be shared); the page cache is flushed (``sync``)
-before each run so that no run is slowed by the writeback of the one before.
+Each runs on two input sizes (``--small`` and ``--large`` images). A run's CPU-seconds are
+user+sys of the process and everything it waited for (``RUSAGE_CHILDREN``), its wall time from
+start to exit. Each figure is the median of ``--repeat`` runs. The marginal cost per image,
+``(large - small) / (large_images - small_images)``, cancels what a run pays once (start-up,
+imports, thread/process pools). Two ratios come from it: whole machine (reference wall / CLI
+wall) and per core (reference CPU / CLI CPU). A second line gives the same for the inner
+function alone, timed inside the process (``Imagenet(...)`` against ``build_preprocessed``).
 
-Usage: .venv/bin/python bench/preprocess.py [--images 300] [--repeat 3]
+Every output file of every run is compared byte for byte with the reference's, then removed.
+Dirty pages are flushed (``sync``, not timed) before each run, so that no run pays another's
+writeback.
+
+Usage: .venv/bin/python bench/preprocess.py [--small 100] [--large 400] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,70 +39,39 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM = ROOT / "tests" / "lib" / "upstream"
 sys.path.insert(0, str(ROOT / "include"))
 
-# The reference, as MLPerf inference vision/classification_and_detection/python/{dataset,imagenet}.py has it:
-# pre_process_vgg from the tests' oracle (tests/lib/mlperf_reference.py), run in imagenet.py's thread pool.
+# MLPerf inference's loader as main.py calls it for --dataset imagenet (pre_process_vgg), timed inside too.
 REFERENCE = r"""
-import concurrent.futures, json, os, re, sys, time
-import cv2
-import numpy as np
-sys.path.insert(0, os.environ["MLPERF_REFERENCE_DIR"])
-from mlperf_reference import pre_process_vgg
+import json, os, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cv2, numpy  # imported before the inner timer, as imagenet.py imports them at its top
+import dataset, imagenet
 
-
-def process(data_path, out_dir, files):
-    for s in files:
-        image_name, label = re.split(r"\s+", s.strip())
-        src = os.path.join(data_path, image_name)
-        if not os.path.exists(src):
-            continue
-        dst = os.path.join(out_dir, image_name)
-        if not os.path.exists(dst + ".npy"):
-            img_org = cv2.imread(src)
-            processed = pre_process_vgg(img_org, need_transpose=True, dims=[224, 224, 3])
-            np.save(dst, processed)
-
-
-def main(mode, data_path, image_list, out_dir, threads):
-    if mode == "loop-1thread":
-        cv2.setNumThreads(1)
-    with open(image_list) as f:
-        lines = f.readlines()
-    c0, t0 = time.process_time(), time.perf_counter()
-    if mode.startswith("loop"):
-        process(data_path, out_dir, lines)
-    else:  # imagenet.py: N threads over chunks of CNT/N lines plus a remainder chunk
-        CNT, N = len(lines), min(threads, len(lines))
-        lists = [lines[i * (CNT // N):(i + 1) * (CNT // N)] for i in range(N)]
-        if CNT % N:
-            lists.append(lines[N * (CNT // N):])
-        executor = concurrent.futures.ThreadPoolExecutor(N)
-        futures = [executor.submit(process, data_path, out_dir, item) for item in lists]
-        concurrent.futures.wait(futures)
-        for f in futures:
-            f.result()
-    print(json.dumps({"cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}))
-
-
-main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+data_path, image_list, out_dir, count, threads = sys.argv[1:6]
+c0, t0 = time.process_time(), time.perf_counter()
+ds = imagenet.Imagenet(data_path=data_path, image_list=image_list, name="imagenet", image_format="NCHW",
+                       pre_process=dataset.pre_process_vgg, count=int(count), cache_dir=out_dir, threads=int(threads))
+assert ds.get_item_count() == int(count), ds.get_item_count()
+print(json.dumps({"cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}))
 """
 
 LIBRARY = r"""
-import json, logging, sys, time, resource
+import json, logging, resource, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[5])
-import cv2, numpy  # imported before the timer, as the reference script does at its top
+import cv2, numpy  # imported before the inner timer, as the reference does
 from imagenet_ops.preprocessed.config import resolve_preprocess_config
 from imagenet_ops.preprocessed.pipeline import build_preprocessed
 
 logging.basicConfig(level=logging.WARNING)
-config = resolve_preprocess_config({"size": int(sys.argv[4])})
+images, out, val_map, count, workers = sys.argv[1:6]
+config = resolve_preprocess_config({"size": int(count)})
 def cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 c0, t0 = cpu(), time.perf_counter()
-build_preprocessed(config=config, source=sys.argv[1], output=sys.argv[2], val_map=Path(sys.argv[3]), workers=int(sys.argv[6]))
+build_preprocessed(config=config, source=images, output=out, val_map=Path(val_map), workers=int(workers))
 print(json.dumps({"cpu": cpu() - c0, "wall": time.perf_counter() - t0}))
 """
 
@@ -105,19 +82,15 @@ import numpy as np
 cv2.setNumThreads(1)
 folder = sys.argv[1]
 names = sorted(os.listdir(folder))
-blobs = [np.frombuffer(open(os.path.join(folder, n), "rb").read(), np.uint8) for n in names]
 c0 = time.process_time()
 for n in names:
     cv2.imread(os.path.join(folder, n))
-c1 = time.process_time()
-for b in blobs:
-    cv2.imdecode(b, cv2.IMREAD_COLOR)
-c2 = time.process_time()
-print(json.dumps({"imread": c1 - c0, "imdecode": c2 - c1, "n": len(names)}))
+print(json.dumps({"cpu": time.process_time() - c0, "n": len(names)}))
 """
 
 
-def make_images(folder: Path, count: int) -> None:
+def make_images(folder: Path, count: int) -> Path:
+    """``count`` JPEGs in ``folder`` and their ``val_map.txt`` beside it; returns the val_map."""
     from imagenet_ops.testing.preprocess_samples import val_map_text, val_name
     from imagenet_ops.testing.samples import imagenet_like_jpeg
 
@@ -128,139 +101,136 @@ def make_images(folder: Path, count: int) -> None:
         w, h = (375, 500) if i % 10 == 0 else ((640, 480) if i % 25 == 0 else (500, 375))
         (folder / val_name(i)).write_bytes(imagenet_like_jpeg(i, width=w, height=h))
         names.append(val_name(i))
-    (folder.parent / "val_map.txt").write_text(val_map_text(names))
+    val_map = folder.parent / "val_map.txt"
+    val_map.write_text(val_map_text(names))
+    return val_map
 
 
-def run(cmd: list[str]) -> dict:
-    """Run ``cmd``; its JSON line plus the whole process's CPU (rusage) and wall time."""
+def run(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run ``cmd`` to its end: its CPU-seconds (itself and the children it waited for), wall seconds, inner JSON line."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "include"), "MLPERF_REFERENCE_DIR": str(ROOT / "tests" / "lib")},
-    )
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode:
-        raise SystemExit(f"{cmd[:4]} failed:\n{out.stderr}")
+        raise SystemExit(f"{' '.join(cmd[:5])} ... failed:\n{out.stderr[-3000:]}")
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"cpu"')]
     inner = json.loads(lines[-1]) if lines else {}
-    return {"outer_cpu": cpu, "outer_wall": wall, **inner}
+    return {"cpu": cpu, "wall": wall, **{f"inner_{k}": v for k, v in inner.items()}}
 
 
-def best(runs: list[dict], key: str) -> float:
-    return min(r[key] for r in runs)
+def npy_files(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in folder.rglob("*.npy")}
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--small", type=int, default=100, help="images in the small run")
+    parser.add_argument("--large", type=int, default=400, help="images in the large run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="reference threads and CLI workers")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
-    py = sys.executable
+    if not 0 < args.small < args.large:
+        parser.error("need 0 < --small < --large")
+    cores, py = args.cores, sys.executable
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
     try:
-        images, val_map = tmp / "val", tmp / "val_map.txt"
-        make_images(images, args.images)
-        ref_script, lib_script = tmp / "reference.py", tmp / "library.py"
-        ref_script.write_text(REFERENCE)
-        lib_script.write_text(LIBRARY)
+        images = tmp / "val"
+        val_map = make_images(images, args.large)
+        ref_dir = tmp / "reference"
+        ref_dir.mkdir()
+        for name in ("imagenet", "dataset"):
+            (ref_dir / f"{name}.py").write_text((UPSTREAM / f"{name}.py.txt").read_text())
+        (ref_dir / "run.py").write_text(REFERENCE)
+        (tmp / "library.py").write_text(LIBRARY)
         (tmp / "decode.py").write_text(DECODE)
-        n = args.images
-        size_mb = sum(p.stat().st_size for p in images.iterdir()) / n / 1e3
-        print(f"{n} ImageNet-like JPEGs (mostly 500x375, {size_mb:.0f} KB average), {cores} cores, best of {args.repeat}")
+        kb = sum(p.stat().st_size for p in images.iterdir()) / args.large / 1e3
+        print(
+            f"{args.large} ImageNet-like JPEGs (mostly 500x375, {kb:.0f} KB average); runs of {args.small} and "
+            f"{args.large} images; {cores} reference threads / CLI workers on {os.cpu_count()} cores; median of {args.repeat}"
+        )
 
-        def fresh(name: str) -> Path:
-            """An empty output folder; earlier runs' dirty pages are flushed first so that no run pays
-            for another's writeback."""
-            out = tmp / name
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir()
-            os.sync()
-            return out
+        def command(kind: str, n: int, out: Path) -> list[str]:
+            if kind == "reference":
+                return [py, str(ref_dir / "run.py"), str(images), str(val_map), str(out), str(n), str(cores)]
+            if kind == "cli":
+                cmd = [py, "-m", "imagenet_ops", "preprocessed", "--images", str(images), "--val-map", str(val_map)]
+                return cmd + ["--output", str(out), "--size", str(n), "--workers", str(cores)]
+            return [py, str(tmp / "library.py"), str(images), str(out), str(val_map), str(n), str(cores)]
 
-        results: dict[str, list[dict]] = {}
-        for _ in range(args.repeat):
-            for mode in ("loop", "loop-1thread", "threads"):
-                out = fresh(f"ref-{mode}")
-                results.setdefault(f"ref-{mode}", []).append(
-                    run([py, str(ref_script), mode, str(images), str(val_map), str(out), str(cores)])
-                )
-            for workers in (1, cores):
-                out = fresh(f"lib-{workers}")
-                results.setdefault(f"lib-{workers}", []).append(
-                    run([py, str(lib_script), str(images), str(out), str(val_map), str(n), str(ROOT / "include"), str(workers)])
-                )
-                out = fresh(f"cli-{workers}")
-                cli = [py, "-m", "imagenet_ops", "preprocessed", "--images", str(images), "--output", str(out)]
-                cli += ["--labels", str(val_map), "--size", str(n), "--workers", str(workers)]
-                results.setdefault(f"cli-{workers}", []).append(run(cli))
-            os.sync()
-            results.setdefault("decode", []).append(run([py, str(tmp / "decode.py"), str(images)]))
-
-        # every output byte-identical to the reference
-        ref_dir = tmp / "ref-loop"
+        kinds = ("reference", "cli", "library")
+        results: dict[tuple[str, int], list[dict[str, float]]] = {}
         compared = 0
-        for other in ("ref-threads", "lib-1", f"lib-{cores}", "cli-1", f"cli-{cores}"):
-            for f in sorted(ref_dir.glob("*.npy")):
-                if (tmp / other / f.name).read_bytes() != f.read_bytes():
-                    print(f"MISMATCH: {other}/{f.name} differs from the reference")
-                    return 1
-                compared += 1
-        assert len(list(ref_dir.glob("*.npy"))) == n
+        for _ in range(args.repeat):
+            for n in (args.small, args.large):
+                outs = {}
+                for kind in kinds:
+                    out = tmp / f"out-{kind}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    os.sync()  # earlier runs' writeback is not this run's cost
+                    results.setdefault((kind, n), []).append(run(command(kind, n, out), env))
+                    outs[kind] = npy_files(out)
+                reference = outs["reference"]
+                if len(reference) != n:
+                    raise SystemExit(f"the reference wrote {len(reference)} .npy files for {n} images")
+                for kind in ("cli", "library"):
+                    if outs[kind].keys() != reference.keys():
+                        raise SystemExit(f"{kind} wrote other files than the reference ({len(outs[kind])} against {n})")
+                    for name, path in reference.items():
+                        if not same_bytes(path, outs[kind][name]):
+                            raise SystemExit(f"MISMATCH: {kind} {name} differs from the reference's np.save output")
+                        compared += 1
+                for kind in kinds:
+                    shutil.rmtree(tmp / f"out-{kind}", ignore_errors=True)
+        decode = [run([py, str(tmp / "decode.py"), str(images)], env) for _ in range(args.repeat)]
 
-        def rate(key: str, field: str) -> float:
-            return n / best(results[key], field)
+        def med(kind: str, n: int, key: str) -> float:
+            return statistics.median(r[key] for r in results[(kind, n)])
 
-        print("\n(a) per core: images per CPU-second (1 process, 1 worker)")
-        ref_loop = rate("ref-loop", "cpu")
-        ref_loop1 = rate("ref-loop-1thread", "cpu")
-        lib1 = rate("lib-1", "cpu")
-        cli1 = rate("cli-1", "outer_cpu")
-        print(f"  {'':50} {'timed loop':>12} {'whole process':>14}")
-        rows = [
-            ("reference loop, as written (cv2 default threads)", ref_loop, rate("ref-loop", "outer_cpu")),
-            ("reference loop, cv2.setNumThreads(1)", ref_loop1, rate("ref-loop-1thread", "outer_cpu")),
-            ("library build_preprocessed(workers=1)", lib1, rate("lib-1", "outer_cpu")),
-            ("CLI preprocessed --workers 1", None, cli1),
-        ]
-        for label, inner, outer in rows:
-            inner_s = f"{inner:8.1f}" if inner else "       -"
-            print(f"  {label:50} {inner_s:>12} {outer:14.1f}   img/CPU-s")
+        def marginal(kind: str, key: str) -> float:
+            """Seconds per image beyond what a run pays once."""
+            return (med(kind, args.large, key) - med(kind, args.small, key)) / (args.large - args.small)
+
+        print("\nwhole processes (median seconds: wall / CPU = user+sys incl. children)")
+        print(f"  {'':44} {f'{args.small} images':>16} {f'{args.large} images':>16} {'marginal ms/image':>22}")
+        labels = {"reference": f"reference: imagenet.Imagenet, {cores} threads", "cli": f"CLI preprocessed --workers {cores}"}
+        for kind, label in labels.items():
+            cells = [f"{med(kind, n, 'wall'):6.2f} / {med(kind, n, 'cpu'):6.2f}" for n in (args.small, args.large)]
+            mw, mc = marginal(kind, "wall") * 1e3, marginal(kind, "cpu") * 1e3
+            print(f"  {label:44} {cells[0]:>16} {cells[1]:>16} {f'{mw:6.2f} / {mc:6.2f}':>22}")
+        whole = marginal("reference", "wall") / marginal("cli", "wall")
+        per_core = marginal("reference", "cpu") / marginal("cli", "cpu")
+        at_large = med("reference", args.large, "wall") / med("cli", args.large, "wall")
         print(
-            f"  ratios, timed: library / reference as written {lib1 / ref_loop:.2f}x, / single-threaded reference "
-            f"{lib1 / ref_loop1:.2f}x;  whole process: CLI / reference as written {cli1 / rate('ref-loop', 'outer_cpu'):.2f}x, "
-            f"/ single-threaded {cli1 / rate('ref-loop-1thread', 'outer_cpu'):.2f}x"
+            f"  CLI against the reference, marginal: whole machine {whole:.2f}x (wall), per core {per_core:.2f}x (CPU); "
+            f"whole {args.large}-image runs incl. start-up: {at_large:.2f}x (wall)"
         )
 
-        print(f"\n(b) whole machine: wall seconds for {n} images")
-        ref_threads = best(results["ref-threads"], "wall")
-        lib_w = best(results[f"lib-{cores}"], "wall")
-        cli_w = best(results[f"cli-{cores}"], "outer_wall")
-        ref_threads_outer = best(results["ref-threads"], "outer_wall")
-        print(f"  {'':50} {'timed':>8} {'whole process':>14}")
-        print(
-            f"  {'reference, ThreadPoolExecutor(' + str(cores) + ') as imagenet.py':50} {ref_threads:8.2f} "
-            f"{ref_threads_outer:14.2f} s"
-        )
-        lib_w_outer = best(results[f"lib-{cores}"], "outer_wall")
-        print(f"  {'library build_preprocessed(workers=' + str(cores) + ')':50} {lib_w:8.2f} {lib_w_outer:14.2f} s")
-        print(f"  {'CLI preprocessed --workers ' + str(cores):50} {'-':>8} {cli_w:14.2f} s")
-        print(
-            f"  ratios: timed reference / library {ref_threads / lib_w:.2f}x;  whole process reference / CLI "
-            f"{ref_threads_outer / cli_w:.2f}x"
-        )
+        def inner_marginal(kind: str, key: str) -> float:
+            return (med(kind, args.large, key) - med(kind, args.small, key)) / (args.large - args.small)
 
-        dec = min(results["decode"], key=lambda r: r["imread"])
-        print("\n(c) decode-only ceiling (1 thread)")
-        print(f"  cv2.imread   {dec['n'] / dec['imread']:8.1f} img/CPU-s")
-        print(f"  cv2.imdecode {dec['n'] / min(r['imdecode'] for r in results['decode']):8.1f} img/CPU-s (bytes in memory)")
-        print(f"\nverified: {compared} output files byte-identical to the reference's np.save output")
+        iw = inner_marginal("reference", "inner_wall") / inner_marginal("library", "inner_wall")
+        ic = inner_marginal("reference", "inner_cpu") / inner_marginal("library", "inner_cpu")
+        print(
+            f"inner function only (timed inside the process, marginal): Imagenet(...) against "
+            f"build_preprocessed(workers={cores}): whole machine {iw:.2f}x (wall), per core {ic:.2f}x (CPU)"
+        )
+        rate = statistics.median(d["inner_n"] / d["inner_cpu"] for d in decode)
+        print(f"decode-only ceiling: cv2.imread {rate:.0f} images per CPU-second (1 thread)")
+        print(f"verified: {compared} output files byte-identical to the reference's np.save output")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -53,6 +53,36 @@ def test_decode_matches_imread(images, kind: str) -> None:
     assert np.array_equal(ops.decode_bgr(path.read_bytes(), path.name), cv2.imread(str(path)))
 
 
+def _encodings() -> list[tuple[str, bytes]]:
+    """Colour JPEGs as encoders write them: Pillow at 4:4:4 / 4:2:2 / 4:2:0, baseline and progressive, and OpenCV."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(15)
+    out = []
+    for i, (w, h) in enumerate([(500, 375), (333, 500), (97, 61), (640, 427)]):
+        pixels = cv2.GaussianBlur((rng.random((h, w, 3)) * 255).astype(np.uint8), (0, 0), 2)
+        for subsampling in (0, 1, 2):
+            for progressive in (False, True):
+                buf = io.BytesIO()
+                Image.fromarray(pixels).save(buf, "JPEG", quality=70 + 7 * i, subsampling=subsampling, progressive=progressive)
+                out.append((f"{w}x{h}-pillow-{subsampling}-{'progressive' if progressive else 'baseline'}", buf.getvalue()))
+        out.append((f"{w}x{h}-opencv", cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()))
+    return out
+
+
+@pytest.mark.parametrize(("label", "data"), _encodings(), ids=[label for label, _ in _encodings()])
+def test_the_verifying_decode_gives_imreads_pixels(label: str, data: bytes) -> None:
+    # Issue 15: a colour JPEG's pixels now come from the verifying Pillow decode, not a second OpenCV decode.
+    import io
+
+    from PIL import Image
+
+    assert ops._same_as_opencv(Image.open(io.BytesIO(data)))  # the Pillow path is the one under test
+    assert np.array_equal(ops.decode_bgr(data, f"{label}.JPEG"), cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+
+
 @pytest.mark.parametrize("function", list(ref.REFERENCES))
 @pytest.mark.parametrize("kind", KINDS)
 def test_reference_functions_are_byte_identical(images, kind: str, function: str) -> None:

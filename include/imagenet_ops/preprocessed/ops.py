@@ -3,12 +3,18 @@
 Every reference function gives the bytes MLPerf inference ``dataset.py`` + ``np.save`` give for
 the same file, by doing the same arithmetic in a cheaper order:
 
-* decode with ``cv2.imdecode`` from bytes already in memory (the decoder ``cv2.imread`` uses),
-  after :func:`imagenet_ops.imagenet.image_verify.verify_image` has decoded the file fully: OpenCV returns
-  the rows it got even when libjpeg gave up with an error, so a JPEG corrupted mid-scan gave a
-  garbage output instead of a bad image;
-* resize in BGR order and swap channels while copying the crop (``cvtColor`` and both resizes
-  work per channel, so the order of the channels cannot change a value);
+* decode each image once, from bytes already in memory, and only after
+  :func:`imagenet_ops.imagenet.image_verify.verify_image` has decoded it fully (OpenCV returns the
+  rows it got even when libjpeg gave up with an error, so a JPEG corrupted mid-scan gave a garbage
+  output instead of a bad image). For a colour JPEG without an APP1 (EXIF) segment, that
+  verifying decode is the decode: Pillow's libjpeg-turbo decodes it at full size with the same
+  accurate integer IDCT, fancy upsampling and YCbCr conversion as OpenCV's, so its RGB pixels are
+  ``cv2.imread``'s in the other order (``tests/lib/test_preprocess_ops.py`` checks
+  :func:`decode_bgr` against ``cv2.imread``). Grayscale, CMYK and EXIF JPEGs (OpenCV turns an
+  image by its EXIF orientation, Pillow does not) and PNGs are verified, then decoded by
+  ``cv2.imdecode``, the decoder ``cv2.imread`` uses;
+* resize in RGB order (``cvtColor`` and both resizes work per channel, so the order of the
+  channels cannot change a value);
 * cast and subtract on the 224x224 crop only, straight into the output layout (C-contiguous);
 * INTER_AREA resizes only the source's top-left part the crop depends on (see :func:`_area_roi`):
   an output pixel's weights depend on its position in the whole resized image, so the source is
@@ -85,11 +91,21 @@ def check_complete(data: bytes, name: str) -> None:
         raise ImageError(f"{name}: truncated PNG: no IEND chunk ({len(data)} bytes)")
 
 
-def decode_bgr(data: bytes, name: str) -> np.ndarray:
-    """Decode like ``cv2.imread(path)``: 3-channel BGR uint8 (grayscale, CMYK and PNG content included).
+def _same_as_opencv(image: Any) -> bool:
+    """Whether Pillow's full decode of this opened JPEG gives ``cv2.imdecode``'s pixels (RGB order).
+
+    It does for 8-bit colour (mode ``RGB``: YCbCr or Adobe RGB) with no APP1 segment; OpenCV
+    applies an EXIF orientation, and every APP1 (EXIF or XMP) is left to OpenCV to be safe.
+    """
+    return image.mode == "RGB" and not any(marker == "APP1" for marker, _ in image.applist)
+
+
+def decode_rgb(data: bytes, name: str) -> np.ndarray:
+    """Decode like ``cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)``: 3-channel RGB uint8.
 
     The bytes are verified by a full decode first (what TensorFlow's ``decode_jpeg`` refuses is
-    refused here, see :mod:`imagenet_ops.imagenet.image_verify`).
+    refused here, see :mod:`imagenet_ops.imagenet.image_verify`); for most JPEGs that decode gives
+    the pixels (see the module docstring).
 
     Raises:
         ImageError: empty, truncated, corrupt or undecodable data (the message names the image).
@@ -101,7 +117,26 @@ def decode_bgr(data: bytes, name: str) -> np.ndarray:
     check_complete(data, name)
     if data.startswith((_JPEG_SOI, _PNG_SIGNATURE)):  # anything else: OpenCV names what it cannot read
         # Regression (issue 10 item 4): a JPEG corrupted mid-scan became a garbage .npy, "0 bad".
-        verify_image(data, name=name)
+        decoded = verify_image(data, name=name, keep=_same_as_opencv)
+        if decoded is not None:
+            return np.asarray(decoded)
+    return cv2.cvtColor(_opencv_decode(data, name), cv2.COLOR_BGR2RGB)
+
+
+def decode_bgr(data: bytes, name: str) -> np.ndarray:
+    """Decode like ``cv2.imread(path)``: 3-channel BGR uint8 (grayscale, CMYK and PNG content included).
+
+    Raises:
+        ImageError: as :func:`decode_rgb`.
+    """
+    import cv2
+
+    return cv2.cvtColor(decode_rgb(data, name), cv2.COLOR_RGB2BGR)
+
+
+def _opencv_decode(data: bytes, name: str) -> np.ndarray:
+    import cv2
+
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -177,58 +212,58 @@ def _cv2_interpolation(name: str) -> int:
     return cv2.INTER_AREA if name == "area" else cv2.INTER_LINEAR
 
 
-# -- reference functions (input: decoded BGR image; output: C-contiguous float32) -----------------
+# -- reference functions (input: decoded RGB image; output: C-contiguous float32) -----------------
 
 
-def _planar_minus(crop_bgr: np.ndarray, means_rgb: np.ndarray, nchw: bool) -> np.ndarray:
+def _planar_minus(crop_rgb: np.ndarray, means_rgb: np.ndarray, nchw: bool) -> np.ndarray:
     """float32(RGB pixel) - mean, written straight into the output layout (float32 rounding of the exact difference)."""
     import cv2
 
-    side = crop_bgr.shape[0]
+    side = crop_rgb.shape[0]
     if nchw:
         out = np.empty((3, side, side), dtype=np.float32)
-        planes = cv2.split(crop_bgr)  # contiguous B, G, R planes: the subtraction runs on contiguous memory
+        planes = cv2.split(crop_rgb)  # contiguous R, G, B planes: the subtraction runs on contiguous memory
         for c in range(3):
-            np.subtract(planes[2 - c], means_rgb[c], out=out[c], dtype=np.float32)
+            np.subtract(planes[c], means_rgb[c], out=out[c], dtype=np.float32)
         return out
     out = np.empty((side, side, 3), dtype=np.float32)
-    np.subtract(crop_bgr[:, :, ::-1], means_rgb, out=out, dtype=np.float32)
+    np.subtract(crop_rgb, means_rgb, out=out, dtype=np.float32)
     return out
 
 
-def pre_process_vgg(img_bgr: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
+def pre_process_vgg(img_rgb: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
     """MLPerf ``pre_process_vgg``: INTER_AREA aspect resize, centre crop, RGB float32 minus the ResNet means."""
     import cv2
 
-    crop = _resize_crop(img_bgr, side, 87.5, cv2.INTER_AREA)
+    crop = _resize_crop(img_rgb, side, 87.5, cv2.INTER_AREA)
     return _planar_minus(crop, VGG_MEANS, nchw)
 
 
-def pre_process_mobilenet(img_bgr: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
+def pre_process_mobilenet(img_rgb: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
     """MLPerf ``pre_process_mobilenet``: INTER_LINEAR, crop, RGB float32 ``(x/255 - 0.5) * 2``."""
     import cv2
 
-    crop = _resize_crop(img_bgr, side, 87.5, cv2.INTER_LINEAR)
+    crop = _resize_crop(img_rgb, side, 87.5, cv2.INTER_LINEAR)
     if nchw:
         out = np.empty((3, side, side), dtype=np.float32)
         for c in range(3):
-            out[c] = crop[:, :, 2 - c]
+            out[c] = crop[:, :, c]
     else:
         out = np.empty((side, side, 3), dtype=np.float32)
-        out[...] = crop[:, :, ::-1]
+        out[...] = crop
     out /= np.float32(255.0)
     out -= np.float32(0.5)
     out *= np.float32(2)
     return out
 
 
-def pre_process_imagenet_tflite_tpu(img_bgr: np.ndarray, *, nchw: bool = False, side: int = 224) -> np.ndarray:
+def pre_process_imagenet_tflite_tpu(img_rgb: np.ndarray, *, nchw: bool = False, side: int = 224) -> np.ndarray:
     """MLPerf ``pre_process_imagenet_tflite_tpu``: INTER_LINEAR, crop, back to BGR, minus caffe means; always HWC."""
     import cv2
 
-    crop = _resize_crop(img_bgr, side, 87.5, cv2.INTER_LINEAR)
+    crop = _resize_crop(img_rgb, side, 87.5, cv2.INTER_LINEAR)
     out = np.empty((side, side, 3), dtype=np.float32)
-    np.subtract(crop, TFLITE_TPU_MEANS, out=out, dtype=np.float32)
+    np.subtract(crop[:, :, ::-1], TFLITE_TPU_MEANS, out=out, dtype=np.float32)
     return out
 
 
@@ -239,11 +274,11 @@ def torchvision_resize_size(width: int, height: int, size: int = TORCH_RESIZE) -
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-def pre_process_imagenet_pytorch(img_bgr: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
+def pre_process_imagenet_pytorch(img_rgb: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
     """MLPerf ``pre_process_imagenet_pytorch`` without torchvision (see the module docstring)."""
     from PIL import Image
 
-    pil = Image.fromarray(np.ascontiguousarray(img_bgr[:, :, ::-1]))
+    pil = Image.fromarray(np.ascontiguousarray(img_rgb))
     width, height = pil.size
     size = torchvision_resize_size(width, height)
     if size != (width, height):
@@ -290,11 +325,11 @@ def int8_to_uint8(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.int16) + 128).astype(np.uint8)
 
 
-def generic_preprocess(img_bgr: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """CM ``generic_preprocess.preprocess_files`` for one decoded image (fixed, see the module docstring)."""
+def generic_preprocess(img_rgb: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """CM ``generic_preprocess.preprocess_files`` for one decoded RGB image (fixed, see the module docstring)."""
     side = config.resolution
-    crop = _resize_crop(img_bgr, side, config.crop_factor, _cv2_interpolation(config.interpolation))
-    pixels = crop if config.convert_to_bgr else crop[:, :, ::-1]
+    crop = _resize_crop(img_rgb, side, config.crop_factor, _cv2_interpolation(config.interpolation))
+    pixels = crop[:, :, ::-1] if config.convert_to_bgr else crop
     x = _cast_pixels(pixels, config.data_type_input)
     if config.normalize:
         x = x / 127.5 - 1.0
@@ -362,7 +397,7 @@ class Preprocessor:
         self._headers: dict[tuple[tuple[int, ...], str], bytes] = {}
 
     def array(self, data: bytes, name: str) -> np.ndarray:
-        img = decode_bgr(data, name)
+        img = decode_rgb(data, name)
         if self.function is not None:
             return self.function(img, nchw=self.nchw)
         return generic_preprocess(img, self.config)
