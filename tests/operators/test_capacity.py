@@ -14,7 +14,7 @@ from imagenet_operators.capacity import HEAVY_POOL, heavy_task_args, heavy_tasks
 from imagenet_ops.core.cpus import available_cpus
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = {("imagenet_training_data", "write_shards"), ("imagenet_preprocessed", "preprocess")}
+HEAVY = {("imagenet_training_data", "write_shards"), ("imagenet_preprocessed", "preprocess"), ("imagenet_accuracy", "score")}
 
 
 def _parsed_tasks(extra_env: dict[str, str]) -> dict[tuple[str, str], tuple[str, str]]:
