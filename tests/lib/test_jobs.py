@@ -69,6 +69,7 @@ def test_unknown_or_missing_fields_are_refused_by_name():
 def test_every_artifact_declares_itself_once():
     from pathlib import Path
 
+    import imagenet_ops.accuracy
     import imagenet_ops.aux
     import imagenet_ops.model
     import imagenet_ops.preprocessed
@@ -76,9 +77,8 @@ def test_every_artifact_declares_itself_once():
     from imagenet_ops.core.jobs import Artifact
 
     dags = {p.stem for p in (Path(__file__).resolve().parents[2] / "dags").glob("*.py")}
-    declared = [
-        pkg.DECLARATION for pkg in (imagenet_ops.aux, imagenet_ops.model, imagenet_ops.preprocessed, imagenet_ops.training)
-    ]
+    packages = (imagenet_ops.aux, imagenet_ops.model, imagenet_ops.preprocessed, imagenet_ops.training, imagenet_ops.accuracy)
+    declared = [pkg.DECLARATION for pkg in packages]
     assert {d.name for d in declared} == dags  # one DAG per declared artifact, named after it
     for d in declared:
         assert d.table.artifact == d.name and issubclass(d.job, Job)
