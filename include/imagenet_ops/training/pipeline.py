@@ -172,7 +172,7 @@ def _write_todo(
         fence()
         if not local:
             for f in result.files:
-                name = f["path"].rsplit("/", 1)[-1]
+                name = unit.relative(f["path"])  # the shard, or its index under idx/
                 sink.put_file(staged / name, f["path"])
                 (staged / name).unlink(missing_ok=True)
         record_unit(sink, unit, result)

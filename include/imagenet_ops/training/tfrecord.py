@@ -12,6 +12,7 @@ for DALI's ``tfrecord2idx`` index.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
@@ -287,13 +288,33 @@ def imagenet_example(*, encoded: bytes, height: int, width: int, label: int, syn
 # --- files -----------------------------------------------------------------------------------------
 
 
+_IOV_MAX = 1024  # Linux's limit on one writev's buffers (sysconf IOV_MAX)
+BUFFER_BYTES = 4 << 20
+"""Framed records are collected up to this many bytes and go out in one ``writev``."""
+
+
 def _writev_all(fd: int, chunks: list[bytes]) -> None:
-    """``os.writev`` until every byte is written (a regular file rarely takes less, but may)."""
-    written = os.writev(fd, chunks)
-    total = sum(len(c) for c in chunks)
-    while written < total:
-        rest = b"".join(chunks)[written:]
-        written += os.write(fd, rest)
+    """``os.writev`` every byte of ``chunks`` (at most :data:`_IOV_MAX` buffers per call; a short write is resumed)."""
+    for at in range(0, len(chunks), _IOV_MAX):
+        batch = chunks[at : at + _IOV_MAX]
+        total = sum(len(c) for c in batch)
+        written = os.writev(fd, batch)
+        while written < total:  # a regular file rarely takes less, but may
+            rest = memoryview(b"".join(batch))[written:]
+            written += os.write(fd, rest)
+
+
+def _preallocate(fd: int, size: int) -> bool:
+    """Reserve ``size`` bytes of disk for a new file in one call (fewer block allocations while writing).
+
+    ``posix_fallocate`` also sets the file's length, so the writer truncates to what it wrote at the
+    end. A filesystem that cannot do it (some network and FUSE mounts) is simply not preallocated.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 class TFRecordWriter:
@@ -302,9 +323,23 @@ class TFRecordWriter:
     Use as a context manager; a file opened here is closed on exit, a file passed in is only flushed.
     ``records`` and ``bytes`` count what this writer wrote (framing included); :attr:`checksum`
     is the file's :func:`tfrecord_checksum`, kept while writing so nobody reads the file back.
+
+    Writing to a path, records are collected up to ``buffer_bytes`` (references to the parts, not
+    copies) and written with one ``writev``. ``size_hint`` (the expected file size, e.g. from the
+    plan) preallocates the file; it is truncated to the bytes written on close, so a wrong hint
+    costs nothing but the reservation. ``index`` also writes DALI's ``tfrecord2idx`` index of the
+    file to that path, line by line as records are written (see :func:`tfrecord_index_lines`);
+    :attr:`index_sha256` and :attr:`index_bytes` describe it.
     """
 
-    def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | BinaryIO,
+        *,
+        index: str | os.PathLike[str] | None = None,
+        buffer_bytes: int = BUFFER_BYTES,
+        size_hint: int = 0,
+    ) -> None:
         if isinstance(target, str | os.PathLike):
             self._fh: IO[bytes] = open(target, "wb", buffering=0)  # closed in close(); records go out by writev
             self._owned = True
@@ -316,11 +351,23 @@ class TFRecordWriter:
         self.records = 0
         self.bytes = 0
         self._crc = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._buffer_bytes = buffer_bytes
+        self._preallocated = self._owned and size_hint > 0 and _preallocate(self._fh.fileno(), size_hint)
+        self._index: IO[bytes] | None = open(index, "wb") if index is not None else None  # noqa: SIM115 - closed in close()
+        self._index_sha = hashlib.sha256()
+        self.index_bytes = 0
 
     @property
     def checksum(self) -> str:
         """:func:`tfrecord_checksum` of what was written so far."""
         return f"{CHECKSUM_KIND}:{self._crc:08x}"
+
+    @property
+    def index_sha256(self) -> str:
+        """sha256 (hex) of the index written so far (only meaningful with ``index``)."""
+        return self._index_sha.hexdigest()
 
     def write(self, payload: bytes) -> None:
         """Append one record holding ``payload`` (usually a serialized Example)."""
@@ -329,30 +376,58 @@ class TFRecordWriter:
     def write_parts(self, parts: Sequence[bytes]) -> None:
         """Append one record whose payload is ``b"".join(parts)``, without joining them.
 
-        One ``writev`` per record when this writer opened the file; the payload CRC is extended
-        over the parts, so a large image is never copied.
+        The payload CRC is extended over the parts, so a large image is never copied; the frame
+        goes into the writer's buffer (one ``writev`` per :data:`BUFFER_BYTES`).
         """
         length = sum(len(p) for p in parts)
         crc = 0
         for part in parts:
             crc = _extend(crc, part)
         masked = (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
-        frame = [_frame_header(length), *parts, _U32(masked)]
+        head, foot = _frame_header(length), _U32(masked)
+        size = length + FRAME_OVERHEAD
         if self._owned:
-            _writev_all(self._fh.fileno(), frame)
+            self._pending.append(head)
+            self._pending.extend(parts)
+            self._pending.append(foot)
+            self._pending_bytes += size
+            if self._pending_bytes >= self._buffer_bytes or len(self._pending) >= _IOV_MAX:
+                self._flush()
         else:
-            for chunk in frame:
-                self._fh.write(chunk)
-        self._crc = _extend(_extend(self._crc, frame[0]), frame[-1])
+            self._fh.write(head)
+            for part in parts:
+                self._fh.write(part)
+            self._fh.write(foot)
+        if self._index is not None:
+            line = b"%d %d\n" % (self.bytes, size)
+            self._index.write(line)
+            self._index_sha.update(line)
+            self.index_bytes += len(line)
+        self._crc = _extend(_extend(self._crc, head), foot)
         self.records += 1
-        self.bytes += length + FRAME_OVERHEAD
+        self.bytes += size
+
+    def _flush(self) -> None:
+        if self._pending:
+            _writev_all(self._fh.fileno(), self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
 
     def close(self) -> None:
-        """Flush, and close the file if this writer opened it."""
-        if self._owned:
-            self._fh.close()
-        else:
-            self._fh.flush()
+        """Write what is buffered, and close the file if this writer opened it (and the index)."""
+        try:
+            if self._owned:
+                try:
+                    self._flush()
+                    if self._preallocated:
+                        os.ftruncate(self._fh.fileno(), self.bytes)
+                finally:
+                    self._fh.close()
+            else:
+                self._fh.flush()
+        finally:
+            if self._index is not None:
+                self._index.close()
 
     def __enter__(self) -> TFRecordWriter:
         return self
