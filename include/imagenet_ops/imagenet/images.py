@@ -11,11 +11,12 @@ The ImageNet tars are uncompressed; a compressed tar cannot be read by offset an
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -106,6 +107,21 @@ _PLAIN_FILE = (b"0", b"\0", b"7")
 _HANDLED_TYPES = (*_PLAIN_FILE, b"1", b"2", b"3", b"4", b"5", b"6")
 
 
+def _block_reader(fh: IO[bytes]) -> Callable[[int], bytes]:
+    """``read(offset)`` of one tar block: one ``pread`` for a local file (a seek + read refills an 8 KB
+    buffer per header), else a seek and a read."""
+    try:
+        fd = fh.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+
+        def read(offset: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(_BLOCK)
+
+        return read
+    return lambda offset: os.pread(fd, _BLOCK, offset)
+
+
 def _walk_headers(fh: IO[bytes], start: int, size: int) -> list[tuple[str, int, int]] | None:
     """``(name, data offset, size)`` of the regular files of the tar at ``start``, by reading headers only.
 
@@ -115,9 +131,9 @@ def _walk_headers(fh: IO[bytes], start: int, size: int) -> list[tuple[str, int, 
     """
     out = []
     pos = 0
+    read_block = _block_reader(fh)
     while pos + _BLOCK <= size:
-        fh.seek(start + pos)
-        block = fh.read(_BLOCK)
+        block = read_block(start + pos)
         if len(block) < _BLOCK:
             return None
         if block == _ZERO_BLOCK:
