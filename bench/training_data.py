@@ -25,7 +25,7 @@ same plan (the writer before buffering and preallocation); its DALI indexes equa
 same features as the reference's, by filename. Page cache is warm for both sides; every output
 is removed at the end.
 
-Usage: .venv/bin/python bench/training_data.py [--small] [--sizes 1000 3000] [--classes 25]
+Usage: .venv/bin/python bench/training_data.py [--small] [--sizes 3000 6000] [--classes 25]
        [--images-per-shard 1252] [--data-dir DIR] [--repeat 3] [--ref-repeat 1]
        [--ref-decode session|eager] [--ceilings] [--profile]
 """
@@ -624,7 +624,13 @@ def main() -> int:
         return reference_child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="quick mode (about a minute): sizes 200 600, 20 classes")
-    parser.add_argument("--sizes", type=int, nargs=2, metavar=("N1", "N2"), help="images at the two sizes (default 1000 3000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs=2,
+        metavar=("N1", "N2"),
+        help="images at the two sizes (default 3000 6000: both >= 3 shards, so the report samples 3 shards at both)",
+    )
     parser.add_argument("--classes", type=int, help="wnids (default 25; 20 with --small)")
     parser.add_argument("--images-per-shard", type=int, default=TRAIN_CHUNK, help="shards = ceil(N / this), as ImageNet's 1252")
     parser.add_argument("--data-dir", type=Path, help="keep generated data here and reuse it on later runs")
@@ -636,7 +642,7 @@ def main() -> int:
     parser.add_argument("--ceilings", action="store_true", help="also time plain reads and a plain copy of the image bytes")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the inner functions at the larger size")
     args = parser.parse_args()
-    sizes = args.sizes or ((200, 600) if args.small else (1000, 3000))
+    sizes = args.sizes or ((200, 600) if args.small else (3000, 6000))
     args.classes = args.classes or (20 if args.small else 25)
     per_class = sorted({max(1, round(n / args.classes)) for n in sizes})
     if len(per_class) != 2:

@@ -1,9 +1,9 @@
 """DALI index files (issue 14): byte-identical to DALI's own ``tfrecord2idx``, and read by a reader written from DALI's spec.
 
 ``tests/lib/upstream/tfrecord2idx.py.txt`` is NVIDIA/DALI's ``tools/tfrecord2idx`` unchanged (see
-the README there). It runs in a child process on shards our writer made: small and large
-records, a buffer that splits them, more records than one ``writev`` takes, a real reference
-shard, and an empty shard.
+the README there). It runs in a child process on shards our writer made: many small records
+(many buffer flushes), records of several MB and of 0 bytes, records larger than the buffer,
+one write per record, a real reference shard, and an empty shard.
 
 The spec (DALI's ``fn.readers.tfrecord`` docs and its ``IndexedFileLoader``): one text line per
 record, ``<offset> <size>`` separated by whitespace, where ``size`` is the whole framed record
@@ -60,7 +60,7 @@ def _payloads(seed: int, sizes: list[int]) -> list[list[bytes]]:
 
 SHARDS = {
     # name: (record parts, writer buffer bytes)
-    "small-00000-of-00005": (_payloads(1, [100 + (k * 37) % 5000 for k in range(1500)]), 4 * MIB),  # > 1024 iovecs
+    "small-00000-of-00005": (_payloads(1, [100 + (k * 37) % 5000 for k in range(1500)]), 1 * MIB),  # many buffer flushes
     "large-00001-of-00005": (_payloads(2, [5 * MIB, 0, 1, 9 * MIB + 3, 70_000, 4 * MIB - 16]), 4 * MIB),
     "split-00002-of-00005": (_payloads(3, [3000, 250_000, 17, 1 * MIB]), 64 * 1024),  # records larger than the buffer
     "unbuffered-00003-of-00005": (_payloads(4, [10, 20, 30]), 1),  # one writev per record

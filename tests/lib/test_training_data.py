@@ -170,6 +170,7 @@ def test_reference_round_trip_read_with_tensorflow(data, tmp_path):
         )
     report = (out / "report" / "report.md").read_text()  # the shards' report: decoded back, every check passed
     assert "all checks passed" in report and "2 PNG/CMYK image(s) re-encoded" in report
+    assert "idx/train-00000-of-00003.idx: 8 DALI index lines for 8 records; the first 8 match" in report
 
 
 def test_split_layout_and_cache_hit(data, tmp_path):

@@ -77,6 +77,8 @@ def _varint(value: int) -> bytes:
         return _SMALL[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:  # an image's length: most of the varints the hot path makes
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -392,7 +394,7 @@ class TFRecordWriter:
         The payload CRC is extended over the parts; the frame is copied into the writer's buffer
         (one ``write`` per :data:`BUFFER_BYTES`), or written by itself if it is larger.
         """
-        length = sum(len(p) for p in parts)
+        length = sum(map(len, parts))
         crc = 0
         for part in parts:
             crc = _extend(crc, part)
