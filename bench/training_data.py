@@ -26,7 +26,7 @@ same features as the reference's, by filename. Page cache is warm for both sides
 is removed at the end.
 
 Usage: .venv/bin/python bench/training_data.py [--small] [--sizes 3000 6000] [--classes 25]
-       [--images-per-shard 1252] [--data-dir DIR] [--repeat 3] [--ref-repeat 1]
+       [--images-per-shard 1252] [--data-dir DIR] [--repeat 5] [--ref-repeat 2]
        [--ref-decode session|eager] [--ceilings] [--profile]
 """
 
@@ -511,20 +511,25 @@ def profile_ours(tar: Path, work: Path, *, per_shard: int, top: int = 15) -> lis
 # --- main --------------------------------------------------------------------------------------------------
 
 
-def best_of(repeat: int, work: Path, run: Callable[[Path], Run]) -> tuple[Run, Path]:
-    """The run with the least CPU of ``repeat``, each into a fresh folder; only its output is kept."""
-    best: tuple[Run, Path] | None = None
+def best_of(repeat: int, work: Path, runs: Sequence[Callable[[Path], Run]]) -> list[tuple[Run, Path]]:
+    """Per callable (one per size), the run with the least CPU of ``repeat``, each into a fresh folder.
+
+    Only the best run's output is kept. The sizes take turns (N1, N2, N1, N2 ...), so a change of
+    load on a shared machine hits both alike.
+    """
+    best: list[tuple[Run, Path] | None] = [None] * len(runs)
     for _ in range(repeat):
-        out = Path(tempfile.mkdtemp(dir=work))
-        result = run(out)
-        if best is None or result.cpu < best[0].cpu:
-            if best:
-                shutil.rmtree(best[1])
-            best = (result, out)
-        else:
-            shutil.rmtree(out)
-    assert best is not None
-    return best
+        for k, run in enumerate(runs):
+            out = Path(tempfile.mkdtemp(dir=work))
+            result = run(out)
+            kept = best[k]
+            if kept is None or result.cpu < kept[0].cpu:
+                if kept:
+                    shutil.rmtree(kept[1])
+                best[k] = (result, out)
+            else:
+                shutil.rmtree(out)
+    return [b for b in best if b is not None]
 
 
 @dataclass
@@ -635,9 +640,9 @@ def main() -> int:
     parser.add_argument("--images-per-shard", type=int, default=TRAIN_CHUNK, help="shards = ceil(N / this), as ImageNet's 1252")
     parser.add_argument("--data-dir", type=Path, help="keep generated data here and reuse it on later runs")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of the CLI, the inner functions and the ceilings, least CPU kept"
+        "--repeat", type=int, default=5, help="runs of the CLI, the inner functions and the ceilings, least CPU kept"
     )
-    parser.add_argument("--ref-repeat", type=int, default=1, help="runs of the reference per size, least CPU kept")
+    parser.add_argument("--ref-repeat", type=int, default=2, help="runs of the reference per size, least CPU kept")
     parser.add_argument("--ref-decode", choices=("session", "eager"), default="session", help="reference: v1 Session or eager")
     parser.add_argument("--ceilings", action="store_true", help="also time plain reads and a plain copy of the image bytes")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the inner functions at the larger size")
@@ -659,11 +664,15 @@ def main() -> int:
         md5s = [file_digests(tar).md5 for tar, _ in data]
         plain = [plain_sha256s(tar, per_shard=per_shard) for tar, _ in data]
         ceiling = ceilings(data[-1][0], work, repeat=args.repeat) if args.ceilings else {}
-        inner = [best_of(args.repeat, work, partial(run_ours, tar, per_shard=per_shard)) for tar, _ in data]
-        cli = [
-            best_of(args.repeat, work, lambda out, tar=tar, md5=md5: run_cli(tar, md5, out, work, per_shard=per_shard))
-            for (tar, _), md5 in zip(data, md5s, strict=True)
-        ]
+        inner = best_of(args.repeat, work, [partial(run_ours, tar, per_shard=per_shard) for tar, _ in data])
+        cli = best_of(
+            args.repeat,
+            work,
+            [
+                lambda out, tar=tar, md5=md5: run_cli(tar, md5, out, work, per_shard=per_shard)
+                for (tar, _), md5 in zip(data, md5s, strict=True)
+            ],
+        )
         checks = [
             (f"bytes N={c.images}", *check_bytes(c_out, i_out, p))
             for (c, c_out), (_, i_out), p in zip(cli, inner, plain, strict=True)
@@ -671,16 +680,16 @@ def main() -> int:
         for _, i_out in inner:
             shutil.rmtree(i_out)
         profile = profile_ours(data[-1][0], work, per_shard=per_shard) if args.profile else []
-        ref = [
-            best_of(
-                args.ref_repeat,
-                work,
+        ref = best_of(
+            args.ref_repeat,
+            work,
+            [
                 lambda out, raw=raw, run=run: run_reference_process(
                     raw, out, work, shards=run.shards, mode=args.ref_decode, images=run.images, in_bytes=run.in_bytes
-                ),
-            )
-            for (_, raw), (run, _) in zip(data, cli, strict=True)
-        ]
+                )
+                for (_, raw), (run, _) in zip(data, cli, strict=True)
+            ],
+        )
         import tensorflow as tf
 
         tf_info = f"TF {tf.__version__}, {args.ref_decode} decode, tensorflow import in its CPU"
