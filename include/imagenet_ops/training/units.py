@@ -102,9 +102,24 @@ class UnitResult:
         return cls(**{**d, "files": tuple(d["files"])})
 
 
+_DIGESTS: dict[int, tuple[Shard, str]] = {}
+_DIGESTS_KEPT = 4096
+
+
 def plan_digest(shard: Shard) -> str:
-    """sha256 of the shard's planned content (which images, labels, order): what a done-record must match."""
-    return hashlib.sha256(json.dumps(shard.as_dict(), separators=(",", ":")).encode()).hexdigest()
+    """sha256 of the shard's planned content (which images, labels, order): what a done-record must match.
+
+    Kept per shard object (a shard is frozen), so the write, skip and finalize checks of one
+    process serialize each shard once.
+    """
+    kept = _DIGESTS.get(id(shard))
+    if kept is not None and kept[0] is shard:
+        return kept[1]
+    digest = hashlib.sha256(json.dumps(shard.as_dict(), separators=(",", ":")).encode()).hexdigest()
+    if len(_DIGESTS) >= _DIGESTS_KEPT:
+        _DIGESTS.clear()
+    _DIGESTS[id(shard)] = (shard, digest)
+    return digest
 
 
 def group_label(names: Sequence[str]) -> str:
