@@ -23,8 +23,9 @@ from imagenet_ops.core.progress import Progress
 from imagenet_ops.imagenet.image_header import image_info, needs_conversion, to_rgb_jpeg
 from imagenet_ops.imagenet.image_verify import verify_image
 from imagenet_ops.imagenet.images import ImageReader, ImageRef
+from imagenet_ops.training.example import imagenet_example_parts
 from imagenet_ops.training.order import Shard
-from imagenet_ops.training.tfrecord import TFRecordWriter, imagenet_example_parts
+from imagenet_ops.training.tfrecord import TFRecordWriter
 
 log = logging.getLogger(__name__)
 
