@@ -185,7 +185,7 @@ def imagenet_example_parts(
 
     Returns:
         ``(head, encoded, tail)``: the serialized Example, byte-identical to TF's deterministic
-        serialization, in three pieces so the image bytes are never copied into a new buffer
+        serialization, in three pieces so the image bytes are never joined into a new payload
         (:meth:`imagenet_ops.training.tfrecord.TFRecordWriter.write_parts` frames and buffers them).
 
     Raises:
