@@ -63,7 +63,10 @@ def test_mapped_groups_to_a_local_folder_then_a_cache_hit(training_dag, inputs, 
         "validation-00001-of-00002": 4,
     }
     manifest = json.loads((tmp_path / "td" / "manifest.json").read_text())
-    assert {f["path"]: f["records"] for f in manifest["files"] if "records" in f} == counts
+    assert {f["path"]: f["records"] for f in manifest["files"] if "records" in f and not f["path"].startswith("idx/")} == counts
+    assert {f["path"]: f["records"] for f in manifest["files"] if f["path"].startswith("idx/")} == {
+        f"idx/{name}.idx": n for name, n in counts.items()
+    }, "every shard's DALI index is published and listed"
     assert sum(r["records"] for r in run.xcoms("write_shards")) == 20
 
     again = run_dag(training_dag, conf)

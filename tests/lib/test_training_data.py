@@ -3,6 +3,7 @@ and with an independent RecordIO reader; retries, cache hits, object storage, ba
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -25,6 +26,7 @@ from imagenet_ops.testing.samples import (
 )
 from imagenet_ops.training.pipeline import build_training_data, finalize_training, write_units
 from imagenet_ops.training.plan import load_plan, plan_training
+from imagenet_ops.training.tfrecord import tfrecord_index_lines
 from imagenet_ops.training.variations import TRAINING_TABLE, resolve_training_config
 
 WNIDS = ["n01440764", "n01739381", "n02105855", "n02447366"]
@@ -107,14 +109,14 @@ def test_reference_round_trip_read_with_tensorflow(data, tmp_path):
     done = _build(data, tmp_path / "out", tmp_path / "work")
     out = tmp_path / "out"
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert names == ["manifest.json", "report"] + [f"train-{i:05d}-of-00003" for i in range(3)] + [
+    assert names == ["idx", "manifest.json", "report"] + [f"train-{i:05d}-of-00003" for i in range(3)] + [
         f"validation-{i:05d}-of-00002" for i in range(2)
     ]
     labels = data["labels"].read_text().split()
     label_of = {w: i + 1 for i, w in enumerate(sorted(set(WNIDS) | set(labels)))}
     seen: dict[str, dict] = {}
     per_shard = {}
-    for name in names[2:]:  # after manifest.json and report/
+    for name in names[3:]:  # after idx/, manifest.json and report/
         records = _parse_shard(out / name)
         per_shard[name] = len(records)
         for r in records:
@@ -157,18 +159,29 @@ def test_reference_round_trip_read_with_tensorflow(data, tmp_path):
     assert env["CM_MLPERF_TRAINING_RESNET_TFRECORDS_PATH"] == str(out)
     assert (env["CM_MLPERF_TRAINING_RESNET_TRAIN_IMAGES"], env["CM_MLPERF_TRAINING_RESNET_VALIDATION_IMAGES"]) == ("23", "11")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {f["path"]: f["records"] for f in manifest["files"] if "records" in f} == per_shard
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert {p: f["records"] for p, f in listed.items() if "records" in f and not p.startswith("idx/")} == per_shard
+    for name, records in per_shard.items():  # each shard's DALI index: published, listed with size and sha256
+        index = out / "idx" / f"{name}.idx"
+        assert index.read_text() == "".join(tfrecord_index_lines(out / name)) and records == len(index.read_text().splitlines())
+        assert (listed[f"idx/{name}.idx"]["size"], listed[f"idx/{name}.idx"]["sha256"]) == (
+            index.stat().st_size,
+            hashlib.sha256(index.read_bytes()).hexdigest(),
+        )
     report = (out / "report" / "report.md").read_text()  # the shards' report: decoded back, every check passed
     assert "all checks passed" in report and "2 PNG/CMYK image(s) re-encoded" in report
+    assert "idx/train-00000-of-00003.idx: 8 DALI index lines for 8 records; the first 8 match" in report
 
 
 def test_split_layout_and_cache_hit(data, tmp_path):
     out = tmp_path / "out"
     first = _build(data, out, tmp_path / "w1", layout="split")
     assert sorted(p.name for p in (out / "train").iterdir() if not p.name.startswith(".")) == [
-        f"train-{i:05d}-of-00003" for i in range(3)
+        "idx",
+        *(f"train-{i:05d}-of-00003" for i in range(3)),
     ]
-    assert len([p for p in (out / "validation").iterdir() if not p.name.startswith(".")]) == 2
+    assert sorted(p.name for p in (out / "train" / "idx").iterdir()) == [f"train-{i:05d}-of-00003.idx" for i in range(3)]
+    assert len([p for p in (out / "validation").iterdir() if p.is_file() and not p.name.startswith(".")]) == 2
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*-of-*")}
     again = _build(data, out, tmp_path / "w2", layout="split")
     assert again.publish.cache_hit and not first.publish.cache_hit
@@ -199,7 +212,7 @@ def test_labels_from_aux_give_the_same_shards(data, tmp_path):
     )
     files = lambda d: {f["path"]: f["checksum"] for f in d.publish.manifest["files"]}  # noqa: E731
     assert files(from_file) == files(from_aux)  # the shards and their report alike
-    assert len([p for p in files(from_aux) if not p.startswith("report/")]) == 2
+    assert len([p for p in files(from_aux) if not p.startswith(("report/", "idx/"))]) == 2
     assert from_aux.env["CM_MLPERF_TRAINING_RESNET_TRAIN_IMAGES"] == "0"
 
 
@@ -408,7 +421,7 @@ def test_killed_writer_leaves_no_partial_shard_and_retry_completes(data, tmp_pat
     assert [r.skipped for r in results] == [True, False, False, False, False]
     assert (out / "train-00000-of-00003").stat().st_mtime_ns == good
     done = finalize_training(sink=sink, cache_key=plan.cache_key)
-    assert sum(f.get("records", 0) for f in done.publish.manifest["files"]) == 23 + VAL_COUNT
+    assert sum(f.get("records", 0) for f in done.publish.manifest["files"] if not f["path"].startswith("idx/")) == 23 + VAL_COUNT
     assert len(_parse_shard(out / "validation-00000-of-00002")) == 6
 
 
@@ -753,7 +766,7 @@ def test_tars_with_the_published_md5_are_packed_after_a_header_check_only(data, 
 
     assert "plan: 5 of 5 units come only from tars whose md5 matched the published ImageNet md5" in caplog.text
     lines = [r.getMessage() for r in caplog.records if "fast path" in r.getMessage()]
-    shards = sorted(f["path"] for f in fast.publish.manifest["files"] if not f["path"].startswith("report/"))
+    shards = sorted(f["path"] for f in fast.publish.manifest["files"] if not f["path"].startswith(("report/", "idx/")))
     assert sorted(line.split(":")[0] for line in lines) == shards
     written = [r.getMessage() for r in caplog.records if r.name == "imagenet_ops.training.shards"]
     assert len(written) == 5 and all(line.endswith("header check only (md5 matched))") for line in written), written

@@ -78,7 +78,9 @@ def test_every_shard_reads_back_with_tensorflow(dataset):
     from imagenet_ops.imagenet.images import ImageReader
 
     names = sorted(p.name for p in dataset["out"].iterdir() if not p.name.startswith("."))
-    assert names == [f"train-0000{k}-of-00004" for k in range(4)] + [f"validation-0000{k}-of-00003" for k in range(3)]
+    shard_names = [f"train-0000{k}-of-00004" for k in range(4)] + [f"validation-0000{k}-of-00003" for k in range(3)]
+    assert names == ["idx", *shard_names], "nothing but the shards matches train-* or validation-*"
+    assert sorted(p.name for p in (dataset["out"] / "idx").iterdir()) == [f"{n}.idx" for n in shard_names]
     by_name = {}
     for shard, result in zip(dataset["shards"], dataset["results"], strict=True):
         records = _records(dataset["out"] / shard.name)
@@ -160,4 +162,4 @@ def test_a_file_that_is_not_an_image_is_named(tmp_path):
     )
     with pytest.raises(ImageError, match="n01739381/n01739381_9.JPEG"):
         write_tfrecord_shard(shard=shards[0], out_dir=tmp_path / "out")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [], "no partial shard may be left"
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [], "no partial shard or index may be left"

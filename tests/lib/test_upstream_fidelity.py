@@ -142,7 +142,11 @@ def _records(folder: Path) -> dict[tuple[str, str], dict[str, list]]:
     import tensorflow as tf
 
     out = {}
-    shards = [p for p in folder.rglob("*-of-*") if p.is_file() and not p.relative_to(folder).parts[0].startswith(".")]
+    shards = [
+        p
+        for p in folder.rglob("*-of-*")
+        if p.is_file() and p.suffix != ".idx" and not p.relative_to(folder).parts[0].startswith(".")  # not the DALI indexes
+    ]
     for path in sorted(shards):
         split = path.name.split("-")[0]
         for raw in tf.data.TFRecordDataset(str(path)):

@@ -172,7 +172,7 @@ def _write_todo(
         fence()
         if not local:
             for f in result.files:
-                name = f["path"].rsplit("/", 1)[-1]
+                name = unit.relative(f["path"])  # the shard, or its index under idx/
                 sink.put_file(staged / name, f["path"])
                 (staged / name).unlink(missing_ok=True)
         record_unit(sink, unit, result)
@@ -249,10 +249,15 @@ def training_env(*, location: str, config: TrainingConfig, counts: Mapping[str, 
     return env
 
 
-def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = None) -> TrainingPublished:
+def finalize_training(
+    *, sink: Sink, cache_key: str | None = None, store: Any = None, checked: Sequence[UnitResult] = ()
+) -> TrainingPublished:
     """Check every unit is complete with its planned record count, then write ``report/`` and the manifest.
 
-    A cache hit (the sink's manifest has ``cache_key``) returns the existing artifact.
+    A cache hit (the sink's manifest has ``cache_key``) returns the existing artifact. ``checked``:
+    units this process has just written or verified (:func:`write_units`' results); their files'
+    sizes are checked against the done-records, their checksums not recomputed (that would read
+    every shard again).
 
     Raises:
         ValidationError: a unit is missing, incomplete, or has the wrong record count (named).
@@ -267,8 +272,9 @@ def finalize_training(*, sink: Sink, cache_key: str | None = None, store: Any = 
     files: list[dict[str, Any]] = []
     problems = []
     converted = 0
+    fresh = {r.name for r in checked}
     for unit in plan.units:
-        done = completed_unit(unit, sink, store)
+        done = completed_unit(unit, sink, store, verify=unit.name not in fresh)
         if done is None:
             problems.append(f"{unit.name}: missing or incomplete")
         elif done.records != len(unit.shard.items):
@@ -340,6 +346,7 @@ def build_training_data(
         store=store,
         checked=checked,
     )
+    written: list[UnitResult] = []
     if not plan.cache_hit:
-        write_units(sink=sink, indices=range(plan.units), work_dir=work_dir, workers=workers, store=store)
-    return finalize_training(sink=sink, cache_key=plan.cache_key, store=store)
+        written = write_units(sink=sink, indices=range(plan.units), work_dir=work_dir, workers=workers, store=store)
+    return finalize_training(sink=sink, cache_key=plan.cache_key, store=store, checked=written)

@@ -51,6 +51,37 @@ def _head(sink: Sink, key: str, store: Any) -> bytes:
     return store.read_range(sink.location(key), 0, min(size, HEAD_BYTES))
 
 
+def tfrecord_spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """``(offset, size)`` of the complete records at the start of ``data``: what their DALI index lines say."""
+    at = 0
+    while at + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, at)
+        end = at + 12 + length + 4
+        if end > len(data):
+            return
+        yield at, end - at
+        at = end
+
+
+def _check_dali_index(unit: Unit, head: bytes, sink: Sink, store: Any, report: Report) -> None:
+    """The shard's DALI index: one line per planned record, and its first lines match the records read back."""
+    key = unit.key(unit.files[1])
+    try:
+        index = _head(sink, key, store).decode("ascii")
+    except (OSError, ValueError) as exc:
+        report.check(False, f"{key}: cannot be read back: {exc}")
+        return
+    spans = [f"{offset} {size}" for offset, size in tfrecord_spans(head)]
+    if len(index) >= HEAD_BYTES:  # only its head was read (a shard of ~50,000 records or more)
+        lines = index.splitlines()[:-1]
+        ok, count = lines[: len(spans)] == spans, f"{len(lines)}+ DALI index lines read"
+    else:
+        lines = index.splitlines()
+        ok = len(lines) == len(unit.shard.items) and lines[: len(spans)] == spans
+        count = f"{len(lines)} DALI index lines for {len(unit.shard.items)} records"
+    report.check(ok, f"{key}: {count}; the first {min(len(spans), len(lines))} match the shard's records")
+
+
 def tfrecord_payloads(data: bytes) -> Iterator[bytes]:
     """The complete records at the start of ``data`` (a shard's head): length, crc, payload, crc each."""
     at = 0
@@ -169,6 +200,7 @@ def _samples(
         if unit.implementation == "nvidia":
             records = [(f"label {label:g}", image) for label, image in recordio_payloads(head)]
         else:
+            _check_dali_index(unit, head, sink, store, report)
             records = []
             for payload in tfrecord_payloads(head):
                 f = example_features(payload)

@@ -1,7 +1,9 @@
 """Write the planned shards: TFRecords for the reference converter, without TensorFlow.
 
 Each shard is read straight from the source tars, written under a temporary name and renamed
-when complete, so a killed or retried writer never leaves a partial shard. Every image is fully
+when complete, so a killed or retried writer never leaves a partial shard. Its DALI index
+(:func:`dali_index_name`) is written alongside, from the offsets the writer already has, and
+renamed with it. Every image is fully
 decoded first (:func:`imagenet_ops.imagenet.image_verify.verify_image`), unless its tar's md5 matched the
 published ImageNet md5 (then the header is enough: those bytes are known to decode). Whether a
 shard is already complete is the unit's done-record's business (:mod:`imagenet_ops.training.units`),
@@ -21,21 +23,43 @@ from imagenet_ops.core.progress import Progress
 from imagenet_ops.imagenet.image_header import image_info, needs_conversion, to_rgb_jpeg
 from imagenet_ops.imagenet.image_verify import verify_image
 from imagenet_ops.imagenet.images import ImageReader, ImageRef
+from imagenet_ops.training.example import imagenet_example_parts
 from imagenet_ops.training.order import Shard
-from imagenet_ops.training.tfrecord import TFRecordWriter, imagenet_example_parts
+from imagenet_ops.training.tfrecord import TFRecordWriter
 
 log = logging.getLogger(__name__)
 
 
+DALI_INDEX_DIR = "idx"
+"""The DALI index files' folder, inside the shards' folder.
+
+Not beside the shards themselves: readers that glob ``train-*`` (tensorflow/tpu's ResNet input,
+``tf.data.Dataset.list_files``) would take ``train-00000-of-01024.idx`` for a TFRecord shard.
+"""
+RECORD_OVERHEAD = 256
+"""A bound on a reference record's bytes besides the image and its file name (keys, ints, framing)."""
+
+
+def dali_index_name(shard_name: str) -> str:
+    """``idx/train-00000-of-01024.idx``: where a shard's DALI ``tfrecord2idx`` index goes, relative to the shard's folder.
+
+    The name is the shard's plus ``.idx``, as DALI's examples and NVIDIA's ``dali_index.sh`` make them.
+    """
+    return f"{DALI_INDEX_DIR}/{shard_name}.idx"
+
+
 @dataclass(frozen=True)
 class ShardResult:
-    """A written shard: name, records, bytes, checksum (``tfrecord_checksum``), converted images."""
+    """A written shard: name, records, bytes, checksum (``tfrecord_checksum``), converted images,
+    and its DALI index's size and sha256."""
 
     name: str
     records: int
     bytes: int
     checksum: str
     converted: int = 0
+    index_bytes: int = 0
+    index_sha256: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +71,7 @@ def image_name(ref: ImageRef) -> str:
 
 
 def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | None = None, verify: bool = True) -> ShardResult:
-    """Write one reference-format TFRecord shard into ``out_dir``.
+    """Write one reference-format TFRecord shard into ``out_dir``, and its DALI index (:func:`dali_index_name`).
 
     Image bytes pass through unchanged, except the train PNG/CMYK files named in the reference,
     re-encoded as RGB JPEG quality 100. Height and width come from the image header.
@@ -62,11 +86,16 @@ def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | N
     out_dir.mkdir(parents=True, exist_ok=True)
     own_reader = reader is None
     reader = reader or ImageReader()
-    tmp = out_dir / f".{shard.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    tmp = out_dir / f".{shard.name}.tmp-{tag}"
+    index = out_dir / dali_index_name(shard.name)
+    index.parent.mkdir(exist_ok=True)
+    tmp_index = index.with_name(f".{index.name}.tmp-{tag}")
+    size_hint = sum(i.ref.size + len(i.ref.name) + RECORD_OVERHEAD for i in shard.items)
     converted = 0
     progress = Progress(f"shard {shard.name}", total=len(shard.items), unit="images", logger=log)
     try:
-        with TFRecordWriter(tmp) as writer:
+        with TFRecordWriter(tmp, index=tmp_index, size_hint=size_hint) as writer:
             for item, (_, data) in zip(shard.items, reader.read_many(i.ref for i in shard.items), strict=True):
                 name = image_name(item.ref)
                 if verify:
@@ -86,13 +115,16 @@ def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | N
                     )
                 )
                 progress.update(1)
-        size, crc = writer.bytes, writer.checksum
+        os.replace(tmp_index, index)
         os.replace(tmp, out_dir / shard.name)
     finally:
         tmp.unlink(missing_ok=True)
+        tmp_index.unlink(missing_ok=True)
         if own_reader:
             reader.close()
-    result = ShardResult(shard.name, len(shard.items), size, crc, converted)
+    result = ShardResult(
+        shard.name, len(shard.items), writer.bytes, writer.checksum, converted, writer.index_bytes, writer.index_sha256
+    )
     checked = "fully decoded" if verify else "header check only (md5 matched)"
     log.info("%s; wrote %s (%d records, %d converted; %s)", progress.line(), shard.name, result.records, converted, checked)
     return result

@@ -1,7 +1,8 @@
 """TFRecord files and ``tf.train.Example`` records without TensorFlow.
 
-The ImageNet converter's hot path: :func:`imagenet_example` hand-encodes the 9-key record of the
-reference converter and :class:`TFRecordWriter` frames it (u64 length, masked CRC-32C of the
+The ImageNet converter's hot path: :func:`~imagenet_ops.training.example.imagenet_example`
+hand-encodes the 9-key record of the reference converter (re-exported here) and
+:class:`TFRecordWriter` frames it (u64 length, masked CRC-32C of the
 length, payload, masked CRC-32C of the payload; all little-endian). The CRC comes from the C
 extension of ``google-crc32c``. Output is byte-identical to TF's
 ``Example.SerializeToString(deterministic=True)`` written by ``tf.io.TFRecordWriter``.
@@ -12,17 +13,19 @@ for DALI's ``tfrecord2idx`` index.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import IO, BinaryIO
 
 import google_crc32c
 
 from imagenet_ops.core.errors import ImagenetOpsError
+from imagenet_ops.training.example import encode_example, imagenet_example, imagenet_example_parts
 
 if google_crc32c.implementation != "c":  # the pure-Python fallback runs at ~11 MB/s
     warnings.warn("google-crc32c has no C extension here: TFRecord writing will be very slow", RuntimeWarning, stacklevel=2)
@@ -36,8 +39,6 @@ _U32_LE = struct.Struct("<I").unpack_from
 
 MASK_DELTA = 0xA282EAD8
 FRAME_OVERHEAD = 16  # u64 length + u32 length crc + u32 payload crc
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_SMALL = tuple(bytes((i,)) for i in range(0x80))  # one-byte varints
 
 
 class CorruptRecordError(ImagenetOpsError, ValueError):
@@ -65,235 +66,49 @@ def frame_record(payload: bytes) -> bytes:
     return b"".join((_frame_header(len(payload)), payload, _U32(masked_crc32c(payload))))
 
 
-# --- tf.train.Example wire format ----------------------------------------------------------------
-# Example{1: Features}; Features{1: map<string, Feature>}; map entry{1: key, 2: Feature};
-# Feature{1: BytesList, 3: Int64List}; BytesList{1: repeated bytes}; Int64List{1: packed int64}.
-
-
-def _varint(value: int) -> bytes:
-    """Base-128 varint of a non-negative integer below 2**64."""
-    if value < 0x80:
-        return _SMALL[value]
-    if value < 0x4000:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _int64_varint(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return _SMALL[value]
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"int64 feature value {value} is out of range")
-    return _varint(value & 0xFFFFFFFFFFFFFFFF)  # negatives: 10-byte two's complement
-
-
-def _entry_prefix(key: bytes) -> bytes:
-    """Map-entry bytes before the Feature's length: ``0a klen key 12``."""
-    return b"\x0a" + _varint(len(key)) + key + b"\x12"
-
-
-def _int64_entry(prefix: bytes, values: Sequence[int]) -> bytes:
-    packed = b"".join([_int64_varint(v) for v in values])
-    int64_list = b"\x0a" + _varint(len(packed)) + packed if packed else b""
-    feature = b"\x1a" + _varint(len(int64_list)) + int64_list
-    inner = prefix + _varint(len(feature)) + feature
-    return b"\x0a" + _varint(len(inner)) + inner
-
-
-def _bytes_entry_head(prefix: bytes, values_len: int) -> bytes:
-    """Entry bytes up to the BytesList's elements, whose encoded size is ``values_len``."""
-    feature_len = 1 + len(_varint(values_len)) + values_len
-    inner_len = len(prefix) + len(_varint(feature_len)) + feature_len
-    return b"\x0a" + _varint(inner_len) + prefix + _varint(feature_len) + b"\x0a" + _varint(values_len)
-
-
-def _bytes_entry_parts(prefix: bytes, value: bytes) -> tuple[bytes, bytes]:
-    """A single-value bytes feature as (head, value), so a large value is copied only once."""
-    element_head = b"\x0a" + _varint(len(value))
-    return _bytes_entry_head(prefix, len(element_head) + len(value)) + element_head, value
-
-
-def _upb_key_order(raw_key: bytes) -> tuple[int, ...]:
-    """Sort key giving the map-entry order of upb's deterministic serialization (TF's Python protobuf).
-
-    upb orders string keys bytewise, except that a key which is a proper prefix of another comes
-    *after* it (``"ab"`` before ``"a"``, ``""`` last); C++ protobuf puts it before. An end marker
-    above every byte value reproduces upb. Keys without prefix relations (the ImageNet ones) sort
-    the same either way.
-    """
-    return (*raw_key, 256)
-
-
-def _is_bytes(value: object) -> bool:
-    return isinstance(value, bytes | bytearray)
-
-
-def encode_example(features: Mapping[str, bytes | int | Sequence[int] | Sequence[bytes]]) -> bytes:
-    """Serialize a ``tf.train.Example`` with bytes and int64 features, keys in sorted order.
-
-    The result equals ``tf.train.Example(...).SerializeToString(deterministic=True)`` for the
-    same content, including upb's placement of a key after the keys it is a prefix of.
-
-    Args:
-        features: key -> ``bytes`` (one-element BytesList), ``int`` (one-element Int64List),
-            or a non-empty sequence of only bytes or only ints.
-
-    Returns:
-        The serialized Example.
-
-    Raises:
-        TypeError: a key is not a ``str``, or a value is a ``str``, float or mixed sequence.
-        ValueError: an int is outside int64, or a sequence is empty (its type is ambiguous).
-    """
-    parts: list[bytes] = []
-    for key in features:
-        if not isinstance(key, str):
-            raise TypeError(f"feature key {key!r} is not a str")
-    for raw_key, key in sorted(((k.encode(), k) for k in features), key=lambda pair: _upb_key_order(pair[0])):
-        value = features[key]
-        prefix = _entry_prefix(raw_key)
-        if _is_bytes(value):
-            parts.extend(_bytes_entry_parts(prefix, bytes(value)))
-        elif isinstance(value, int):
-            parts.append(_int64_entry(prefix, (value,)))
-        elif isinstance(value, str) or not isinstance(value, Sequence):
-            raise TypeError(f"feature {key!r}: unsupported value type {type(value).__name__} (use bytes, int or a list of them)")
-        elif not value:
-            raise ValueError(f"feature {key!r}: empty list (cannot tell BytesList from Int64List)")
-        elif all(isinstance(v, int) for v in value):
-            parts.append(_int64_entry(prefix, value))
-        elif all(_is_bytes(v) for v in value):
-            elements = b"".join([b"\x0a" + _varint(len(v)) + bytes(v) for v in value])
-            parts += (_bytes_entry_head(prefix, len(elements)), elements)
-        else:
-            raise TypeError(f"feature {key!r}: a list must hold only bytes or only ints")
-    return b"".join([b"\x0a", _varint(sum(map(len, parts))), *parts])
-
-
-# --- the ImageNet record (spec 1.4) ----------------------------------------------------------------
-# Sorted keys: channels, class/label, class/synset, colorspace, encoded, filename, format, height, width.
-# The constant entries are built once; label/height/width/synset entries are memoised (few distinct values).
-_CHANNELS = _int64_entry(_entry_prefix(b"image/channels"), (3,))
-_COLORSPACE = b"".join(_bytes_entry_parts(_entry_prefix(b"image/colorspace"), b"RGB"))
-_FORMAT = b"".join(_bytes_entry_parts(_entry_prefix(b"image/format"), b"JPEG"))
-_FIXED_LEN = len(_CHANNELS) + len(_COLORSPACE) + len(_FORMAT)
-_ENCODED = _entry_prefix(b"image/encoded")
-_FILENAME = _entry_prefix(b"image/filename")
-_MEMO_LIMIT = 1 << 16  # ints memoised below this value; each memo holds at most this many entries
-
-
-class _IntEntries(dict[int, bytes]):
-    """``entries[v]`` is the whole map entry of a scalar int64 feature, built on first use."""
-
-    def __init__(self, key: bytes) -> None:
-        super().__init__()
-        self.prefix = _entry_prefix(key)
-
-    def __missing__(self, value: int) -> bytes:
-        entry = _int64_entry(self.prefix, (value,))
-        if 0 <= value < _MEMO_LIMIT:
-            self[value] = entry
-        return entry
-
-
-class _BytesEntries(dict[str, bytes]):
-    """``entries[s]`` is the whole map entry of a one-element bytes feature holding ``s`` as UTF-8."""
-
-    def __init__(self, key: bytes) -> None:
-        super().__init__()
-        self.prefix = _entry_prefix(key)
-
-    def __missing__(self, value: str) -> bytes:
-        entry = b"".join(_bytes_entry_parts(self.prefix, value.encode()))
-        if len(self) < _MEMO_LIMIT:
-            self[value] = entry
-        return entry
-
-
-_LABEL = _IntEntries(b"image/class/label")
-_HEIGHT = _IntEntries(b"image/height")
-_WIDTH = _IntEntries(b"image/width")
-_SYNSET = _BytesEntries(b"image/class/synset")
-
-
-def imagenet_example_parts(
-    *, encoded: bytes, height: int, width: int, label: int, synset: str, filename: str
-) -> tuple[bytes, bytes, bytes]:
-    """The reference converter's Example for one image (format JPEG, colorspace RGB, 3 channels).
-
-    Args:
-        encoded: the image file's bytes.
-        height: decoded pixel rows.
-        width: decoded pixel columns.
-        label: class label, 1..1000 in the reference.
-        synset: wnid, e.g. ``n01440764``.
-        filename: basename, e.g. ``n01440764_10026.JPEG``.
-
-    Returns:
-        ``(head, encoded, tail)``: the serialized Example, byte-identical to TF's deterministic
-        serialization, in three pieces so the image bytes are never copied into a new buffer
-        (:meth:`TFRecordWriter.write_parts` frames and writes them with one ``writev``).
-
-    Raises:
-        ValueError: an int is outside int64.
-    """
-    label_entry, synset_entry = _LABEL[label], _SYNSET[synset]
-    height_entry, width_entry = _HEIGHT[height], _WIDTH[width]
-    encoded_head = _bytes_entry_parts(_ENCODED, encoded)[0]
-    filename_entry = b"".join(_bytes_entry_parts(_FILENAME, filename.encode()))
-    features_len = (
-        _FIXED_LEN
-        + len(label_entry)
-        + len(synset_entry)
-        + len(encoded_head)
-        + len(encoded)
-        + len(filename_entry)
-        + len(height_entry)
-        + len(width_entry)
-    )
-    head = b"".join((b"\x0a", _varint(features_len), _CHANNELS, label_entry, synset_entry, _COLORSPACE, encoded_head))
-    return head, encoded, b"".join((filename_entry, _FORMAT, height_entry, width_entry))
-
-
-def imagenet_example(*, encoded: bytes, height: int, width: int, label: int, synset: str, filename: str) -> bytes:
-    """The reference converter's Example for one image (format JPEG, colorspace RGB, 3 channels).
-
-    ``b"".join(imagenet_example_parts(...))``; see there.
-
-    Args:
-        encoded: the image file's bytes.
-        height: decoded pixel rows.
-        width: decoded pixel columns.
-        label: class label, 1..1000 in the reference.
-        synset: wnid, e.g. ``n01440764``.
-        filename: basename, e.g. ``n01440764_10026.JPEG``.
-
-    Returns:
-        The serialized Example, byte-identical to TF's deterministic serialization.
-
-    Raises:
-        ValueError: an int is outside int64.
-    """
-    return b"".join(
-        imagenet_example_parts(encoded=encoded, height=height, width=width, label=label, synset=synset, filename=filename)
-    )
-
-
 # --- files -----------------------------------------------------------------------------------------
 
 
+_IOV_MAX = 1024  # Linux's limit on one writev's buffers (sysconf IOV_MAX)
+BUFFER_BYTES = 512 << 10
+"""Framed records are copied into one buffer of this size, written with one ``write`` when full.
+
+Fewer, larger writes cost the kernel less than one ``writev`` per record. The buffer is
+allocated once per file and reused: holding the records' own ``bytes`` until a flush instead
+made the allocator return and re-fault ~20 pages per image. 512 KiB stays in a core's L2 cache
+with the image being copied; 4 MiB did not, and cost more CPU than one ``writev`` per record
+(``bench/training_data.py``, CLI marginal CPU per image).
+"""
+
+
 def _writev_all(fd: int, chunks: list[bytes]) -> None:
-    """``os.writev`` until every byte is written (a regular file rarely takes less, but may)."""
-    written = os.writev(fd, chunks)
-    total = sum(len(c) for c in chunks)
-    while written < total:
-        rest = b"".join(chunks)[written:]
-        written += os.write(fd, rest)
+    """``os.writev`` every byte of ``chunks`` (at most :data:`_IOV_MAX` buffers per call; a short write is resumed)."""
+    for at in range(0, len(chunks), _IOV_MAX):
+        batch = chunks[at : at + _IOV_MAX]
+        total = sum(len(c) for c in batch)
+        written = os.writev(fd, batch)
+        while written < total:  # a regular file rarely takes less, but may
+            rest = memoryview(b"".join(batch))[written:]
+            written += os.write(fd, rest)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """``os.write`` until every byte of ``data`` is written."""
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _preallocate(fd: int, size: int) -> bool:
+    """Reserve ``size`` bytes of disk for a new file in one call (fewer block allocations while writing).
+
+    ``posix_fallocate`` also sets the file's length, so the writer truncates to what it wrote at the
+    end. A filesystem that cannot do it (some network and FUSE mounts) is simply not preallocated.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 class TFRecordWriter:
@@ -302,9 +117,24 @@ class TFRecordWriter:
     Use as a context manager; a file opened here is closed on exit, a file passed in is only flushed.
     ``records`` and ``bytes`` count what this writer wrote (framing included); :attr:`checksum`
     is the file's :func:`tfrecord_checksum`, kept while writing so nobody reads the file back.
+
+    Writing to a path, records are copied into a reused buffer of ``buffer_bytes`` and written
+    with one ``write`` when it is full (a larger record goes out by itself with one ``writev``).
+    ``size_hint`` (the expected file size, e.g. from the plan) preallocates the file; it is
+    truncated to the bytes written on close, so a wrong hint costs nothing but the reservation.
+    ``index`` also writes DALI's ``tfrecord2idx`` index of the file to that path, line by line
+    as records are written (see :func:`tfrecord_index_lines`); :attr:`index_sha256` and
+    :attr:`index_bytes` describe it.
     """
 
-    def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | BinaryIO,
+        *,
+        index: str | os.PathLike[str] | None = None,
+        buffer_bytes: int = BUFFER_BYTES,
+        size_hint: int = 0,
+    ) -> None:
         if isinstance(target, str | os.PathLike):
             self._fh: IO[bytes] = open(target, "wb", buffering=0)  # closed in close(); records go out by writev
             self._owned = True
@@ -316,11 +146,22 @@ class TFRecordWriter:
         self.records = 0
         self.bytes = 0
         self._crc = 0
+        self._buffer = memoryview(bytearray(buffer_bytes)) if self._owned and buffer_bytes > 1 else None
+        self._fill = 0
+        self._preallocated = self._owned and size_hint > 0 and _preallocate(self._fh.fileno(), size_hint)
+        self._index: IO[bytes] | None = open(index, "wb") if index is not None else None  # noqa: SIM115 - closed in close()
+        self._index_sha = hashlib.sha256()
+        self.index_bytes = 0
 
     @property
     def checksum(self) -> str:
         """:func:`tfrecord_checksum` of what was written so far."""
         return f"{CHECKSUM_KIND}:{self._crc:08x}"
+
+    @property
+    def index_sha256(self) -> str:
+        """sha256 (hex) of the index written so far (only meaningful with ``index``)."""
+        return self._index_sha.hexdigest()
 
     def write(self, payload: bytes) -> None:
         """Append one record holding ``payload`` (usually a serialized Example)."""
@@ -329,30 +170,64 @@ class TFRecordWriter:
     def write_parts(self, parts: Sequence[bytes]) -> None:
         """Append one record whose payload is ``b"".join(parts)``, without joining them.
 
-        One ``writev`` per record when this writer opened the file; the payload CRC is extended
-        over the parts, so a large image is never copied.
+        The payload CRC is extended over the parts; the frame is copied into the writer's buffer
+        (one ``write`` per :data:`BUFFER_BYTES`), or written by itself if it is larger.
         """
-        length = sum(len(p) for p in parts)
+        length = sum(map(len, parts))
         crc = 0
         for part in parts:
             crc = _extend(crc, part)
         masked = (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
-        frame = [_frame_header(length), *parts, _U32(masked)]
-        if self._owned:
-            _writev_all(self._fh.fileno(), frame)
+        head, foot = _frame_header(length), _U32(masked)
+        size = length + FRAME_OVERHEAD
+        buffer = self._buffer
+        if buffer is not None and size <= len(buffer):
+            if self._fill + size > len(buffer):
+                self._flush()
+            at = self._fill
+            for chunk in (head, *parts, foot):
+                end = at + len(chunk)
+                buffer[at:end] = chunk
+                at = end
+            self._fill = at
+        elif self._owned:
+            self._flush()
+            _writev_all(self._fh.fileno(), [head, *parts, foot])
         else:
-            for chunk in frame:
-                self._fh.write(chunk)
-        self._crc = _extend(_extend(self._crc, frame[0]), frame[-1])
+            self._fh.write(head)
+            for part in parts:
+                self._fh.write(part)
+            self._fh.write(foot)
+        if self._index is not None:
+            line = b"%d %d\n" % (self.bytes, size)
+            self._index.write(line)
+            self._index_sha.update(line)
+            self.index_bytes += len(line)
+        self._crc = _extend(_extend(self._crc, head), foot)
         self.records += 1
-        self.bytes += length + FRAME_OVERHEAD
+        self.bytes += size
+
+    def _flush(self) -> None:
+        if self._fill:
+            assert self._buffer is not None
+            _write_all(self._fh.fileno(), self._buffer[: self._fill])
+            self._fill = 0
 
     def close(self) -> None:
-        """Flush, and close the file if this writer opened it."""
-        if self._owned:
-            self._fh.close()
-        else:
-            self._fh.flush()
+        """Write what is buffered, and close the file if this writer opened it (and the index)."""
+        try:
+            if self._owned:
+                try:
+                    self._flush()
+                    if self._preallocated:
+                        os.ftruncate(self._fh.fileno(), self.bytes)
+                finally:
+                    self._fh.close()
+            else:
+                self._fh.flush()
+        finally:
+            if self._index is not None:
+                self._index.close()
 
     def __enter__(self) -> TFRecordWriter:
         return self
@@ -487,6 +362,7 @@ __all__ = [
     "encode_example",
     "frame_record",
     "imagenet_example",
+    "imagenet_example_parts",
     "iter_tfrecords",
     "masked_crc32c",
     "tfrecord_index_lines",

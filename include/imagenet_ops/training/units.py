@@ -1,6 +1,7 @@
 """Work units: what one mapped task writes, and the one done-record that says a unit is complete.
 
-A unit is a TFRecord shard (reference) or a RecordIO split (nvidia: ``.rec`` + ``.idx`` + ``.lst``).
+A unit is a TFRecord shard and its DALI index (reference) or a RecordIO split (nvidia: ``.rec`` +
+``.idx`` + ``.lst``).
 Its files are written under temporary names and renamed when complete, then (by the caller,
 :func:`imagenet_ops.training.pipeline.write_units`) put into the sink with a done-record under
 ``.imagenet_ops/done/``: the unit's plan digest and every file's path, size and checksum.
@@ -20,14 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imagenet_ops.core.digests import file_crc32c
+from imagenet_ops.core.digests import file_crc32c, file_digests
 from imagenet_ops.core.diskspace import disk_full_guard
 from imagenet_ops.core.progress import Progress
 from imagenet_ops.core.sinks import STATE_DIR, LocalSink, Sink
 from imagenet_ops.imagenet.images import ImageReader
 from imagenet_ops.training.order import Shard
 from imagenet_ops.training.recordio import RecordIOWriter, lst_line, pack_irheader
-from imagenet_ops.training.shards import ShardResult, image_name, write_tfrecord_shard
+from imagenet_ops.training.shards import ShardResult, dali_index_name, image_name, write_tfrecord_shard
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ NVIDIA_SPLITS = {"train": "train", "validation": "val"}
 
 @dataclass(frozen=True)
 class Unit:
-    """One output of the plan: a TFRecord shard, or a RecordIO split (``.lst``/``.rec``/``.idx``).
+    """One output of the plan: a TFRecord shard and its DALI index, or a RecordIO split (``.lst``/``.rec``/``.idx``).
 
     ``md5_verified``: every image comes from a tar whose md5 matched the published ImageNet md5,
     so the writer packs it after a header check only; otherwise each image is fully decoded first.
@@ -56,13 +57,19 @@ class Unit:
         return self.shard.split if self.layout == "split" else ""
 
     def key(self, filename: str) -> str:
+        """The sink key of one of :attr:`files` (a path relative to the unit's folder)."""
         return f"{self.folder}/{filename}" if self.folder else filename
+
+    def relative(self, key: str) -> str:
+        """The inverse of :meth:`key`: a sink key as a path relative to the unit's folder."""
+        return key[len(self.folder) + 1 :] if self.folder else key
 
     @property
     def files(self) -> tuple[str, ...]:
+        """The unit's files relative to its folder: the shard then its DALI index, or ``.rec``/``.idx``/``.lst``."""
         if self.implementation == "nvidia":
             return tuple(f"{self.name}.{ext}" for ext in ("rec", "idx", "lst"))
-        return (self.name,)
+        return (self.name, dali_index_name(self.name))
 
     @property
     def done_key(self) -> str:
@@ -95,9 +102,24 @@ class UnitResult:
         return cls(**{**d, "files": tuple(d["files"])})
 
 
+_DIGESTS: dict[int, tuple[Shard, str]] = {}
+_DIGESTS_KEPT = 4096
+
+
 def plan_digest(shard: Shard) -> str:
-    """sha256 of the shard's planned content (which images, labels, order): what a done-record must match."""
-    return hashlib.sha256(json.dumps(shard.as_dict(), separators=(",", ":")).encode()).hexdigest()
+    """sha256 of the shard's planned content (which images, labels, order): what a done-record must match.
+
+    Kept per shard object (a shard is frozen), so the write, skip and finalize checks of one
+    process serialize each shard once.
+    """
+    kept = _DIGESTS.get(id(shard))
+    if kept is not None and kept[0] is shard:
+        return kept[1]
+    digest = hashlib.sha256(json.dumps(shard.as_dict(), separators=(",", ":")).encode()).hexdigest()
+    if len(_DIGESTS) >= _DIGESTS_KEPT:
+        _DIGESTS.clear()
+    _DIGESTS[id(shard)] = (shard, digest)
+    return digest
 
 
 def group_label(names: Sequence[str]) -> str:
@@ -156,23 +178,28 @@ def write_unit_files(unit: Unit, out_dir: Path, store: Any = None) -> UnitResult
         if unit.implementation == "nvidia":
             return _write_recordio(unit, out_dir, reader)
         r: ShardResult = write_tfrecord_shard(shard=unit.shard, out_dir=out_dir, reader=reader, verify=not unit.md5_verified)
+    shard_key, index_key = (unit.key(f) for f in unit.files)
     return UnitResult(
         unit.name,
         unit.shard.split,
         r.records,
-        ({"path": unit.key(unit.name), "size": r.bytes, "checksum": r.checksum},),
+        (
+            {"path": shard_key, "size": r.bytes, "checksum": r.checksum},
+            {"path": index_key, "size": r.index_bytes, "checksum": f"sha256:{r.index_sha256}", "sha256": r.index_sha256},
+        ),
         r.converted,
         False,
         plan_digest(unit.shard),
     )
 
 
-def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | None:
+def completed_unit(unit: Unit, sink: Sink, store: Any = None, *, verify: bool = True) -> UnitResult | None:
     """The recorded result if ``sink`` already holds this exact unit, else ``None``.
 
-    The done-record must carry the unit's plan digest, and every file must still have its
-    recorded size; on a local sink the checksum is checked too (on S3/GCS objects appear whole,
-    so size is checked against the object's metadata without downloading it).
+    The done-record must carry the unit's plan digest and list the unit's files, and every file
+    must still have its recorded size; on a local sink the checksum is checked too, unless
+    ``verify`` is false (the caller wrote or verified the unit itself in this process). On S3/GCS
+    objects appear whole, so size is checked against the object's metadata without downloading it.
     """
     raw = sink.get_bytes(unit.done_key)
     if raw is None:
@@ -183,11 +210,15 @@ def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | No
         return None
     if record.plan_digest != plan_digest(unit.shard):
         return None
+    if [f["path"] for f in record.files] != [unit.key(f) for f in unit.files]:
+        return None  # written by a release that made other files (before the DALI index)
     for f in record.files:
         loc = sink.location(f["path"])
         if isinstance(sink, LocalSink):
             p = Path(loc)
-            if not p.is_file() or p.stat().st_size != f["size"] or _checksum(p, f.get("checksum", "")) != f.get("checksum"):
+            if not p.is_file() or p.stat().st_size != f["size"]:
+                return None
+            if verify and _checksum(p, f.get("checksum", "")) != f.get("checksum"):
                 return None
         elif store is None or not store.exists(loc) or store.size(loc) != f["size"]:
             return None
@@ -195,7 +226,7 @@ def completed_unit(unit: Unit, sink: Sink, store: Any = None) -> UnitResult | No
 
 
 def _checksum(path: Path, kind_and_value: str) -> str | None:
-    """Recompute a recorded ``kind:value`` checksum (``tfrecord-crc32c`` or ``crc32c``); ``None`` if unreadable."""
+    """Recompute a recorded ``kind:value`` checksum (``tfrecord-crc32c``, ``crc32c`` or ``sha256``); ``None`` if unreadable."""
     from imagenet_ops.training.tfrecord import CHECKSUM_KIND, CorruptRecordError, tfrecord_checksum
 
     kind = kind_and_value.split(":", 1)[0]
@@ -204,6 +235,8 @@ def _checksum(path: Path, kind_and_value: str) -> str | None:
             return tfrecord_checksum(path)
         if kind == "crc32c":
             return "crc32c:" + file_crc32c(path)
+        if kind == "sha256":
+            return "sha256:" + file_digests(path).sha256
     except CorruptRecordError:
         return None
     return None

@@ -20,9 +20,14 @@ from imagenet_ops.core.variations import SKIP_SSL_VERIFICATION, Choice, Group, O
 from imagenet_ops.imagenet.constants import TRAIN_TAR_MD5, VAL_TAR_MD5
 
 ARTIFACT = "imagenet_training_data"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 # Changes that alter published bytes or manifests, newest first (TFDS style).
 RELEASE_NOTES = {
+    "1.1.0": (
+        "reference: every TFRecord shard gets its DALI index, idx/<shard>.idx in the shard's folder, byte-identical to "
+        "DALI's tfrecord2idx (an empty shard gets an empty index), listed in the manifest with size and sha256. "
+        "Shard bytes are unchanged. The version is part of the cache key, so a 1.0.0 artifact is rewritten."
+    ),
     "1.0.0": (
         "First release. reference: the TFRecord shards of the TF/TPU imagenet_to_gcs converter (labels 1..N over the "
         "train classes, PNG/CMYK train files re-encoded byte-identical to it; the list is sorted before the Random(0) "
@@ -148,8 +153,8 @@ class TrainingConfig:
         return cls(**params)
 
     def output_params(self) -> dict[str, Any]:
-        """The fields that shape the bytes written (the cache key); checks and URLs are left out."""
-        return {"implementation": self.implementation, "layout": self.layout, **self._shards()}
+        """The fields that shape the bytes written (the cache key, with the artifact's version); checks and URLs are left out."""
+        return {"implementation": self.implementation, "layout": self.layout, **self._shards(), "version": VERSION}
 
     def _shards(self) -> dict[str, int]:
         if self.implementation == "nvidia":
