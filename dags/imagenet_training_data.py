@@ -69,9 +69,10 @@ with DAG(
         **declared_params(DECLARATION),
         **scale_out_params(
             tasks_name="parallel_tasks",
-            tasks_default=8,
+            tasks_default=4,  # the full train set: 320,000 images a group, a mapped task's fixed cost under 5% (README)
             tasks_title="Parallel tasks",
-            tasks_description="Mapped writer tasks (groups of shards); they spread over the Celery/Kubernetes workers.",
+            tasks_description="Mapped writer tasks (groups of shards); they spread over the Celery/Kubernetes workers. "
+            "The default 4 keeps each task's fixed cost (about 0.6 s) under 5% of its work on the full train set.",
             what="inputs",
         ),
         **output_params(ARTIFACT),

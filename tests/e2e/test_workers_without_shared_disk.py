@@ -343,7 +343,7 @@ def inputs(dag_inputs, s3_endpoint, tmp_path_factory) -> dict[str, dict[str, str
     """Each DAG's inputs, none on a local disk: downloads over HTTP, files and folders in an S3 bucket.
 
     Hosts that share no disk share no input folder either. The training tars (1,600 images) keep
-    each of the 8 writer tasks busy for seconds.
+    each of the 4 writer tasks (the default) busy for seconds.
     """
     client = _bucket(s3_endpoint, "b-two-hosts-inputs")
 
