@@ -246,21 +246,10 @@ def port_factory():
 @pytest.fixture(scope="session")
 def sample_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small real models under the reference's download names (built once per session)."""
-    import gzip
-
-    from imagenet_ops.testing import model_samples as ms
+    from imagenet_ops.testing.accuracy_samples import write_model_files
 
     root = tmp_path_factory.mktemp("models")
-    ms.make_onnx(root / "resnet50_v1.onnx", opset=11, argmax=True)
-    ms.make_onnx(root / "resnet50_v1_modified.onnx", opset=11, argmax=False, layout="NHWC")
-    ms.make_tf_frozen_graph(root / "resnet50_v1.pb", argmax=True)
-    tflite = ms.make_tflite(root / "argmax.tflite", argmax=True)
-    (root / "resnet50_v1.tflite.gz").write_bytes(gzip.compress(tflite.read_bytes(), mtime=0))
-    tflite.unlink()
-    ms.make_tflite(root / "resnet50_v1.no-argmax.tflite", argmax=False)
-    ms.make_torch_state_dict(root / "resnet50-19c8e357.pth")
-    ms.make_torchscript(root / "resnet50_INT8bit_quantized.pt")
-    ms.make_ncnn(root / "resnet50_v1.param", root / "resnet50_v1.bin")
+    write_model_files(root, full_state_dict=False)  # the load check's keys only: 13 MB, not 100
     return {p.name: p for p in root.iterdir()}
 
 
