@@ -194,26 +194,15 @@ def _cmd_accuracy(args: argparse.Namespace) -> dict[str, str]:
     # the DAG's rules; the work dir is picked under the output's lease (_work_dir)
     job = ACCURACY.resolve_job(vars(args), sink_uri=args.output, conn_id=None, work_dir="")
     sink = open_sink(job.sink_uri)
-    verdicts = []
-    env = _build_and_report(
-        args,
-        f"accuracy {Path(str(job.model)).name} on {Path(str(job.preprocessed)).name}",
-        sink,
-        lambda work: _accuracy_done(
-            accuracy.build_accuracy(job, sink=sink, store=ObjectStore(), work_dir=work, threads=args.workers), verdicts
-        ),
-    )
-    accuracy.raise_unless_passed(verdicts[0])  # after the summary line: a fail is published, then an error
+    done: list[Any] = []  # build_accuracy's CheckResult (it has .publish and .env, as _build_and_report reads them)
+
+    def build(work: Path) -> Any:
+        done.append(accuracy.build_accuracy(job, sink=sink, store=ObjectStore(), work_dir=work, threads=args.workers))
+        return done[-1]
+
+    env = _build_and_report(args, f"accuracy {Path(str(job.model)).name} on {Path(str(job.preprocessed)).name}", sink, build)
+    accuracy.raise_unless_passed(done[-1].verdict)  # after the summary line: a fail is published, then an error
     return env
-
-
-def _accuracy_done(done: tuple[Any, dict[str, str], Any], verdicts: list[Any]) -> Any:
-    """``build_accuracy``'s result as ``_build_and_report`` reads it (``.publish``, ``.env``), keeping the verdict."""
-    import types
-
-    publish, env, verdict = done
-    verdicts.append(verdict)
-    return types.SimpleNamespace(publish=publish, env=env)
 
 
 def _count(minimum: int, maximum: int = 256) -> Any:

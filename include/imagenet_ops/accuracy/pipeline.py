@@ -19,10 +19,10 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,6 +44,14 @@ CHUNK_RESULT = "accuracy-chunk-%05d.json"
 
 class AccuracyGateError(ValidationError):
     """The pair was scored and published, and did not reach the figure it was held to."""
+
+
+class CheckResult(NamedTuple):
+    """What a check published: the publish facts, the CM env dict, the verdict."""
+
+    publish: PublishResult
+    env: dict[str, str]
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,11 @@ class Plan:
 
 def plan_check(job: AccuracyJob, *, sink: Sink, store: Any) -> Plan:
     """Read and check the pair, then look for a published result of the same inputs and options."""
-    pair = read_pair(job, store)
+    return plan_pair(job, read_pair(job, store), sink=sink)
+
+
+def plan_pair(job: AccuracyJob, pair: Pair, *, sink: Sink) -> Plan:
+    """The plan of a pair already read and checked: a cache hit, or the chunks to score."""
     key = cache_key(job, pair)
     manifest = read_manifest(sink)
     hit = bool(manifest and manifest.get("cache_key") == key and sink.get_bytes(RESULT) is not None)
@@ -374,7 +386,7 @@ def result_document(
 
 def publish_result(
     job: AccuracyJob, pair: Pair, scores: Sequence[ChunkScore], *, sink: Sink, store: Any, work_dir: Path
-) -> tuple[PublishResult, dict[str, str], Verdict]:
+) -> CheckResult:
     """Merge the chunks, judge, and publish ``accuracy.json`` with its report and manifest."""
     from imagenet_ops.accuracy.report import accuracy_report
     from imagenet_ops.core.report import build_report
@@ -414,10 +426,10 @@ def publish_result(
         report=report,
     )
     log.info("%s", verdict.message)
-    return result, accuracy_env(sink=sink, pair=pair, summary=summary, verdict=verdict), verdict
+    return CheckResult(result, accuracy_env(sink=sink, pair=pair, summary=summary, verdict=verdict), verdict)
 
 
-def cached_check(job: AccuracyJob, pair: Pair, *, sink: Sink) -> tuple[PublishResult, dict[str, str], Verdict]:
+def cached_check(job: AccuracyJob, pair: Pair, *, sink: Sink) -> CheckResult:
     """The published result of the same inputs and options (a cache hit), with its stored verdict."""
     manifest = read_manifest(sink)
     raw = sink.get_bytes(RESULT)
@@ -433,7 +445,7 @@ def cached_check(job: AccuracyJob, pair: Pair, *, sink: Sink) -> tuple[PublishRe
     )
     v = document["verdict"]
     verdict = Verdict(v["passed"], v["expected_top1"], v["rule"], v["message"])
-    return (
+    return CheckResult(
         cached_result(sink=sink, manifest=manifest),
         accuracy_env(sink=sink, pair=pair, summary=summary, verdict=verdict),
         verdict,
@@ -442,7 +454,7 @@ def cached_check(job: AccuracyJob, pair: Pair, *, sink: Sink) -> tuple[PublishRe
 
 def finalize_check(
     job: AccuracyJob, *, sink: Sink, store: Any, staging: Any, plan: dict[str, Any], work_dir: Path
-) -> tuple[PublishResult, dict[str, str], Verdict]:
+) -> CheckResult:
     """Publish the result from the staged chunk rows (or return the cache hit's)."""
     pair = read_pair(job, store)
     if plan.get("hit"):
@@ -469,16 +481,15 @@ def build_accuracy(
     store: Any,
     work_dir: Path,
     threads: int = 0,
-    on_result: Callable[[dict[str, str]], None] | None = None,
-) -> tuple[PublishResult, dict[str, str], Verdict]:
+) -> CheckResult:
     """Every step in one process (the CLI): plan, score every chunk, publish (or the cache hit).
 
-    ``on_result`` gets the env before a failed verdict is raised, so a caller can still print it.
+    A failed verdict is returned, not raised (:func:`raise_unless_passed`), so a caller can report the publish first.
     """
-    plan = plan_check(job, sink=sink, store=store)
     pair = read_pair(job, store)
+    plan = plan_pair(job, pair, sink=sink)
     if plan.hit:
-        done = cached_check(job, pair, sink=sink)
+        return cached_check(job, pair, sink=sink)
     else:
         scratch = Path(tempfile.mkdtemp(prefix="model-", dir=work_dir))
         scores = [
@@ -494,10 +505,7 @@ def build_accuracy(
             )
             for i in plan.chunks
         ]
-        done = publish_result(job, pair, scores, sink=sink, store=store, work_dir=work_dir)
-    if on_result is not None:
-        on_result(done[1])
-    return done
+        return publish_result(job, pair, scores, sink=sink, store=store, work_dir=work_dir)
 
 
 __all__ = [
