@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.capacity import task_processes
-from imagenet_operators.job import JobOperator
+from imagenet_operators.job import RunCleanupOperator
 from imagenet_operators.leases import LeasedJobOperator
 from imagenet_operators.links import ARTIFACT_LINKS
 
@@ -165,21 +165,10 @@ class AccuracyPublishOperator(_AccuracyJobOperator):
         return env
 
 
-class AccuracyCleanupOperator(JobOperator):
-    """Remove the run's staging area (the chunks' rows); runs whatever happened upstream.
+class AccuracyCleanupOperator(RunCleanupOperator):
+    """Remove the run's staging area (the chunks' rows) and this host's run folder; runs whatever happened upstream.
 
     :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
     """
 
     job_type = JOB_TYPE
-
-    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(job=job, **kwargs)
-
-    def execute(self, context: Context) -> None:
-        if not self.job or not self.job.get("sink_uri"):
-            self.log.info("No job (resolve did not finish): nothing was staged")
-            return
-        removed = self._staging(context).remove()
-        self.log.info("Removed the run's staging area (%d file(s))", removed)

@@ -102,3 +102,25 @@ class JobOperator(MasksURLSecrets, BaseOperator):
         if is_remote(self.job["sink_uri"]):
             uris.append(self.job["sink_uri"])  # remote outputs are checked by size on re-runs
         return store_from_connection(uris, self.job.get("source_conn_id") or self.job["conn_id"])
+
+
+class RunCleanupOperator(JobOperator):
+    """Remove the run's staging area and this host's run folder; runs whatever happened upstream.
+
+    Subclasses name their artifact's ``job_type`` and say in their docstring what was staged.
+
+    :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
+    """
+
+    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(job=job, **kwargs)
+
+    def execute(self, context: Any) -> None:
+        from imagenet_ops.core.staging import clean_up_run
+
+        if not self.job or not self.job.get("sink_uri"):
+            self.log.info("No job (resolve did not finish): nothing was staged")
+            return
+        removed = clean_up_run(staging=self._staging(context), work_dir=self.job["work_dir"])
+        self.log.info("Removed the run's staging area (%d staged file(s))", removed)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagenet_operators.assets import emit_artifact_event
 from imagenet_operators.capacity import task_processes
-from imagenet_operators.job import JobOperator
+from imagenet_operators.job import RunCleanupOperator
 from imagenet_operators.leases import LeasedJobOperator
 from imagenet_operators.links import ARTIFACT_LINKS
 
@@ -152,23 +152,10 @@ class PreprocessFinalizeOperator(_PreprocessJobOperator):
         return env
 
 
-class PreprocessCleanupOperator(JobOperator):
-    """Remove the run's staging area (the staged downloads); runs whatever happened upstream.
+class PreprocessCleanupOperator(RunCleanupOperator):
+    """Remove the run's staging area (the staged downloads) and this host's run folder; runs whatever happened upstream.
 
     :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
     """
 
     job_type = "imagenet_ops.preprocessed.job:PreprocessJob"
-
-    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(job=job, **kwargs)
-
-    def execute(self, context: Context) -> None:
-        from imagenet_ops.preprocessed.steps import clean_up_run
-
-        if not self.job or not self.job.get("sink_uri"):
-            self.log.info("No job (resolve did not finish): nothing was staged")
-            return
-        removed = clean_up_run(self.typed_job(), staging=self._staging(context))
-        self.log.info("Removed the run's staging area (%d staged file(s))", removed)

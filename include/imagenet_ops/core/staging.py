@@ -169,3 +169,17 @@ def _remove_empty_parents(folder: Path, *, stop: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+def clean_up_run(*, staging: Staging, work_dir: str | Path) -> int:
+    """A run's last step, whatever happened: remove its staging area and this host's run folder.
+
+    The run folder is removed too because a step killed before its ``finally`` (``task_scratch``)
+    left its scratch there.
+
+    Returns:
+        How many staged files were removed.
+    """
+    removed = staging.remove()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return removed

@@ -11,14 +11,13 @@ staging area in the sink (:class:`~imagenet_ops.core.staging.Staging`) and the j
 names those staged locations: the tar is then read in place on a local sink, by range through the
 ``ObjectStore`` on S3/GCS (never downloaded again), and the small list files are fetched into the
 reading step's own scratch. Each step's scratch is a temporary folder under the job's work dir,
-removed when the step ends; :func:`clean_up_run` removes the staging area at the end of the run.
+removed when the step ends; :func:`imagenet_ops.core.staging.clean_up_run` removes the staging area at the end of the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,14 +191,3 @@ def images_source(job: PreprocessJob, *, staging: Any, scratch: Path) -> str | N
     if staging is None or job.images != staging.uri(f"images/{job.config.images_filename}"):
         return job.images
     return staging.get_file(IMAGES_SOURCE, scratch / "source.txt").read_text()
-
-
-def clean_up_run(job: PreprocessJob, *, staging: Any) -> int:
-    """The run's last step, whatever happened: remove its staging area (and this host's run folder).
-
-    Returns:
-        How many staged files were removed.
-    """
-    removed = staging.remove()
-    shutil.rmtree(job.work_dir, ignore_errors=True)  # a step killed before its finally left it
-    return removed
