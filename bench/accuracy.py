@@ -58,22 +58,12 @@ def main() -> int:
     args = parser.parse_args()
     small, large = (int(s) for s in args.sizes.split(","))
 
-    from imagenet_ops.core.digests import file_digests
     from imagenet_ops.testing import accuracy_samples as samples
-    from imagenet_ops.testing.devserver import DevServer
     from imagenet_ops.testing.model_samples import make_resnet50_onnx
 
     work = Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     try:
-        onnx = make_resnet50_onnx(work / "www" / "resnet50_v1.onnx")
-        with DevServer(work / "www") as server:
-            model = samples.publish_variant(
-                "_onnx",
-                mirror=server.base_url,
-                md5_by_file={onnx.name: file_digests(onnx).md5},
-                sink_root=str(work / "models"),
-                work_dir=work / "w",
-            )
+        model = samples.publish_onnx_variant(work / "onnx", make=make_resnet50_onnx)
         labels = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 7919) % 1000 for i in range(1, large + 1)}
         sets = {}
         for n in (small, large):

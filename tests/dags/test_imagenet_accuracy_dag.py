@@ -7,7 +7,6 @@ import json
 import pytest
 
 from imagenet_ops.testing import accuracy_samples as samples
-from imagenet_ops.testing.devserver import DevServer
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +17,7 @@ LABELS = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 53) % 1000 for i in range(1, 13)}
 def pair(tmp_path_factory) -> dict[str, str]:
     """One published colour-reading ONNX variant and two published sets (NCHW right, NHWC for the refusal)."""
     root = tmp_path_factory.mktemp("pair")
-    md5 = samples.write_model_files(root / "www")
-    with DevServer(root / "www") as server:
-        model = samples.publish_variant(
-            "_onnx", mirror=server.base_url, md5_by_file=md5, sink_root=str(root / "models"), work_dir=root / "w"
-        )
+    model = samples.publish_onnx_variant(root / "onnx")
     nchw = samples.publish_set(str(root / "nchw"), LABELS, work_dir=root / "w1")
     nhwc = samples.publish_set(str(root / "nhwc"), LABELS, work_dir=root / "w2", tags="_NHWC")
     raw = samples.publish_set(str(root / "raw"), LABELS, work_dir=root / "w3", tags="_generic-preprocessor,_float32,_npy")

@@ -16,7 +16,6 @@ from test_cli import only_json, run_cli
 from imagenet_ops.core.lease import Lease
 from imagenet_ops.core.sinks import open_sink
 from imagenet_ops.testing import accuracy_samples as samples
-from imagenet_ops.testing.devserver import DevServer
 
 LABELS = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 29) % 1000 for i in range(1, 161)}
 
@@ -24,11 +23,7 @@ LABELS = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 29) % 1000 for i in range(1, 161)
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("attacked")
-    md5 = samples.write_model_files(root / "www", full_state_dict=False)
-    with DevServer(root / "www") as server:
-        model = samples.publish_variant(
-            "_onnx", mirror=server.base_url, md5_by_file=md5, sink_root=str(root / "m"), work_dir=root / "w"
-        )
+    model = samples.publish_onnx_variant(root / "onnx")
     return {"model": model, "set": samples.publish_set(str(root / "set"), LABELS, work_dir=root / "w1")}
 
 

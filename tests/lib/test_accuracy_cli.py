@@ -9,7 +9,6 @@ import pytest
 from test_cli import object_storage, only_json, run_cli
 
 from imagenet_ops.testing import accuracy_samples as samples
-from imagenet_ops.testing.devserver import DevServer
 
 RAW_PIXELS = "_generic-preprocessor,_float32,_npy"
 LABELS = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 71) % 1000 for i in range(1, 9)}
@@ -18,11 +17,7 @@ LABELS = {f"ILSVRC2012_val_{i:08d}.JPEG": (i * 71) % 1000 for i in range(1, 9)}
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("published")
-    md5 = samples.write_model_files(root / "www")
-    with DevServer(root / "www") as server:
-        model = samples.publish_variant(
-            "_onnx", mirror=server.base_url, md5_by_file=md5, sink_root=str(root / "models"), work_dir=root / "w"
-        )
+    model = samples.publish_onnx_variant(root / "onnx")
     return {
         "model": Path(model),
         "set": Path(samples.publish_set(str(root / "set"), LABELS, work_dir=root / "w1")),

@@ -10,7 +10,7 @@ a preprocessed set of :mod:`~imagenet_ops.testing.pattern_samples` images throug
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,28 @@ def publish_variant(tags: str, *, mirror: str, md5_by_file: Mapping[str, str], s
     )
     build_model(config=job.config, sink=open_sink(job.sink_uri), work_dir=Path(job.work_dir))
     return job.sink_uri
+
+
+def publish_onnx_variant(root: Path, *, make: Callable[[Path], Path] | None = None) -> str:
+    """The default ONNX variant, published through ``resnet50_model``'s pipeline from a mirror on 127.0.0.1.
+
+    ``make`` writes the file (default: the small colour-reading ONNX sample; the bench passes
+    ``make_resnet50_onnx``). Only that file is built and served; returns the variant's folder.
+    """
+    from imagenet_ops.core.digests import file_digests
+    from imagenet_ops.testing import model_samples as ms
+    from imagenet_ops.testing.devserver import DevServer
+
+    root = Path(root)
+    model = (make or ms.make_onnx)(root / "www" / "resnet50_v1.onnx")
+    with DevServer(root / "www") as server:
+        return publish_variant(
+            "_onnx",
+            mirror=server.base_url,
+            md5_by_file={model.name: file_digests(model).md5},
+            sink_root=str(root / "models"),
+            work_dir=root / "work",
+        )
 
 
 def publish_set(
