@@ -14,9 +14,10 @@ Asset event; a fail is published with its report and then fails the run, naming 
 and measured vs expected.
 
 Inputs: ``model`` (a variant's folder, as ``resnet50_model`` publishes it) and ``preprocessed`` (a
-set's folder), local or ``s3://`` / ``gs://``. Empty: on an Asset-triggered run the newest
-published variant and set (the run is skipped until both exist); otherwise the default variant's
-folder and ``imagenet_preprocessed`` in the sink root. The DAG is scheduled on both artifacts'
+set's folder), local or ``s3://`` / ``gs://``. Empty: on an Asset-triggered run the artifact
+published last and the newest of the other that fits it (the run is skipped, not failed, when
+nothing fits, when that artifact is a calibration set, or until both exist); otherwise the
+default variant's folder and ``imagenet_preprocessed`` in the sink root. The DAG is scheduled on both artifacts'
 Assets, so a new variant or set triggers a check (paused until an operator unpauses it).
 
 Flow: resolve -> plan (both manifests, refusals, cache check) -> score (mapped over ``chunks``;
@@ -90,23 +91,30 @@ with DAG(
     def resolve(params: dict[str, Any], run_id: str, dag_run: Any = None, inlet_events: Any = None) -> dict[str, Any]:
         """The pair (the form's, else the newest published or the defaults), options and locations in one job."""
         from imagenet_operators import dag_helpers
-        from imagenet_operators.accuracy import NothingToPair, pair_locations
+        from imagenet_operators.accuracy import RECENT_EVENTS, NothingToPair, newest_fitting, pair_locations
         from imagenet_ops.core.lineage import location_of
 
-        def newest(alias: AssetAlias) -> str | None:
+        def recent(alias: AssetAlias) -> list[tuple[str, Any]]:
             try:
-                events = list(inlet_events[alias].ascending(False).limit(1))
+                events = list(inlet_events[alias].ascending(False).limit(RECENT_EVENTS))
             except Exception:  # noqa: BLE001 - no events (or no event API in a local test run): the defaults
-                return None
-            return location_of(events[0].asset.uri) if events else None
+                return []
+            return [(location_of(e.asset.uri), e.timestamp) for e in events]
 
         triggered = getattr(dag_run.run_type, "value", dag_run.run_type) == "asset_triggered"
-        latest = {MODEL_ARTIFACT: newest(MODEL_ASSETS), PREPROCESSED_ARTIFACT: newest(PREPROCESSED_ASSETS)}
         try:
+            latest = (
+                newest_fitting(params, {MODEL_ARTIFACT: recent(MODEL_ASSETS), PREPROCESSED_ARTIFACT: recent(PREPROCESSED_ASSETS)})
+                if triggered
+                else {}
+            )
             paired = pair_locations(params, triggered=triggered, latest=latest)
         except NothingToPair as nothing:
+            import logging
+
             from airflow.sdk.exceptions import AirflowSkipException
 
+            logging.getLogger(__name__).info("Nothing to check, so the run is skipped: %s", nothing)  # Airflow logs no reason
             raise AirflowSkipException(str(nothing)) from None  # the run ends without a check, not as a failure
         return dag_helpers.resolve_job(DECLARATION, params=paired, run_id=run_id, dag_run=dag_run)
 

@@ -25,8 +25,50 @@ if TYPE_CHECKING:
 JOB_TYPE = "imagenet_ops.accuracy.job:AccuracyJob"
 
 
+RECENT_EVENTS = 10
+"""How many of each artifact's newest Asset events an Asset-triggered run looks through for a pair that fits."""
+
+
 class NothingToPair(Exception):
-    """An Asset-triggered run before both artifacts were ever published: nothing to check yet."""
+    """An Asset-triggered run with nothing to check: an artifact never published, or nothing that fits the newest."""
+
+
+def newest_fitting(params: Mapping[str, Any], recent: Mapping[str, Sequence[tuple[str, Any]]]) -> dict[str, str | None]:
+    """``artifact -> location`` for an Asset-triggered run: the newest artifact with the newest of the other that fits it.
+
+    ``recent``: per artifact, its Asset events' ``(location, timestamp)``, newest first. A side the
+    form gives is kept. The newest event's artifact stays fixed: a new NHWC TFLite variant is checked
+    on the newest NHWC set, and a new calibration set (no labels) has nothing to check, so neither
+    fails a scheduled run (:func:`imagenet_ops.accuracy.pair.newest_fitting_pair` reads the manifests).
+
+    Raises:
+        NothingToPair: nothing fits, or an artifact has no event yet (then :func:`pair_locations` names it).
+    """
+    from imagenet_operators import dag_helpers
+    from imagenet_operators.sinks import store_from_connection
+    from imagenet_ops.accuracy.job import MODEL_ARTIFACT, PREPROCESSED_ARTIFACT
+    from imagenet_ops.accuracy.pair import NoFittingPair, newest_fitting_pair
+
+    given = {MODEL_ARTIFACT: params.get("model"), PREPROCESSED_ARTIFACT: params.get("preprocessed")}
+    found = {a: [given[a]] if given[a] else [loc for loc, _ in recent.get(a, ())] for a in given}
+    if not all(found.values()) or all(given.values()):
+        return {a: locations[0] if locations else None for a, locations in found.items()}
+    if given[MODEL_ARTIFACT] or given[PREPROCESSED_ARTIFACT]:
+        last = MODEL_ARTIFACT if given[MODEL_ARTIFACT] else PREPROCESSED_ARTIFACT
+    else:
+        stamps = {a: recent[a][0][1] for a in given}
+        newer_model = stamps[PREPROCESSED_ARTIFACT] is None or (
+            stamps[MODEL_ARTIFACT] is not None and stamps[MODEL_ARTIFACT] >= stamps[PREPROCESSED_ARTIFACT]
+        )
+        last = MODEL_ARTIFACT if newer_model else PREPROCESSED_ARTIFACT
+    models, sets = found[MODEL_ARTIFACT], found[PREPROCESSED_ARTIFACT]
+    conn_id = params.get("source_conn_id") or dag_helpers.sink_conn_id(models[0], params.get("conn_id"))
+    store = store_from_connection([*models, *sets], conn_id)
+    try:
+        model, data = newest_fitting_pair(store, models=models, sets=sets, published_last=last)
+    except NoFittingPair as nothing:
+        raise NothingToPair(str(nothing)) from None
+    return {MODEL_ARTIFACT: model, PREPROCESSED_ARTIFACT: data}
 
 
 def pair_locations(params: Mapping[str, Any], *, triggered: bool, latest: Mapping[str, str | None]) -> dict[str, Any]:

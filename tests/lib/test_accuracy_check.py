@@ -250,3 +250,48 @@ def test_a_subset_labelled_from_the_whole_val_txt_is_not_the_full_set(variant, r
 def test_images_the_full_set_skipped_count_as_wrong():
     summary = Summary(images=49_990, top1_correct=37_848, top5_correct=None, per_class={}, confusions=[]).with_unscored(10)
     assert summary.images == 50_000 and summary.top1 == pytest.approx(75.696)
+
+
+# -- the pair an Asset-triggered check picks --------------------------------------------------
+
+
+def test_a_new_nhwc_variant_is_paired_with_the_newest_set_that_fits_it(variant, pattern_set, root):
+    from imagenet_ops.accuracy.pair import newest_fitting_pair
+
+    tflite, nchw, nhwc = variant("_tflite,_no-argmax"), pattern_set(""), pattern_set("_NHWC")
+    gone = str(root / "removed_set")  # an older event whose artifact was deleted since: passed over
+    pair = newest_fitting_pair(
+        ObjectStore(), models=[tflite, variant("_onnx")], sets=[nchw, gone, nchw, nhwc], published_last="resnet50_model"
+    )
+    assert pair == (tflite, nhwc)
+
+
+def test_a_new_set_is_paired_with_the_newest_variant_that_fits_it(variant, pattern_set):
+    from imagenet_ops.accuracy.pair import newest_fitting_pair
+
+    tflite, onnx, nchw = variant("_tflite,_no-argmax"), variant("_onnx"), pattern_set("")
+    pair = newest_fitting_pair(ObjectStore(), models=[tflite, onnx], sets=[nchw], published_last="imagenet_preprocessed")
+    assert pair == (onnx, nchw)
+
+
+def test_nothing_fitting_the_newest_artifact_says_why_the_newest_candidate_did_not(variant, pattern_set, tmp_path):
+    from imagenet_ops.accuracy.pair import NoFittingPair, newest_fitting_pair
+
+    store, tflite, nchw = ObjectStore(), variant("_tflite,_no-argmax"), pattern_set("")
+    with pytest.raises(NoFittingPair) as none:
+        newest_fitting_pair(store, models=[tflite], sets=[nchw], published_last="resnet50_model")
+    message = str(none.value)
+    assert "tflite-fp32-no-argmax" in message and "fits none of the 1 newest published imagenet_preprocessed" in message
+    assert "an NCHW set into an NHWC model" in message
+
+    calibration = tmp_path / "calibration"  # a set without labels, published last: nothing to check
+    shutil.copytree(nchw, calibration)
+    manifest = json.loads((calibration / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["path"] != "val_map.txt"]
+    (calibration / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(NoFittingPair, match=r"no labels to score against: nothing to check"):
+        newest_fitting_pair(store, models=[variant("_onnx")], sets=[str(calibration)], published_last="imagenet_preprocessed")
+
+    with pytest.raises(ValidationError, match=r"no resnet50_model published here") as broken:  # the newest itself unreadable
+        newest_fitting_pair(store, models=[str(tmp_path / "nothing")], sets=[nchw], published_last="resnet50_model")
+    assert not isinstance(broken.value, NoFittingPair)

@@ -3,7 +3,9 @@
 ``imagenet_accuracy`` is scheduled on the model and preprocessed Assets (their AssetAliases). With
 it unpaused, a set published before any variant triggers a run that has nothing to pair yet and is
 skipped, not failed; the variant published next triggers a run that pairs the newest variant with
-the newest set, scores it, and publishes.
+the newest set, scores it, and publishes. An NHWC TFLite variant published then fits no set yet:
+its check is skipped, not failed (no alert); the NHWC set published after it is checked with it,
+not with the newer NCHW ONNX variant it does not fit.
 """
 
 from __future__ import annotations
@@ -48,5 +50,37 @@ def test_new_set_then_new_variant_each_trigger_a_check(cluster, dag_inputs):
                 assert env["CM_MLPERF_ACCURACY_IMAGES"] == "500" and "CM_MLPERF_ACCURACY_TOP1" in env, env
                 events = cluster.get("assets/events", source_dag_id="imagenet_accuracy", source_run_id=check["dag_run_id"])
                 assert [e["name"].split("@")[0] for e in events["asset_events"]] == ["imagenet_accuracy"], events
+
+        from imagenet_ops.core.digests import file_digests
+        from imagenet_ops.testing import model_samples
+
+        tflite = model_samples.make_tflite(dag_inputs.server.root / "schedule_resnet50_v1.tflite", argmax=False)
+        tflite_conf = {
+            "variations": "_tflite,_no-argmax",
+            "url": dag_inputs.server.url(tflite.name),
+            "md5": file_digests(tflite).md5,
+            "sink_uri": model_sink,
+        }
+        nhwc_sink = cluster.sink("schedule-nhwc", "imagenet_preprocessed")
+        nhwc_conf = {**dag_inputs.inputs["imagenet_preprocessed"], "variations": "_NHWC", "sink_uri": nhwc_sink}
+        for dag_id, conf in (("resnet50_model", tflite_conf), ("imagenet_preprocessed", nhwc_conf)):
+            run_id = cluster.trigger(dag_id, conf)
+            cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+            new = cluster.wait(
+                lambda b=set(before): [r for r in _asset_runs(cluster) if r["dag_run_id"] not in b],
+                120,
+                f"a check after {dag_id} {conf['variations']}",
+            )
+            check = cluster.wait_for_run("imagenet_accuracy", new[-1]["dag_run_id"], RUN_TIMEOUT)
+            before |= {r["dag_run_id"] for r in new}
+            states = {t["task_id"]: t["state"] for t in cluster.task_instances("imagenet_accuracy", check["dag_run_id"])}
+            if dag_id == "resnet50_model":
+                assert check["state"] == "success" and states["resolve"] == "skipped", states  # nothing fits: no failure
+                log = cluster.task_log("imagenet_accuracy", check["dag_run_id"], "resolve")
+                assert "tflite-fp32-no-argmax" in log and "an NCHW set into an NHWC model" in log, log[-2000:]
+            else:
+                assert states["publish"] == "success", states
+                job = cluster.xcom("imagenet_accuracy", check["dag_run_id"], "resolve")
+                assert (job["model"], job["preprocessed"]) == (f"{model_sink}/tflite-fp32-no-argmax", nhwc_sink), job
     finally:
         cluster.set_paused("imagenet_accuracy", True)

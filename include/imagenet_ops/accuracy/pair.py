@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from imagenet_ops.accuracy.job import MODEL_ARTIFACT, PREPROCESSED_ARTIFACT
+from imagenet_ops.accuracy.job import ARTIFACT, MODEL_ARTIFACT, PREPROCESSED_ARTIFACT
 from imagenet_ops.core.errors import StorageError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -262,3 +262,46 @@ def check_pair(model: ModelSide, data: SetSide) -> list[str]:
             f"{model.preprocessing}: expect a lower top-1"
         )
     return notes
+
+
+class NoFittingPair(ValidationError):
+    """Nothing published fits the newest artifact (an Asset-triggered check has nothing to score)."""
+
+
+def newest_fitting_pair(store: Any, *, models: Sequence[str], sets: Sequence[str], published_last: str) -> tuple[str, str]:
+    """The pair an Asset-triggered check scores: ``(model location, set location)``.
+
+    ``models`` and ``sets`` are published locations, newest first; ``published_last`` names the
+    artifact whose event is the newest (``resnet50_model`` or ``imagenet_preprocessed``). That one
+    stays fixed, and is paired with the newest of the other artifact that fits it: a new NHWC
+    TFLite variant with the newest NHWC set, not with a newer NCHW set it cannot read. A location
+    whose manifest cannot be read any more (an older artifact removed) is passed over.
+
+    Raises:
+        NoFittingPair: the newest artifact is a set without labels (a calibration set), or nothing
+            of the other artifact fits it; the message names it and why the newest candidate did not fit.
+        ValidationError: the newest artifact's own manifest cannot be read.
+    """
+    model_last = published_last == MODEL_ARTIFACT
+    newest, others = (models[0], sets) if model_last else (sets[0], models)
+    try:
+        fixed: ModelSide | SetSide = read_model(store, newest) if model_last else read_set(store, newest)
+    except PairError as exc:
+        raise NoFittingPair(f"{exc}: nothing to check") from None
+    reasons: list[str] = []
+    for location in dict.fromkeys(others):  # newest first, each location once
+        try:
+            if model_last:
+                check_pair(fixed, read_set(store, location))  # type: ignore[arg-type]
+            else:
+                check_pair(read_model(store, location), fixed)  # type: ignore[arg-type]
+        except ValidationError as exc:  # PairError included
+            reasons.append(str(exc))
+            continue
+        log.info("%s: pairing the newest %s with %s", ARTIFACT, fixed.describe(), location)
+        return (newest, location) if model_last else (location, newest)
+    other = PREPROCESSED_ARTIFACT if model_last else MODEL_ARTIFACT
+    raise NoFittingPair(
+        f"{fixed.describe()} fits none of the {len(reasons)} newest published {other} "
+        f"artifact(s), so there is nothing to check; the newest: {reasons[0]}"
+    )
