@@ -171,12 +171,12 @@ _SYNSET = _BytesEntries(b"image/class/synset")
 
 
 def imagenet_example_parts(
-    *, encoded: bytes, height: int, width: int, label: int, synset: str, filename: str
-) -> tuple[bytes, bytes, bytes]:
+    *, encoded: bytes | memoryview, height: int, width: int, label: int, synset: str, filename: str
+) -> tuple[bytes, bytes | memoryview, bytes]:
     """The reference converter's Example for one image (format JPEG, colorspace RGB, 3 channels).
 
     Args:
-        encoded: the image file's bytes.
+        encoded: the image file's bytes (a memoryview is returned as it is: only its length is used).
         height: decoded pixel rows.
         width: decoded pixel columns.
         label: class label, 1..1000 in the reference.
