@@ -125,3 +125,28 @@ def test_a_missing_crc32c_package_is_a_clear_error():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env={**os.environ})
     assert done.returncode != 0
     assert "needs the crc32c package (pinned in requirements.txt): pip install crc32c==2.9.post0" in done.stderr
+
+
+@pytest.mark.parametrize("size", [0, 1, 120, 127, 128, 16_370, 16_383, 16_384, 16_390, 2_097_130, 2_097_152, 2_097_160])
+def test_the_image_record_head_equals_tensorflow_at_every_varint_boundary(size):
+    # The encoded image's entry head is built from its length alone (4 varints); check it where they grow.
+    import tensorflow as tf
+
+    from imagenet_ops.training.tfrecord import imagenet_example
+
+    encoded = bytes([size % 251]) * size
+    fields = {"height": 375, "width": 500, "label": 7, "synset": "n01440764", "filename": "n01440764_1.JPEG"}
+    ours = imagenet_example(encoded=encoded, **fields)
+    feature = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[375])),
+        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[500])),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+        "image/class/synset": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"n01440764"])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"JPEG"])),
+        "image/colorspace": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"RGB"])),
+        "image/channels": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+        "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"n01440764_1.JPEG"])),
+    }
+    want = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+    assert ours == want
