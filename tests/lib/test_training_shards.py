@@ -160,9 +160,10 @@ def test_a_file_that_is_not_an_image_is_named(tmp_path):
     shards = plan_reference(
         train=list_train_images(tmp_path / "src"), validation=[], val_labels=[], train_shards=1, validation_shards=0
     )
-    with pytest.raises(ImageError, match="n01739381/n01739381_9.JPEG"):
-        write_tfrecord_shard(shard=shards[0], out_dir=tmp_path / "out")
-    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [], "no partial shard or index may be left"
+    for verify in (True, False):  # decoded first, or its header read from the writer's buffer
+        with pytest.raises(ImageError, match="n01739381/n01739381_9.JPEG"):
+            write_tfrecord_shard(shard=shards[0], out_dir=tmp_path / "out", verify=verify)
+        assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [], "no partial shard or index may be left"
 
 
 def test_header_check_only_writes_the_same_bytes_with_images_read_into_the_buffer(dataset, tmp_path):
