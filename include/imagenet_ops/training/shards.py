@@ -112,10 +112,10 @@ def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | N
     """Write one reference-format TFRecord shard into ``out_dir``, and its DALI index (:func:`dali_index_name`).
 
     Image bytes pass through unchanged, except the train PNG/CMYK files named in the reference,
-    re-encoded as RGB JPEG quality 100. Without ``verify``, images from local files are read
-    straight into the writer's buffer (:meth:`TFRecordWriter.write_filled`). Height and width come from the image header.
+    re-encoded as RGB JPEG quality 100. Height and width come from the image header.
     ``verify`` decodes every image fully first; ``False`` only for bytes known to be good (a tar
-    whose md5 matched the published one).
+    whose md5 matched the published one). Without ``verify``, images in local files are read
+    straight into the writer's buffer (:meth:`TFRecordWriter.write_filled`): same bytes, one copy fewer.
 
     Raises:
         ImageError: a file that is neither JPEG nor PNG, or (``verify``) one TensorFlow could not
