@@ -336,3 +336,30 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+# -- a memoryview (the shard writer reads images straight into its buffer) ----------------------
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_a_memoryview_gives_what_the_bytes_give(images, name):
+    data = images[name]
+    inside = memoryview(bytearray(b"x" * 7 + data + b"\0" * 64))[7 : 7 + len(data)]  # a slice of a larger buffer
+    assert image_info(memoryview(data), name=name) == image_info(inside, name=name) == image_info(data, name=name)
+
+
+def test_a_memoryview_with_bytes_after_the_end_marker_searches_for_it(images):
+    # The end marker is checked at the end in place; trailing bytes after it must still be found.
+    for name in ("rgb.JPEG", "rgb.png"):
+        data = images[name] + b"trailing bytes"
+        assert image_info(memoryview(data), name=name) == image_info(data, name=name)
+
+
+@pytest.mark.parametrize("cut", [300, None, -2], ids=["in-header", "mid-scan", "eoi-missing"])
+def test_a_memoryview_of_a_truncated_jpeg_fails_as_its_bytes_do(images, cut):
+    data = images["rgb.JPEG"][: cut or len(images["rgb.JPEG"]) // 2]
+    with pytest.raises(ImageError) as as_bytes:
+        image_info(data, name="cut.JPEG")
+    with pytest.raises(ImageError) as as_view:
+        image_info(memoryview(bytearray(data)), name="cut.JPEG")
+    assert str(as_view.value) == str(as_bytes.value)

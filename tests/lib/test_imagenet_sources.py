@@ -106,6 +106,17 @@ def test_a_truncated_container_is_an_archive_error(tmp_path):
         reader.read(ImageRef("x.JPEG", str(path), 0, 100))
 
 
+def test_read_into_fills_the_buffer_and_a_truncated_container_is_an_archive_error(tmp_path):
+    path = tmp_path / "x.tar"
+    path.write_bytes(b"head" + bytes(range(200)))
+    buffer = memoryview(bytearray(300))
+    with ImageReader() as reader:
+        reader.read_into(ImageRef("n01/a.JPEG", str(path), 4, 200), buffer[50:250])
+        assert bytes(buffer[50:250]) == bytes(range(200)) == reader.read(ImageRef("n01/a.JPEG", str(path), 4, 200))
+        with pytest.raises(ArchiveError, match=r"x\.tar: n01/b\.JPEG is truncated \(4 of 10 bytes at offset 200\)"):
+            reader.read_into(ImageRef("n01/b.JPEG", str(path), 200, 10), buffer[:10])
+
+
 def test_reader_keeps_a_bounded_number_of_files_open(tmp_path):
     refs = []
     for i in range(5):

@@ -160,6 +160,35 @@ def test_a_file_that_is_not_an_image_is_named(tmp_path):
     shards = plan_reference(
         train=list_train_images(tmp_path / "src"), validation=[], val_labels=[], train_shards=1, validation_shards=0
     )
-    with pytest.raises(ImageError, match="n01739381/n01739381_9.JPEG"):
-        write_tfrecord_shard(shard=shards[0], out_dir=tmp_path / "out")
-    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [], "no partial shard or index may be left"
+    for verify in (True, False):  # decoded first, or its header read from the writer's buffer
+        with pytest.raises(ImageError, match="n01739381/n01739381_9.JPEG"):
+            write_tfrecord_shard(shard=shards[0], out_dir=tmp_path / "out", verify=verify)
+        assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [], "no partial shard or index may be left"
+
+
+def test_header_check_only_writes_the_same_bytes_with_images_read_into_the_buffer(dataset, tmp_path):
+    # verify=False reads each local image straight into the writer's buffer (write_filled); the
+    # converted PNG/CMYK files and the verified run go through write_parts: same files either way.
+    from imagenet_ops.training.shards import dali_index_name
+
+    for shard, verified in zip(dataset["shards"], dataset["results"], strict=True):
+        fast = write_tfrecord_shard(shard=shard, out_dir=tmp_path, verify=False)
+        assert fast == verified
+        for name in (shard.name, dali_index_name(shard.name)):
+            assert (tmp_path / name).read_bytes() == (dataset["out"] / name).read_bytes(), name
+
+
+def test_a_truncated_tar_is_an_archive_error_naming_it_and_leaves_nothing(dataset, tmp_path):
+    from dataclasses import replace
+
+    from imagenet_ops.core.errors import ArchiveError
+
+    shard = dataset["shards"][0]
+    cut = tmp_path / "cut.tar"
+    items = tuple(replace(i, ref=replace(i.ref, container=str(cut))) for i in shard.items)
+    last = max((i.ref for i in items), key=lambda r: r.offset)
+    cut.write_bytes(dataset["train"].read_bytes()[: last.offset + last.size // 2])
+    for verify in (False, True):  # read into the writer's buffer, or as bytes
+        with pytest.raises(ArchiveError, match=rf"cut\.tar: {last.relpath} is truncated \({last.size // 2} of {last.size} bytes"):
+            write_tfrecord_shard(shard=replace(shard, items=items), out_dir=tmp_path / "out", verify=verify)
+        assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [], "no partial shard or index may be left"

@@ -178,9 +178,25 @@ def _jpeg_header(data: bytes) -> ImageInfo:
         raise _BadHeader(f"{precision}-bit samples (TF decodes 8-bit JPEGs only)")
     # Entropy-coded data never contains FF D9, so an EOI after the scan start proves the file
     # is not cut short (the reference's full decode would fail on a truncated file).
-    if data.rfind(_JPEG_EOI, pos) < 0:
+    if not _found_after(data, _JPEG_EOI, pos):
         raise _BadHeader("no EOI marker after the first scan (truncated?)")
     return ImageInfo(JPEG, height, width, components, adobe, "header")
+
+
+def _found_after(data: bytes | memoryview, marker: bytes, start: int) -> bool:
+    """Whether ``marker`` occurs in ``data`` at or after ``start`` (``rfind``, which a memoryview lacks).
+
+    A complete file ends with it (JPEG EOI; PNG IEND then its 4-byte CRC), so the end is checked
+    in place first; only otherwise is the rest searched (a copy, for a memoryview).
+    """
+    if isinstance(data, bytes):
+        return data.rfind(marker, start) >= 0
+    end = len(data)
+    for tail in (0, 4):
+        at = end - tail - len(marker)
+        if at >= start and data[at : end - tail] == marker:
+            return True
+    return bytes(data[start:]).rfind(marker) >= 0
 
 
 def _png_header(data: bytes) -> ImageInfo:
@@ -193,7 +209,7 @@ def _png_header(data: bytes) -> ImageInfo:
         raise _BadHeader(f"IHDR says {width}x{height}, bit depth {depth}, colour type {color_type}")
     if color_type == 3 and _png_has_trns(data):
         channels = 4
-    if data.rfind(b"IEND", 33) < 0:
+    if not _found_after(data, b"IEND", 33):
         raise _BadHeader("no IEND chunk (truncated?)")
     return ImageInfo(format=PNG, height=height, width=width, components=channels, adobe=False, source="header")
 

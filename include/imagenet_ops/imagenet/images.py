@@ -304,6 +304,10 @@ def list_val_images(source: str | Path, *, store: Any = None) -> list[ImageRef]:
     return _unique(refs, source, "validation image")
 
 
+def _truncated(ref: ImageRef, got: int) -> ArchiveError:
+    return ArchiveError(f"{ref.container}: {ref.relpath} is truncated ({got} of {ref.size} bytes at offset {ref.offset})")
+
+
 class ImageReader:
     """Reads :class:`ImageRef` bytes with one ``pread`` each, keeping a few containers open.
 
@@ -321,17 +325,38 @@ class ImageReader:
         if is_remote(ref.container):
             self.store = _need_store(self.store, ref.container)
             return self.store.read_range(ref.container, ref.offset, ref.size)
+        data = os.pread(self._fd(ref), ref.size, ref.offset)  # one syscall: no seek, no buffer refill past the image
+        if len(data) != ref.size:
+            raise _truncated(ref, len(data))
+        return data
+
+    def read_into(self, ref: ImageRef, buffer: memoryview) -> None:
+        """Read ``ref``'s bytes into ``buffer`` (``ref.size`` bytes long), for a caller that has a place for them.
+
+        A local file is read with one ``preadv`` straight into ``buffer``: no bytes object, no copy.
+        A remote one is read as :meth:`read` reads it, then copied in.
+
+        Raises:
+            ArchiveError: the container ends inside the image (names the container and the image).
+        """
+        if is_remote(ref.container):
+            data = self.read(ref)
+            if len(data) != ref.size:
+                raise _truncated(ref, len(data))
+            buffer[:] = data
+            return
+        got = os.preadv(self._fd(ref), (buffer,), ref.offset)
+        if got != ref.size:
+            raise _truncated(ref, got)
+
+    def _fd(self, ref: ImageRef) -> int:
+        """The descriptor of ``ref``'s local container, opened on first use (at most :attr:`max_open` at once)."""
         fh = self._open.get(ref.container)
         if fh is None:
             if len(self._open) >= self.max_open:
                 self._open.pop(next(iter(self._open))).close()
             fh = self._open[ref.container] = open(ref.container, "rb")  # noqa: SIM115 - closed in close()
-        data = os.pread(fh.fileno(), ref.size, ref.offset)  # one syscall: no seek, no buffer refill past the image
-        if len(data) != ref.size:
-            raise ArchiveError(
-                f"{ref.container}: {ref.relpath} is truncated ({len(data)} of {ref.size} bytes at offset {ref.offset})"
-            )
-        return data
+        return fh.fileno()
 
     def read_many(self, refs: Iterable[ImageRef]) -> Iterator[tuple[ImageRef, bytes]]:
         """``(ref, bytes)`` in the order given; remote reads overlap, local reads are sequential."""

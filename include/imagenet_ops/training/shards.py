@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from imagenet_ops.core.progress import Progress
+from imagenet_ops.core.uris import is_remote
 from imagenet_ops.imagenet.image_header import image_info, needs_conversion, to_rgb_jpeg
 from imagenet_ops.imagenet.image_verify import verify_image
 from imagenet_ops.imagenet.images import ImageReader, ImageRef
 from imagenet_ops.training.example import imagenet_example_parts
-from imagenet_ops.training.order import Shard
+from imagenet_ops.training.order import PlanItem, Shard
 from imagenet_ops.training.tfrecord import TFRecordWriter
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,51 @@ def image_name(ref: ImageRef) -> str:
     return ref.container if ref.container.endswith(ref.name) else f"{ref.container}: {ref.relpath}"
 
 
+def _write_record(writer: TFRecordWriter, item: PlanItem, data: bytes, *, split: str, verify: bool) -> int:
+    """Write one image's record from its bytes (fully decoded first with ``verify``); 1 if it was re-encoded, else 0."""
+    name = image_name(item.ref)
+    if verify:
+        verify_image(data, name=name)
+    converted = needs_conversion(item.ref.name, split=split)
+    if converted:
+        data = to_rgb_jpeg(data, name=name)
+    info = image_info(data, name=name)
+    writer.write_parts(
+        imagenet_example_parts(
+            encoded=data, height=info.height, width=info.width, label=item.label, synset=item.synset, filename=item.ref.name
+        )
+    )
+    return int(converted)
+
+
+def _write_in_place(writer: TFRecordWriter, reader: ImageReader, item: PlanItem, *, split: str) -> int:
+    """Write one image's record (header check only), its bytes read straight into the writer's buffer when they fit.
+
+    Same record as :func:`_write_record`, without the image's bytes object and its copy into the buffer.
+    """
+    ref = item.ref
+
+    def fill(image: memoryview) -> tuple[bytes, bytes]:
+        reader.read_into(ref, image)
+        info = image_info(image, name=image_name(ref))
+        head, _, tail = imagenet_example_parts(
+            encoded=image, height=info.height, width=info.width, label=item.label, synset=item.synset, filename=ref.name
+        )
+        return head, tail
+
+    if needs_conversion(ref.name, split=split) or not writer.write_filled(ref.size, fill):
+        return _write_record(writer, item, reader.read(ref), split=split, verify=False)
+    return 0
+
+
 def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | None = None, verify: bool = True) -> ShardResult:
     """Write one reference-format TFRecord shard into ``out_dir``, and its DALI index (:func:`dali_index_name`).
 
     Image bytes pass through unchanged, except the train PNG/CMYK files named in the reference,
     re-encoded as RGB JPEG quality 100. Height and width come from the image header.
     ``verify`` decodes every image fully first; ``False`` only for bytes known to be good (a tar
-    whose md5 matched the published one).
+    whose md5 matched the published one). Without ``verify``, images in local files are read
+    straight into the writer's buffer (:meth:`TFRecordWriter.write_filled`): same bytes, one copy fewer.
 
     Raises:
         ImageError: a file that is neither JPEG nor PNG, or (``verify``) one TensorFlow could not
@@ -96,25 +135,14 @@ def write_tfrecord_shard(*, shard: Shard, out_dir: Path, reader: ImageReader | N
     progress = Progress(f"shard {shard.name}", total=len(shard.items), unit="images", logger=log)
     try:
         with TFRecordWriter(tmp, index=tmp_index, size_hint=size_hint) as writer:
-            for item, (_, data) in zip(shard.items, reader.read_many(i.ref for i in shard.items), strict=True):
-                name = image_name(item.ref)
-                if verify:
-                    verify_image(data, name=name)
-                if needs_conversion(item.ref.name, split=shard.split):
-                    data = to_rgb_jpeg(data, name=name)
-                    converted += 1
-                info = image_info(data, name=name)
-                writer.write_parts(
-                    imagenet_example_parts(
-                        encoded=data,
-                        height=info.height,
-                        width=info.width,
-                        label=item.label,
-                        synset=item.synset,
-                        filename=item.ref.name,
-                    )
-                )
-                progress.update(1)
+            if not verify and not any(is_remote(i.ref.container) for i in shard.items[:1]):
+                for item in shard.items:  # local tars, header check only: each image is read into the writer's buffer
+                    converted += _write_in_place(writer, reader, item, split=shard.split)
+                    progress.update(1)
+            else:
+                for item, (_, data) in zip(shard.items, reader.read_many(i.ref for i in shard.items), strict=True):
+                    converted += _write_record(writer, item, data, split=shard.split, verify=verify)
+                    progress.update(1)
         os.replace(tmp_index, index)
         os.replace(tmp, out_dir / shard.name)
     finally:

@@ -4,8 +4,10 @@ The ImageNet converter's hot path: :func:`~imagenet_ops.training.example.imagene
 hand-encodes the 9-key record of the reference converter (re-exported here) and
 :class:`TFRecordWriter` frames it (u64 length, masked CRC-32C of the
 length, payload, masked CRC-32C of the payload; all little-endian). The CRC comes from the C
-extension of ``google-crc32c``. Output is byte-identical to TF's
-``Example.SerializeToString(deterministic=True)`` written by ``tf.io.TFRecordWriter``.
+extension of ``crc32c`` (ICRAR), which takes any buffer: the writer checksums a record where it
+lies in its buffer, so an image read straight into that buffer is never copied in user space.
+Output is byte-identical to TF's ``Example.SerializeToString(deterministic=True)`` written by
+``tf.io.TFRecordWriter``.
 
 :func:`iter_tfrecords` and :func:`tfrecord_index_lines` read the files back for verification and
 for DALI's ``tfrecord2idx`` index.
@@ -18,20 +20,24 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import IO, BinaryIO
-
-import google_crc32c
 
 from imagenet_ops.core.errors import ImagenetOpsError
 from imagenet_ops.training.example import encode_example, imagenet_example, imagenet_example_parts
 
-if google_crc32c.implementation != "c":  # the pure-Python fallback runs at ~11 MB/s
-    warnings.warn("google-crc32c has no C extension here: TFRecord writing will be very slow", RuntimeWarning, stacklevel=2)
+try:
+    import crc32c as _crc32c_module
+except ImportError as exc:  # pinned in requirements.txt; google-crc32c cannot stand in (it refuses memoryviews)
+    raise ImportError(
+        "imagenet_ops.training.tfrecord needs the crc32c package (pinned in requirements.txt): pip install crc32c==2.9.post0"
+    ) from exc
 
-_crc32c = google_crc32c.value
-_extend = google_crc32c.extend
+if not _crc32c_module.hardware_based:  # the software fallback is several times slower
+    warnings.warn("crc32c has no SSE4.2/ARMv8 CRC here: TFRecord writing will be slow", RuntimeWarning, stacklevel=2)
+
+_crc = _crc32c_module.crc32c  # _crc(data, crc=0): CRC-32C of any buffer (bytes, bytearray, memoryview), extending crc
 _U32 = struct.Struct("<I").pack
 _U64 = struct.Struct("<Q").pack
 _U64_LE = struct.Struct("<Q").unpack_from
@@ -45,9 +51,9 @@ class CorruptRecordError(ImagenetOpsError, ValueError):
     """A TFRecord file has a bad CRC or ends inside a record; the message names the file and byte offset."""
 
 
-def masked_crc32c(data: bytes) -> int:
+def masked_crc32c(data: bytes | memoryview) -> int:
     """CRC-32C (Castagnoli) of ``data``, masked the way TFRecord stores it."""
-    crc = _crc32c(data)
+    crc = _crc(data)
     return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -71,7 +77,7 @@ def frame_record(payload: bytes) -> bytes:
 
 _IOV_MAX = 1024  # Linux's limit on one writev's buffers (sysconf IOV_MAX)
 BUFFER_BYTES = 512 << 10
-"""Framed records are copied into one buffer of this size, written with one ``write`` when full.
+"""Framed records are gathered in one buffer of this size, written with one ``write`` when full.
 
 Fewer, larger writes cost the kernel less than one ``writev`` per record. The buffer is
 allocated once per file and reused: holding the records' own ``bytes`` until a flush instead
@@ -79,9 +85,16 @@ made the allocator return and re-fault ~20 pages per image. 512 KiB stays in a c
 with the image being copied; 4 MiB did not, and cost more CPU than one ``writev`` per record
 (``bench/training_data.py``, CLI marginal CPU per image).
 """
+HEAD_ROOM = 256
+"""Bytes :meth:`TFRecordWriter.write_filled` keeps before a record's middle for the frame header and the head.
+
+The ImageNet record's header and head take about 170; a record whose head does not fit is copied
+out and written like any other (correct, one copy slower).
+"""
+_TAIL_ROOM = 1024  # kept after the middle for the tail and payload CRC (an ImageNet tail is under 300 bytes)
 
 
-def _writev_all(fd: int, chunks: list[bytes]) -> None:
+def _writev_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
     """``os.writev`` every byte of ``chunks`` (at most :data:`_IOV_MAX` buffers per call; a short write is resumed)."""
     for at in range(0, len(chunks), _IOV_MAX):
         batch = chunks[at : at + _IOV_MAX]
@@ -118,8 +131,9 @@ class TFRecordWriter:
     ``records`` and ``bytes`` count what this writer wrote (framing included); :attr:`checksum`
     is the file's :func:`tfrecord_checksum`, kept while writing so nobody reads the file back.
 
-    Writing to a path, records are copied into a reused buffer of ``buffer_bytes`` and written
+    Writing to a path, records are gathered in a reused buffer of ``buffer_bytes`` and written
     with one ``write`` when it is full (a larger record goes out by itself with one ``writev``).
+    :meth:`write_filled` lets the caller read a record's large middle straight into that buffer.
     ``size_hint`` (the expected file size, e.g. from the plan) preallocates the file; it is
     truncated to the bytes written on close, so a wrong hint costs nothing but the reservation.
     ``index`` also writes DALI's ``tfrecord2idx`` index of the file to that path, line by line
@@ -147,6 +161,10 @@ class TFRecordWriter:
         self.bytes = 0
         self._crc = 0
         self._buffer = memoryview(bytearray(buffer_bytes)) if self._owned and buffer_bytes > 1 else None
+        # What the buffer holds for the file, in order: the finished runs, then [_run_start, _fill).
+        # write_filled may leave a gap before a record (the head room it did not need), so a run ends there.
+        self._runs: list[memoryview] = []
+        self._run_start = 0
         self._fill = 0
         self._preallocated = self._owned and size_hint > 0 and _preallocate(self._fh.fileno(), size_hint)
         self._index: IO[bytes] | None = open(index, "wb") if index is not None else None  # noqa: SIM115 - closed in close()
@@ -167,7 +185,7 @@ class TFRecordWriter:
         """Append one record holding ``payload`` (usually a serialized Example)."""
         self.write_parts((payload,))
 
-    def write_parts(self, parts: Sequence[bytes]) -> None:
+    def write_parts(self, parts: Sequence[bytes | memoryview]) -> None:
         """Append one record whose payload is ``b"".join(parts)``, without joining them.
 
         The payload CRC is extended over the parts; the frame is copied into the writer's buffer
@@ -176,7 +194,7 @@ class TFRecordWriter:
         length = sum(map(len, parts))
         crc = 0
         for part in parts:
-            crc = _extend(crc, part)
+            crc = _crc(part, crc)
         masked = (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
         head, foot = _frame_header(length), _U32(masked)
         size = length + FRAME_OVERHEAD
@@ -198,20 +216,70 @@ class TFRecordWriter:
             for part in parts:
                 self._fh.write(part)
             self._fh.write(foot)
+        self._written(head, foot, size)
+
+    def write_filled(self, size: int, fill: Callable[[memoryview], tuple[bytes, bytes]]) -> bool:
+        """Append one record ``head + middle + tail`` whose ``size``-byte middle ``fill`` writes into the buffer.
+
+        ``fill(middle)`` gets a writable view of the buffer where the middle goes, fills it (an
+        image read from its tar with one ``preadv``) and returns ``(head, tail)``; the view is
+        valid during the call only. The payload is then checksummed and written where it lies:
+        its middle is never copied in user space. If ``fill`` raises, nothing is written.
+
+        Returns:
+            ``False``, without calling ``fill``, when the record cannot go through the buffer
+            (a file passed in, ``buffer_bytes`` of 1, or a middle near the buffer's size):
+            write it with :meth:`write_parts` then.
+        """
+        buffer = self._buffer
+        if buffer is None or HEAD_ROOM + size + _TAIL_ROOM > len(buffer):
+            return False
+        if self._fill + HEAD_ROOM + size + _TAIL_ROOM > len(buffer):
+            self._flush()
+        at = self._fill + HEAD_ROOM
+        end = at + size
+        head, tail = fill(buffer[at:end])
+        start, stop = at - len(head) - 12, end + len(tail) + 4
+        if start < self._fill or stop > len(buffer):  # no room for this head or tail: write a copy as usual
+            self.write_parts((head, bytes(buffer[at:end]), tail))
+            return True
+        buffer[start + 12 : at] = head
+        buffer[end : stop - 4] = tail
+        crc = _crc(buffer[start + 12 : stop - 4])
+        header, foot = _frame_header(stop - start - FRAME_OVERHEAD), _U32((((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF)
+        buffer[start : start + 12] = header
+        buffer[stop - 4 : stop] = foot
+        if start != self._fill:  # a gap before this record: the buffer's current run ends
+            if self._fill > self._run_start:
+                self._runs.append(buffer[self._run_start : self._fill])
+            self._run_start = start
+        self._fill = stop
+        self._written(header, foot, stop - start)
+        return True
+
+    def _written(self, header: bytes, foot: bytes, size: int) -> None:
+        """Account for one record of ``size`` bytes (framing included): index line, file checksum, counts."""
         if self._index is not None:
             line = b"%d %d\n" % (self.bytes, size)
             self._index.write(line)
             self._index_sha.update(line)
             self.index_bytes += len(line)
-        self._crc = _extend(_extend(self._crc, head), foot)
+        self._crc = _crc(foot, _crc(header, self._crc))
         self.records += 1
         self.bytes += size
 
     def _flush(self) -> None:
-        if self._fill:
-            assert self._buffer is not None
-            _write_all(self._fh.fileno(), self._buffer[: self._fill])
-            self._fill = 0
+        buffer = self._buffer
+        if buffer is None:
+            return
+        if self._fill > self._run_start:
+            self._runs.append(buffer[self._run_start : self._fill])
+        if len(self._runs) == 1:
+            _write_all(self._fh.fileno(), self._runs[0])
+        elif self._runs:
+            _writev_all(self._fh.fileno(), self._runs)
+        self._runs = []
+        self._run_start = self._fill = 0
 
     def close(self) -> None:
         """Write what is buffered, and close the file if this writer opened it (and the index)."""
@@ -263,7 +331,7 @@ def tfrecord_checksum(path: str | os.PathLike[str]) -> str:
                 raise CorruptRecordError(f"{name}: truncated TFRecord at byte offset {offset}")
             if _U32_LE(footer)[0] != masked_crc32c(payload):
                 raise CorruptRecordError(f"{name}: corrupt TFRecord at byte offset {offset}: payload CRC mismatch")
-            crc = _extend(_extend(crc, head), footer)
+            crc = _crc(footer, _crc(head, crc))
             offset += length + FRAME_OVERHEAD
     return f"{CHECKSUM_KIND}:{crc:08x}"
 
