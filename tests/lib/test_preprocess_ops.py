@@ -108,6 +108,19 @@ def test_fast_vgg_is_independent_of_opencv_threads(images) -> None:
         assert pre.encode(data, "x").to_bytes() == threaded
 
 
+def test_the_pool_initializer_keeps_the_workers_heap(monkeypatch) -> None:
+    # Issue 15: a worker faulted ~100 fresh pages back in per image; its initializer now keeps the freed heap.
+    from imagenet_ops.core import heap
+
+    kept: list[bool] = []
+    monkeypatch.setattr(heap, "keep_freed_heap", lambda: kept.append(True) or True)
+    monkeypatch.setattr(ops, "_WORKER", {})
+    with ops.single_cv2_thread():
+        ops.worker_init(resolve_preprocess_config().as_dict(), None)
+    assert kept == [True]
+    assert isinstance(ops._WORKER["pre"], ops.Preprocessor)
+
+
 GENERIC_CASES = {
     "for.resnet50 (float32 means)": ({}, "_for.resnet50"),
     "for.resnet50 NHWC": ({}, "_for.resnet50,_NHWC"),

@@ -485,11 +485,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def worker_init(config: dict[str, Any], out_dir: str | None) -> None:
-    """Pool initializer: one OpenCV thread per process (the pool is the parallelism)."""
+    """Pool initializer: one OpenCV thread per process (the pool is the parallelism), and the
+    freed heap kept for the next image (:func:`imagenet_ops.core.heap.keep_freed_heap`)."""
     import cv2
 
+    from imagenet_ops.core.heap import keep_freed_heap
     from imagenet_ops.imagenet.images import ImageReader
 
+    keep_freed_heap()
     if cv2.getNumThreads() != 1:  # a fresh import; after a fork the parent already made it 1
         cv2.setNumThreads(1)
     _WORKER.update(pre=Preprocessor(PreprocessConfig.from_dict(config)), reader=ImageReader(), out_dir=out_dir)
