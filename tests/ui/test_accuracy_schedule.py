@@ -21,24 +21,24 @@ def _asset_runs(cluster) -> list[dict]:
     return [r for r in cluster.runs("imagenet_accuracy") if r["run_type"] == "asset_triggered"]
 
 
+def _publish_then_check(cluster, dag_id: str, conf: dict, before: set[str]) -> tuple[dict, dict[str, str]]:
+    """Run ``dag_id`` with ``conf``; the check its publish's Asset event triggers, once finished, and its task states."""
+    cluster.set_paused(dag_id, False)
+    run_id = cluster.trigger(dag_id, conf)
+    cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
+    new = cluster.wait(lambda: [r for r in _asset_runs(cluster) if r["dag_run_id"] not in before], 120, f"a check after {dag_id}")
+    check = cluster.wait_for_run("imagenet_accuracy", new[-1]["dag_run_id"], RUN_TIMEOUT)
+    before |= {r["dag_run_id"] for r in new}
+    return check, {t["task_id"]: t["state"] for t in cluster.task_instances("imagenet_accuracy", check["dag_run_id"])}
+
+
 def test_new_set_then_new_variant_each_trigger_a_check(cluster, dag_inputs):
     before = {r["dag_run_id"] for r in _asset_runs(cluster)}
     cluster.set_paused("imagenet_accuracy", False)
     try:
         set_sink, model_sink = cluster.sink("schedule", "imagenet_preprocessed"), cluster.sink("schedule", "resnet50_model")
         for dag_id, sink in (("imagenet_preprocessed", set_sink), ("resnet50_model", model_sink)):
-            cluster.set_paused(dag_id, False)
-            run_id = cluster.trigger(dag_id, {**dag_inputs.inputs[dag_id], "sink_uri": sink})
-            cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
-            # the publish's Asset event triggers a check
-            new = cluster.wait(
-                lambda b=set(before): [r for r in _asset_runs(cluster) if r["dag_run_id"] not in b],
-                120,
-                f"a check after {dag_id}",
-            )
-            check = cluster.wait_for_run("imagenet_accuracy", new[-1]["dag_run_id"], RUN_TIMEOUT)
-            before |= {r["dag_run_id"] for r in new}
-            states = {t["task_id"]: t["state"] for t in cluster.task_instances("imagenet_accuracy", check["dag_run_id"])}
+            check, states = _publish_then_check(cluster, dag_id, {**dag_inputs.inputs[dag_id], "sink_uri": sink}, before)
             if dag_id == "imagenet_preprocessed":
                 # no variant published yet in this cluster (the modules before publish none): nothing to pair
                 assert states["resolve"] == "skipped" and states.get("publish") == "skipped", states
@@ -64,16 +64,7 @@ def test_new_set_then_new_variant_each_trigger_a_check(cluster, dag_inputs):
         nhwc_sink = cluster.sink("schedule-nhwc", "imagenet_preprocessed")
         nhwc_conf = {**dag_inputs.inputs["imagenet_preprocessed"], "variations": "_NHWC", "sink_uri": nhwc_sink}
         for dag_id, conf in (("resnet50_model", tflite_conf), ("imagenet_preprocessed", nhwc_conf)):
-            run_id = cluster.trigger(dag_id, conf)
-            cluster.wait_for_run(dag_id, run_id, RUN_TIMEOUT)
-            new = cluster.wait(
-                lambda b=set(before): [r for r in _asset_runs(cluster) if r["dag_run_id"] not in b],
-                120,
-                f"a check after {dag_id} {conf['variations']}",
-            )
-            check = cluster.wait_for_run("imagenet_accuracy", new[-1]["dag_run_id"], RUN_TIMEOUT)
-            before |= {r["dag_run_id"] for r in new}
-            states = {t["task_id"]: t["state"] for t in cluster.task_instances("imagenet_accuracy", check["dag_run_id"])}
+            check, states = _publish_then_check(cluster, dag_id, conf, before)
             if dag_id == "resnet50_model":
                 assert check["state"] == "success" and states["resolve"] == "skipped", states  # nothing fits: no failure
                 log = cluster.task_log("imagenet_accuracy", check["dag_run_id"], "resolve")
