@@ -17,8 +17,9 @@ Inputs: ``model`` (a variant's folder, as ``resnet50_model`` publishes it) and `
 set's folder), local or ``s3://`` / ``gs://``. Empty: on an Asset-triggered run the artifact
 published last and the newest of the other that fits it (the run is skipped, not failed, when
 nothing fits, when that artifact is a calibration set, or until both exist); otherwise the
-default variant's folder and ``imagenet_preprocessed`` in the sink root. The DAG is scheduled on both artifacts'
-Assets, so a new variant or set triggers a check (paused until an operator unpauses it).
+default variant's folder and ``imagenet_preprocessed`` in the sink root. The DAG is scheduled on
+both artifacts' Assets, so a new variant or set triggers a check (paused until an operator
+unpauses it).
 
 Flow: resolve -> plan (both manifests, refusals, cache check) -> score (mapped over ``chunks``;
 progress with images/s and ETA) -> publish (``accuracy.json``, report, manifest; XCom: the env with

@@ -56,10 +56,7 @@ def newest_fitting(params: Mapping[str, Any], recent: Mapping[str, Sequence[tupl
     if given[MODEL_ARTIFACT] or given[PREPROCESSED_ARTIFACT]:
         last = MODEL_ARTIFACT if given[MODEL_ARTIFACT] else PREPROCESSED_ARTIFACT
     else:
-        stamps = {a: recent[a][0][1] for a in given}
-        newer_model = stamps[PREPROCESSED_ARTIFACT] is None or (
-            stamps[MODEL_ARTIFACT] is not None and stamps[MODEL_ARTIFACT] >= stamps[PREPROCESSED_ARTIFACT]
-        )
+        newer_model = recent[MODEL_ARTIFACT][0][1] >= recent[PREPROCESSED_ARTIFACT][0][1]  # the newest events' timestamps
         last = MODEL_ARTIFACT if newer_model else PREPROCESSED_ARTIFACT
     models, sets = found[MODEL_ARTIFACT], found[PREPROCESSED_ARTIFACT]
     conn_id = params.get("source_conn_id") or dag_helpers.sink_conn_id(models[0], params.get("conn_id"))

@@ -104,7 +104,31 @@ class JobOperator(MasksURLSecrets, BaseOperator):
         return store_from_connection(uris, self.job.get("source_conn_id") or self.job["conn_id"])
 
 
-class RunCleanupOperator(JobOperator):
+class JobTeardownOperator(JobOperator):
+    """A run's teardown over its job: runs whatever happened upstream, and does nothing without a job.
+
+    Subclasses implement :meth:`tear_down` and name in ``without_job`` what there is then not to undo.
+
+    :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
+    """
+
+    without_job = "nothing to undo"
+
+    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(job=job, **kwargs)
+
+    def execute(self, context: Any) -> None:
+        if not self.job or not self.job.get("sink_uri"):
+            self.log.info("No job (resolve did not finish): %s", self.without_job)
+            return
+        self.tear_down(context)
+
+    def tear_down(self, context: Any) -> None:
+        raise NotImplementedError
+
+
+class RunCleanupOperator(JobTeardownOperator):
     """Remove the run's staging area and this host's run folder; runs whatever happened upstream.
 
     Subclasses name their artifact's ``job_type`` and say in their docstring what was staged.
@@ -112,15 +136,10 @@ class RunCleanupOperator(JobOperator):
     :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
     """
 
-    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(job=job, **kwargs)
+    without_job = "nothing was staged"
 
-    def execute(self, context: Any) -> None:
+    def tear_down(self, context: Any) -> None:
         from imagenet_ops.core.staging import clean_up_run
 
-        if not self.job or not self.job.get("sink_uri"):
-            self.log.info("No job (resolve did not finish): nothing was staged")
-            return
         removed = clean_up_run(staging=self._staging(context), work_dir=self.job["work_dir"])
         self.log.info("Removed the run's staging area (%d staged file(s))", removed)

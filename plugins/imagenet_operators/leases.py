@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from imagenet_operators.job import JobOperator
+from imagenet_operators.job import JobOperator, JobTeardownOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -71,20 +71,13 @@ class LeasedJobOperator(JobOperator):
         cls.execute = execute  # type: ignore[method-assign]
 
 
-class ReleaseOutputLeaseOperator(JobOperator):
+class ReleaseOutputLeaseOperator(JobTeardownOperator):
     """Release the run's lease on the job's sink; runs after the last writer whatever its state.
 
     :param job: the job dict from the resolve task, ``None`` when resolve failed. (templated)
     """
 
-    template_fields: Sequence[str] = ("job",)
+    without_job = "no lease was taken"
 
-    def __init__(self, *, job: Mapping[str, Any] | None, **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(job=job, **kwargs)
-
-    def execute(self, context: Context) -> None:
-        if not self.job or not self.job.get("sink_uri"):
-            self.log.info("No job (resolve did not finish): no lease was taken")
-            return
+    def tear_down(self, context: Context) -> None:
         run_lease(self._sink(), context).release()

@@ -18,12 +18,17 @@ pytestmark = pytest.mark.slow
 RUN_TIMEOUT = 300
 
 
-def _wait_for(items: list, count: int, what: str, timeout: float = 60) -> list:
+def _wait_for(items: list, count: int, what: str, timeout: float = 60, *, mine=lambda item: True) -> list:
+    """The ``mine`` items of ``items`` (a list the receivers append to), once ``count`` of them arrived."""
+
+    def found() -> list:
+        return [item for item in list(items) if mine(item)]
+
     deadline = time.monotonic() + timeout
-    while len(items) < count and time.monotonic() < deadline:
+    while len(found()) < count and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert len(items) >= count, f"{what}: {len(items)} of {count} arrived within {timeout:.0f}s"
-    return items
+    assert len(found()) >= count, f"{what}: {len(found())} of {count} arrived within {timeout:.0f}s"
+    return found()
 
 
 def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag_inputs, notifications, smtp_server, webhook):
@@ -37,10 +42,15 @@ def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag
     assert finished and cluster.run("imagenet_aux", run_id)["state"] == "failed"
 
     [failed] = [t["task_id"] for t in cluster.task_instances("imagenet_aux", run_id) if t["state"] == "failed"]
+
     # Only this run's: other DAGs' runs in this cluster (Asset-triggered ones too) notify as they end.
-    ours = _Ours(received, lambda h: h["json"].get("run_id") == run_id)
-    ours_mail = _Ours(inbox.messages, lambda m: run_id in m["Subject"])
-    [hook] = _wait_for(ours, 1, "webhook calls")
+    def ours(hook: dict) -> bool:
+        return hook["json"].get("run_id") == run_id
+
+    def our_mail(mail) -> bool:
+        return run_id in mail["Subject"]
+
+    [hook] = _wait_for(received, 1, "webhook calls", mine=ours)
     facts = hook["json"]
     assert hook["path"] == "/hooks/imagenet" and hook["content_type"] == "application/json"
     assert {k: facts[k] for k in ("dag_id", "run_id", "task_id", "state")} == {
@@ -53,29 +63,14 @@ def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag
     assert facts["log_url"].startswith(f"{cluster.base}/dags/imagenet_aux/runs/") and f"/tasks/{failed}" in facts["log_url"]
     assert facts["text"].startswith(f"[imagenet_ops] FAILED: imagenet_aux run {run_id}, task {failed} (try 1)")  # Slack's field
 
-    [mail] = _wait_for(ours_mail, 1, "e-mails")
+    [mail] = _wait_for(inbox.messages, 1, "e-mails", mine=our_mail)
     assert (mail["From"], mail["To"]) == ("airflow@example.com", "ops@example.com")
     assert mail["Subject"].startswith("[imagenet_ops] FAILED: imagenet_aux run")
     body = mail.get_body(preferencelist=("html",)).get_content()
     assert "ChecksumMismatch" in body and facts["log_url"].replace("&", "&amp;") in body
     time.sleep(3)
-    assert len(ours) == 1 and len(ours_mail) == 1, "one notification per failure: none for the skipped tasks"
-
-
-class _Ours:
-    """The items of a list that a test's own run sent, read afresh each time (the list grows as they arrive)."""
-
-    def __init__(self, items: list, mine) -> None:
-        self.items, self.mine = items, mine
-
-    def _list(self) -> list:
-        return [item for item in list(self.items) if self.mine(item)]
-
-    def __len__(self) -> int:
-        return len(self._list())
-
-    def __iter__(self):
-        return iter(self._list())
+    hooks, mails = _wait_for(received, 1, "webhook calls", mine=ours), _wait_for(inbox.messages, 1, "e-mails", mine=our_mail)
+    assert len(hooks) == 1 and len(mails) == 1, "one notification per failure: none for the skipped tasks"
 
 
 def test_a_good_run_notifies_its_success_when_asked(cluster, dag_inputs, notifications, webhook):

@@ -490,22 +490,21 @@ def build_accuracy(
     plan = plan_pair(job, pair, sink=sink)
     if plan.hit:
         return cached_check(job, pair, sink=sink)
-    else:
-        scratch = Path(tempfile.mkdtemp(prefix="model-", dir=work_dir))
-        scores = [
-            score_rows(
-                pair,
-                chunk_rows(pair.data, i, job.chunks),
-                store=store,
-                batch=batch_size(job, pair.model),
-                threads=threads,
-                scratch=scratch,
-                what=f"score chunk {i}" if len(plan.chunks) > 1 else "score",
-                index=i,
-            )
-            for i in plan.chunks
-        ]
-        return publish_result(job, pair, scores, sink=sink, store=store, work_dir=work_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="model-", dir=work_dir))
+    scores = [
+        score_rows(
+            pair,
+            chunk_rows(pair.data, i, job.chunks),
+            store=store,
+            batch=batch_size(job, pair.model),
+            threads=threads,
+            scratch=scratch,
+            what=f"score chunk {i}" if len(plan.chunks) > 1 else "score",
+            index=i,
+        )
+        for i in plan.chunks
+    ]
+    return publish_result(job, pair, scores, sink=sink, store=store, work_dir=work_dir)
 
 
 __all__ = [

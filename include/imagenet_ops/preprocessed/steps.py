@@ -11,7 +11,8 @@ staging area in the sink (:class:`~imagenet_ops.core.staging.Staging`) and the j
 names those staged locations: the tar is then read in place on a local sink, by range through the
 ``ObjectStore`` on S3/GCS (never downloaded again), and the small list files are fetched into the
 reading step's own scratch. Each step's scratch is a temporary folder under the job's work dir,
-removed when the step ends; :func:`imagenet_ops.core.staging.clean_up_run` removes the staging area at the end of the run.
+removed when the step ends; :func:`imagenet_ops.core.staging.clean_up_run` removes the staging
+area at the end of the run.
 """
 
 from __future__ import annotations

@@ -51,10 +51,14 @@ class CorruptRecordError(ImagenetOpsError, ValueError):
     """A TFRecord file has a bad CRC or ends inside a record; the message names the file and byte offset."""
 
 
+def _mask(crc: int) -> int:
+    """A CRC-32C masked the way TFRecord stores it."""
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
 def masked_crc32c(data: bytes | memoryview) -> int:
     """CRC-32C (Castagnoli) of ``data``, masked the way TFRecord stores it."""
-    crc = _crc(data)
-    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+    return _mask(_crc(data))
 
 
 def _unmask(masked: int) -> int:
@@ -195,8 +199,7 @@ class TFRecordWriter:
         crc = 0
         for part in parts:
             crc = _crc(part, crc)
-        masked = (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
-        head, foot = _frame_header(length), _U32(masked)
+        head, foot = _frame_header(length), _U32(_mask(crc))
         size = length + FRAME_OVERHEAD
         buffer = self._buffer
         if buffer is not None and size <= len(buffer):
@@ -245,8 +248,8 @@ class TFRecordWriter:
             return True
         buffer[start + 12 : at] = head
         buffer[end : stop - 4] = tail
-        crc = _crc(buffer[start + 12 : stop - 4])
-        header, foot = _frame_header(stop - start - FRAME_OVERHEAD), _U32((((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF)
+        header = _frame_header(stop - start - FRAME_OVERHEAD)
+        foot = _U32(masked_crc32c(buffer[start + 12 : stop - 4]))
         buffer[start : start + 12] = header
         buffer[stop - 4 : stop] = foot
         if start != self._fill:  # a gap before this record: the buffer's current run ends
