@@ -74,13 +74,19 @@ def _encodings() -> list[tuple[str, bytes]]:
 
 @pytest.mark.parametrize(("label", "data"), _encodings(), ids=[label for label, _ in _encodings()])
 def test_the_verifying_decode_gives_imreads_pixels(label: str, data: bytes) -> None:
-    # Issue 15: a colour JPEG's pixels now come from the verifying Pillow decode, not a second OpenCV decode.
+    # Issue 15: a colour JPEG that is not plain gets its pixels from the verifying Pillow decode, not
+    # a second OpenCV decode; a plain one (tests/lib/test_plain_jpeg.py) from OpenCV alone.
     import io
 
     from PIL import Image
 
-    assert ops._same_as_opencv(Image.open(io.BytesIO(data)))  # the Pillow path is the one under test
-    assert np.array_equal(ops.decode_bgr(data, f"{label}.JPEG"), cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    from imagenet_ops.imagenet.image_verify import verify_image
+
+    imread = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert ops._same_as_opencv(Image.open(io.BytesIO(data)))
+    pillow = np.asarray(verify_image(data, name=f"{label}.JPEG", keep=ops._same_as_opencv))
+    assert np.array_equal(cv2.cvtColor(pillow, cv2.COLOR_RGB2BGR), imread)
+    assert np.array_equal(ops.decode_bgr(data, f"{label}.JPEG"), imread)
 
 
 @pytest.mark.parametrize("function", list(ref.REFERENCES))
@@ -174,6 +180,17 @@ def test_quantize_saturates() -> None:
     x = np.array([-300.0, -128.6, -0.4, 0.5, 126.5, 127.4, 1000.0], dtype=np.float32)
     assert ops.quantize_to_int8(x, 1.0, 0.0).tolist() == [-128, -128, 0, 1, 127, 127, 127]
     assert ops.int8_to_uint8(np.array([-128, 0, 127], dtype=np.int8)).tolist() == [0, 128, 255]
+
+
+@pytest.mark.parametrize("means", ["VGG_MEANS", "TFLITE_TPU_MEANS"])
+def test_opencvs_hwc_subtraction_gives_numpys_bits_for_every_pixel_value(means: str) -> None:
+    # Issue 15: the HWC mean subtraction moved from numpy's mixed-type broadcast to cv2.subtract.
+    values = getattr(ops, means)
+    every = np.stack([np.arange(256, dtype=np.uint8)] * 3, axis=-1).reshape(16, 16, 3)
+    expected = every.astype(np.float32)
+    expected -= values  # the reference: np.asarray(img, dtype="float32") then img -= means
+    got = ops._minus_hwc(every, values)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.tobytes() == expected.tobytes()
 
 
 def test_npy_header_is_np_saves() -> None:

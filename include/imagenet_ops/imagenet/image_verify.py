@@ -34,7 +34,9 @@ PNG: Pillow's ``verify()`` (every chunk CRC, up to IEND), then a full decode.
 
 A caller that needs the pixels anyway (the preprocessed sets) passes ``keep``: a JPEG it accepts
 by its header is then decoded once, at full size, and the verifying decode is also the one it
-uses (:func:`imagenet_ops.preprocessed.ops.decode_rgb`).
+uses (:func:`imagenet_ops.preprocessed.ops.decode_rgb`). For a plain JPEG (:func:`plain_jpeg`: one
+sequential scan ending at its EOI, nearly every ImageNet file) that caller needs no Pillow at all:
+``cv2.imdecode``, the decoder its reference uses, refuses exactly what the full verify refuses.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ _STOP = re.compile(rb"\xff[\xc0-\xcf\xd8-\xfe]")
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 # tensorflow/core/lib/jpeg/jpeg_mem.cc refuses output_height * output_width * num_components >= 2**29.
 TF_MAX_SAMPLES = 1 << 29
+# What a plain JPEG (:func:`plain_jpeg`) may hold before its scan: DHT, DQT, DRI, APPn and COM segments,
+# and one baseline or extended sequential Huffman frame.
+_PLAIN_SEGMENTS = frozenset({0xC4, 0xDB, 0xDD, 0xFE, *range(0xE0, 0xF0)})
+_SEQUENTIAL_SOF = frozenset({0xC0, 0xC1})
+# In scan data libjpeg passes over a stuffed FF 00, fill FFs and RSTn (benign even where no restart
+# interval is set); any other FF xx ends the scan.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def verify_image(data: bytes, *, name: str, keep: Callable[[Any], bool] | None = None) -> Any:
@@ -128,6 +137,48 @@ def jpeg_end_problem(data: bytes) -> str | None:
         if marker == _SOS:
             scans += 1
         pos = at + 2 + length
+
+
+def plain_jpeg(data: bytes, *, max_pixels: int) -> bool:
+    """Whether ``data`` is a JPEG any libjpeg decoder refuses exactly when :func:`verify_image` does,
+    provided the decoder fails on every fatal libjpeg error up to its last scan line.
+
+    Plain means: SOI, then marker segments each starting right where the last one ended (DHT, DQT,
+    DRI, APPn, COM and one baseline or extended sequential frame of 8-bit samples, 1, 3 or 4
+    components and at most ``max_pixels`` pixels, within TensorFlow's limit), then one scan whose
+    data holds no marker but RSTn before an EOI marker. All of such a file up to the end of its
+    scan is read while the scan lines are decoded, and what ``jpeg_finish_decompress`` reads after
+    it is RSTn markers, stray bytes (a warning) and the EOI: nothing there can fail. ``cv2.imdecode``
+    fails on every fatal error before its last scan line and ignores only those in
+    ``jpeg_finish_decompress`` (its ``JpegDecoder::readData`` sets its result before that call), so
+    for a plain JPEG its verdict is Pillow's full decode's; and an EOI after the one scan leaves
+    nothing for :func:`jpeg_end_problem` to find. Anything else (progressive and multi-scan files,
+    fill bytes or stray data between segments, any other marker in the scan) is not plain, and
+    gets the full verify. ``tests/lib/test_plain_jpeg.py`` checks both verdicts on damaged JPEGs.
+    """
+    n, pos, frame = len(data), 2, False
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker, length = data[pos + 1], data[pos + 2] << 8 | data[pos + 3]
+        end = pos + 2 + length
+        if length < 2 or end > n:
+            return False
+        if marker in _SEQUENTIAL_SOF:
+            if frame or length < 8:
+                return False
+            precision, components = data[pos + 4], data[pos + 9]
+            pixels = (data[pos + 5] << 8 | data[pos + 6]) * (data[pos + 7] << 8 | data[pos + 8])
+            if precision != 8 or components not in (1, 3, 4) or not 0 < pixels <= max_pixels:
+                return False
+            if pixels * components >= TF_MAX_SAMPLES:
+                return False
+            frame = True
+        elif marker == _SOS:
+            found = _SCAN_END.search(data, end)
+            return frame and found is not None and data[found.start() + 1] == _EOI
+        elif marker not in _PLAIN_SEGMENTS:
+            return False
+        pos = end
+    return False
 
 
 def _pillow_load(data: bytes, *, fmt: str, name: str, keep: Callable[[Any], bool] | None = None) -> Any:

@@ -3,16 +3,21 @@
 Every reference function gives the bytes MLPerf inference ``dataset.py`` + ``np.save`` give for
 the same file, by doing the same arithmetic in a cheaper order:
 
-* decode each image once, from bytes already in memory, and only after
-  :func:`imagenet_ops.imagenet.image_verify.verify_image` has decoded it fully (OpenCV returns the
-  rows it got even when libjpeg gave up with an error, so a JPEG corrupted mid-scan gave a garbage
-  output instead of a bad image). For a colour JPEG without an APP1 (EXIF) segment, that
-  verifying decode is the decode: Pillow's libjpeg-turbo decodes it at full size with the same
-  accurate integer IDCT, fancy upsampling and YCbCr conversion as OpenCV's, so its RGB pixels are
-  ``cv2.imread``'s in the other order (``tests/lib/test_preprocess_ops.py`` checks
-  :func:`decode_bgr` against ``cv2.imread``). Grayscale, CMYK and EXIF JPEGs (OpenCV turns an
-  image by its EXIF orientation, Pillow does not) and PNGs are verified, then decoded by
-  ``cv2.imdecode``, the decoder ``cv2.imread`` uses;
+* decode each image once, from bytes already in memory, and never without the checks of
+  :func:`imagenet_ops.imagenet.image_verify.verify_image` (OpenCV alone returns the rows it got
+  even when libjpeg gave up with an error after them, so a JPEG corrupted mid-scan gave a garbage
+  output instead of a bad image):
+
+  - a plain JPEG (:func:`~imagenet_ops.imagenet.image_verify.plain_jpeg`: one sequential scan that
+    ends at its EOI marker, nearly every ImageNet file) is decoded by ``cv2.imdecode`` straight to
+    RGB, the reference's own decoder, whose verdict on such a file is the full verify's;
+  - any other colour JPEG without an APP1 (EXIF) segment is verified by Pillow's full decode, and
+    that decode is the decode: Pillow's libjpeg-turbo uses the same accurate integer IDCT, fancy
+    upsampling and YCbCr conversion as OpenCV's, so its RGB pixels are ``cv2.imread``'s in the
+    other order (``tests/lib/test_preprocess_ops.py`` checks :func:`decode_bgr` against
+    ``cv2.imread``);
+  - the other grayscale, CMYK and EXIF JPEGs (OpenCV turns an image by its EXIF orientation,
+    Pillow does not) and PNGs are verified, then decoded by ``cv2.imdecode``;
 * resize in RGB order (``cvtColor`` and both resizes work per channel, so the order of the
   channels cannot change a value);
 * cast and subtract on the 224x224 crop only, straight into the output layout (C-contiguous);
@@ -112,9 +117,11 @@ def decode_rgb(data: bytes, name: str) -> np.ndarray:
     """
     import cv2
 
-    from imagenet_ops.imagenet.image_verify import verify_image
+    from imagenet_ops.imagenet.image_verify import plain_jpeg, verify_image
 
     check_complete(data, name)
+    if data.startswith(_JPEG_SOI) and plain_jpeg(data, max_pixels=_pillow_max_pixels()):
+        return _opencv_plain_decode(data, name)
     if data.startswith((_JPEG_SOI, _PNG_SIGNATURE)):  # anything else: OpenCV names what it cannot read
         # Regression (issue 10 item 4): a JPEG corrupted mid-scan became a garbage .npy, "0 bad".
         decoded = verify_image(data, name=name, keep=_same_as_opencv)
@@ -132,6 +139,31 @@ def decode_bgr(data: bytes, name: str) -> np.ndarray:
     import cv2
 
     return cv2.cvtColor(decode_rgb(data, name), cv2.COLOR_RGB2BGR)
+
+
+def _pillow_max_pixels() -> int:
+    """The pixels past which Pillow warns of a decompression bomb (a larger JPEG gets the full verify)."""
+    from PIL import Image
+
+    from imagenet_ops.imagenet.image_verify import TF_MAX_SAMPLES
+
+    return Image.MAX_IMAGE_PIXELS or TF_MAX_SAMPLES
+
+
+def _opencv_plain_decode(data: bytes, name: str) -> np.ndarray:
+    """``cv2.imdecode`` of a plain JPEG straight to RGB; its failure is the full verify's refusal
+    (:func:`imagenet_ops.imagenet.image_verify.plain_jpeg`)."""
+    import cv2
+
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+    except cv2.error as exc:
+        img, detail = None, " ".join(str(exc).split())[:200]
+    else:
+        detail = "libjpeg stopped on a fatal error"
+    if img is None:
+        raise ImageError(f"{name}: corrupt JPEG: a full decode fails ({detail}; {len(data)} bytes)")
+    return img
 
 
 def _opencv_decode(data: bytes, name: str) -> np.ndarray:
@@ -226,9 +258,15 @@ def _planar_minus(crop_rgb: np.ndarray, means_rgb: np.ndarray, nchw: bool) -> np
         for c in range(3):
             np.subtract(planes[c], means_rgb[c], out=out[c], dtype=np.float32)
         return out
-    out = np.empty((side, side, 3), dtype=np.float32)
-    np.subtract(crop_rgb, means_rgb, out=out, dtype=np.float32)
-    return out
+    return _minus_hwc(crop_rgb, means_rgb)
+
+
+def _minus_hwc(crop: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """float32(pixel) - mean per channel, HWC: OpenCV's subtraction in float32, 11x numpy's mixed-type
+    broadcast on 224x224x3 and the same bits (``tests/lib/test_preprocess_ops.py`` checks every value)."""
+    import cv2
+
+    return cv2.subtract(crop, (float(means[0]), float(means[1]), float(means[2]), 0.0), dtype=cv2.CV_32F)
 
 
 def pre_process_vgg(img_rgb: np.ndarray, *, nchw: bool, side: int = 224) -> np.ndarray:
@@ -262,9 +300,7 @@ def pre_process_imagenet_tflite_tpu(img_rgb: np.ndarray, *, nchw: bool = False, 
     import cv2
 
     crop = _resize_crop(img_rgb, side, 87.5, cv2.INTER_LINEAR)
-    out = np.empty((side, side, 3), dtype=np.float32)
-    np.subtract(crop[:, :, ::-1], TFLITE_TPU_MEANS, out=out, dtype=np.float32)
-    return out
+    return _minus_hwc(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), TFLITE_TPU_MEANS)
 
 
 def torchvision_resize_size(width: int, height: int, size: int = TORCH_RESIZE) -> tuple[int, int]:
