@@ -144,3 +144,46 @@ def test_pillow_set_to_hide_decode_errors_is_refused(monkeypatch) -> None:
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(ConfigError, match=r"x\.JPEG: cannot verify images while PIL\.ImageFile\.LOAD_TRUNCATED_IMAGES"):
         verify_image(base_images()["baseline"], name="x.JPEG")
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+_EMPTY_EXIF_XRESOLUTION = (  # ResolutionUnit 2, then XResolution as an ASCII string of one NUL
+    b"Exif\0\0MM\0*\0\0\0\x08\0\x02"
+    + struct.pack(">HHL4s", 0x0128, 3, 1, b"\0\x02\0\0")
+    + struct.pack(">HHL4s", 0x011A, 2, 1, b"\0\0\0\0")
+    + b"\0\0\0\0"
+)
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        _segment(0xE0, b"JFIF\0"),
+        _segment(0xEE, b"Adobe"),
+        _segment(0xE2, b"ICC_PROFILE\0\x01"),
+        _segment(0xED, b"Photoshop 3.0\x008BIM\x03\xed"),
+        _segment(0xE1, _EMPTY_EXIF_XRESOLUTION),
+    ],
+    ids=["short-jfif", "short-adobe", "icc-without-sequence", "cut-photoshop", "exif-empty-resolution"],
+)
+def test_appn_contents_only_pillows_parser_refuses_are_accepted_like_tensorflow_does(segment: bytes, tf_decodes) -> None:
+    # Found by a hostile review (issue 15): Pillow's header parser raised on these, libjpeg skips them.
+    from imagenet_ops.preprocessed.ops import decode_rgb
+
+    base = base_images()["baseline"]
+    data = base[:2] + segment + base[2:]
+    assert tf_decodes(data)
+    assert _verdict(data) is None
+    assert decode_rgb(data, "x.JPEG").shape == (375, 500, 3)
+
+
+def test_bytes_after_the_eoi_are_ignored_like_tensorflow_does(tf_decodes) -> None:
+    # Found by a hostile review (issue 15): an SOS marker in the trailing bytes read as a truncated scan.
+    from imagenet_ops.preprocessed.ops import decode_rgb
+
+    data = base_images()["baseline"] + b"\xff\xda\x00"
+    assert tf_decodes(data) and _verdict(data) is None
+    assert decode_rgb(data, "x.JPEG").shape == (375, 500, 3)

@@ -181,6 +181,42 @@ def plain_jpeg(data: bytes, *, max_pixels: int) -> bool:
     return False
 
 
+def _pillow_open(data: bytes, fmt: str) -> tuple[Any, bytes]:
+    """``Image.open`` and the bytes it opened: ``data``, or a JPEG's ``data`` without its APPn
+    segments when only those made Pillow fail.
+
+    Pillow's Python header parser raises on APPn contents libjpeg (and so TensorFlow and OpenCV)
+    skips or reads leniently: a 5-byte JFIF or Adobe segment, an ICC profile chunk without its
+    sequence bytes, a cut Photoshop resource, an EXIF resolution of an empty string.
+    """
+    from PIL import Image
+
+    try:
+        return Image.open(io.BytesIO(data), formats=(fmt,)), data
+    except Exception:
+        stripped = _without_appn(data) if fmt == "JPEG" else data
+        if stripped == data:
+            raise
+    return Image.open(io.BytesIO(stripped), formats=(fmt,)), stripped  # raises if the rest fails too
+
+
+def _without_appn(data: bytes) -> bytes:
+    """``data`` without its APPn segments before the first scan (unchanged if its segments do not
+    follow each other; what libjpeg does with APPn contents cannot make a decode fail)."""
+    n, pos, kept = len(data), 2, [data[:2]]
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker, end = data[pos + 1], pos + 2 + (data[pos + 2] << 8 | data[pos + 3])
+        if end > n:
+            return data
+        if marker == _SOS:
+            kept.append(data[pos:])
+            return b"".join(kept)
+        if not 0xE0 <= marker <= 0xEF:
+            kept.append(data[pos:end])
+        pos = end
+    return data
+
+
 def _pillow_load(data: bytes, *, fmt: str, name: str, keep: Callable[[Any], bool] | None = None) -> Any:
     """Decode all of ``data`` with Pillow in one pass; errors become :class:`ImageError` naming ``name``.
 
@@ -201,7 +237,9 @@ def _pillow_load(data: bytes, *, fmt: str, name: str, keep: Callable[[Any], bool
         if fmt == "PNG":
             with Image.open(io.BytesIO(data), formats=(fmt,)) as im:
                 im.verify()  # chunk CRCs up to IEND; load() does not check the image data's
-        im = Image.open(io.BytesIO(data), formats=(fmt,))
+        im, opened = _pillow_open(data, fmt)
+        if opened is not data:  # only Pillow's parser of APPn contents refused it: verify the rest, never keep
+            data, keep = opened, None
         kept = keep is not None and keep(im)
         if fmt == "JPEG" and not kept:
             # libjpeg's 1/8 scale: every coefficient is still entropy-decoded (where corrupt data

@@ -87,6 +87,10 @@ def check_complete(data: bytes, name: str) -> None:
     if data.startswith(_JPEG_SOI):
         if data.rstrip(b"\0\n\r ")[-2:] == _JPEG_EOI:
             return  # the usual case: the file ends with its end-of-image marker
+        from imagenet_ops.imagenet.image_verify import jpeg_end_problem
+
+        if jpeg_end_problem(data) is None:
+            return  # reading ends at an EOI inside the data: decoders ignore what follows it
         sos = data.rfind(_JPEG_SOS)
         if sos < 0:
             raise ImageError(f"{name}: corrupt JPEG: no scan data (SOS marker) in {len(data)} bytes")
