@@ -112,19 +112,21 @@ def _same_as_opencv(image: Any) -> bool:
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
     """Decode like ``cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)``: 3-channel RGB uint8.
 
-    The bytes are verified by a full decode first (what TensorFlow's ``decode_jpeg`` refuses is
-    refused here, see :mod:`imagenet_ops.imagenet.image_verify`); for most JPEGs that decode gives
-    the pixels (see the module docstring).
+    What TensorFlow's ``decode_jpeg`` refuses is refused here (:mod:`imagenet_ops.imagenet.image_verify`):
+    a plain JPEG by OpenCV's own decode, anything else by Pillow's full decode first, which for most
+    colour JPEGs gives the pixels (see the module docstring).
 
     Raises:
         ImageError: empty, truncated, corrupt or undecodable data (the message names the image).
     """
     import cv2
+    from PIL import Image
 
-    from imagenet_ops.imagenet.image_verify import plain_jpeg, verify_image
+    from imagenet_ops.imagenet.image_verify import TF_MAX_SAMPLES, plain_jpeg, verify_image
 
     check_complete(data, name)
-    if data.startswith(_JPEG_SOI) and plain_jpeg(data, max_pixels=_pillow_max_pixels()):
+    # Past Pillow's decompression-bomb warning a JPEG gets the full verify.
+    if data.startswith(_JPEG_SOI) and plain_jpeg(data, max_pixels=Image.MAX_IMAGE_PIXELS or TF_MAX_SAMPLES):
         return _opencv_plain_decode(data, name)
     if data.startswith((_JPEG_SOI, _PNG_SIGNATURE)):  # anything else: OpenCV names what it cannot read
         # Regression (issue 10 item 4): a JPEG corrupted mid-scan became a garbage .npy, "0 bad".
@@ -143,15 +145,6 @@ def decode_bgr(data: bytes, name: str) -> np.ndarray:
     import cv2
 
     return cv2.cvtColor(decode_rgb(data, name), cv2.COLOR_RGB2BGR)
-
-
-def _pillow_max_pixels() -> int:
-    """The pixels past which Pillow warns of a decompression bomb (a larger JPEG gets the full verify)."""
-    from PIL import Image
-
-    from imagenet_ops.imagenet.image_verify import TF_MAX_SAMPLES
-
-    return Image.MAX_IMAGE_PIXELS or TF_MAX_SAMPLES
 
 
 def _opencv_plain_decode(data: bytes, name: str) -> np.ndarray:
