@@ -13,12 +13,13 @@ import cv2
 import numpy as np
 import pytest
 from jpeg_damage import base_images, damage_cases, scan_start, stray_marker, truncated_then_eoi
+from PIL import Image
 
 from imagenet_ops.core.errors import ImageError
 from imagenet_ops.imagenet.image_verify import TF_MAX_SAMPLES, plain_jpeg, verify_image
 from imagenet_ops.preprocessed import ops
 
-LIMIT = 89_478_485  # Pillow's MAX_IMAGE_PIXELS
+LIMIT = Image.MAX_IMAGE_PIXELS  # what decode_rgb passes: past it Pillow warns of a decompression bomb
 
 
 def _refusal(call, data: bytes) -> str | None:

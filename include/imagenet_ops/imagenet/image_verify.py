@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from imagenet_ops.core.errors import ConfigError, ImageError
@@ -156,11 +156,10 @@ def plain_jpeg(data: bytes, *, max_pixels: int) -> bool:
     fill bytes or stray data between segments, any other marker in the scan) is not plain, and
     gets the full verify. ``tests/lib/test_plain_jpeg.py`` checks both verdicts on damaged JPEGs.
     """
-    n, pos, frame = len(data), 2, False
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker, length = data[pos + 1], data[pos + 2] << 8 | data[pos + 3]
-        end = pos + 2 + length
-        if length < 2 or end > n:
+    frame = False
+    for marker, pos, end in _header_segments(data):
+        length = end - pos - 2
+        if length < 2:
             return False
         if marker in _SEQUENTIAL_SOF:
             if frame or length < 8:
@@ -177,8 +176,21 @@ def plain_jpeg(data: bytes, *, max_pixels: int) -> bool:
             return frame and found is not None and data[found.start() + 1] == _EOI
         elif marker not in _PLAIN_SEGMENTS:
             return False
-        pos = end
     return False
+
+
+def _header_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(marker, start, end)`` of each marker segment after the SOI while each starts right where
+    the last one ended and fits in ``data``; the last one yielded may be the first SOS."""
+    n, pos = len(data), 2
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker, end = data[pos + 1], pos + 2 + (data[pos + 2] << 8 | data[pos + 3])
+        if end > n:
+            return
+        yield marker, pos, end
+        if marker == _SOS:
+            return
+        pos = end
 
 
 def _pillow_open(data: bytes, fmt: str) -> tuple[Any, bytes]:
@@ -203,17 +215,13 @@ def _pillow_open(data: bytes, fmt: str) -> tuple[Any, bytes]:
 def _without_appn(data: bytes) -> bytes:
     """``data`` without its APPn segments before the first scan (unchanged if its segments do not
     follow each other; what libjpeg does with APPn contents cannot make a decode fail)."""
-    n, pos, kept = len(data), 2, [data[:2]]
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker, end = data[pos + 1], pos + 2 + (data[pos + 2] << 8 | data[pos + 3])
-        if end > n:
-            return data
+    kept = [data[:2]]
+    for marker, pos, end in _header_segments(data):
         if marker == _SOS:
             kept.append(data[pos:])
             return b"".join(kept)
         if not 0xE0 <= marker <= 0xEF:
             kept.append(data[pos:end])
-        pos = end
     return data
 
 
