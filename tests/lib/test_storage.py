@@ -224,6 +224,20 @@ def test_unwritable_local_sink_is_a_storage_error(tmp_path: Path, local_dir: Pat
         publish(open_sink(str(blocker / "sub")), local_dir)
 
 
+def test_a_failed_upload_stops_the_publish_and_starts_no_more_uploads(tmp_path: Path, local_dir: Path) -> None:
+    # Regression: after one upload failed the pool still ran every queued upload (a full disk was
+    # written to until the last file), and the run failed only once all had been tried.
+    root = tmp_path / "sink"
+    (root / "synsets.txt").mkdir(parents=True)  # the second file in order cannot replace a folder
+    sink = RecordingSink(open_sink(str(root)))
+
+    with pytest.raises(StorageError, match=rf"sink {re.escape(str(root))}: cannot write {re.escape(str(root))}/synsets\.txt"):
+        publish(sink, local_dir, workers=1)
+
+    assert [key for _, op, key in sink.writes() if op == "put_file"] == ["sub/mean.bin", "sub/mean.bin", "synsets.txt"]
+    assert not (root / "val.txt").exists() and not (root / MANIFEST_NAME).exists()
+
+
 S3_OPS = {
     "put_file": lambda sink, f: sink.put_file(f, "k"),
     "put_bytes": lambda sink, f: sink.put_bytes(b"x", "k"),

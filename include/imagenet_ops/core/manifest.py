@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from imagenet_ops import VERSION
 from imagenet_ops.core.digests import file_digests
+from imagenet_ops.core.errors import DiskFullError
 from imagenet_ops.core.lineage import artifact_uri
 from imagenet_ops.core.progress import Progress, human_bytes
 from imagenet_ops.core.redact import redact_values
@@ -138,8 +140,7 @@ def publish_dir(
         sink.put_file(local_dir / entry["path"], entry["path"])
         progress.update(entry["size"])
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(upload, entries))
+    _run_until_failure(upload, entries, workers=workers)
     for key, data in sorted(extra.items()):
         sink.put_bytes(data, key)
 
@@ -153,6 +154,31 @@ def publish_dir(
         previous=existing,
         report=report,
     )
+
+
+def _run_until_failure(fn: Callable[[Any], None], items: Iterable[Any], *, workers: int) -> None:
+    """``fn`` on every item, ``workers`` at a time; after the first failure, nothing more starts.
+
+    Of several failures, a full disk is raised as the one that measured the least free space: the
+    other writers' cleanups free space, and the least figure was taken before any of them ran.
+    """
+    failed = threading.Event()
+
+    def run(item: Any) -> None:
+        if failed.is_set():
+            return
+        try:
+            fn(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(run, item) for item in items]
+    failures = [e for e in (f.exception() for f in futures) if e is not None]
+    if failures:
+        full = [e for e in failures if isinstance(e, DiskFullError) and e.free is not None]
+        raise min(full, key=lambda e: e.free) if full else failures[0]
 
 
 def write_manifest(
