@@ -81,7 +81,7 @@ def test_a_good_run_notifies_its_success_when_asked(cluster, dag_inputs, notific
     conf = {**dag_inputs.inputs["imagenet_aux"], "sink_uri": cluster.sink("notify-success", "imagenet_aux")}
     run_id = cluster.trigger("imagenet_aux", conf)
     cluster.wait_for_run("imagenet_aux", run_id, RUN_TIMEOUT)
-    _wait_for(received, 1, "the success webhook")
+    _wait_for(received, 1, "the success webhook", mine=lambda hook: hook["json"].get("run_id") == run_id)
     time.sleep(3)
     ours = [h["json"] for h in received if h["json"].get("run_id") == run_id]
     assert [(h.get("dag_id"), h.get("state")) for h in ours] == [("imagenet_aux", "success")], received
