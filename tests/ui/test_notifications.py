@@ -31,6 +31,11 @@ def _wait_for(items: list, count: int, what: str, timeout: float = 60, *, mine=l
     return found()
 
 
+def _of_run(run_id: str):
+    """Whether a webhook call is this run's: other DAGs' runs in this cluster (Asset-triggered ones too) notify as they end."""
+    return lambda hook: hook["json"].get("run_id") == run_id
+
+
 def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag_inputs, notifications, smtp_server, webhook):
     _, inbox = smtp_server
     received = webhook.received
@@ -43,9 +48,7 @@ def test_a_failed_run_sends_one_mail_and_one_webhook_with_its_facts(cluster, dag
 
     [failed] = [t["task_id"] for t in cluster.task_instances("imagenet_aux", run_id) if t["state"] == "failed"]
 
-    # Only this run's: other DAGs' runs in this cluster (Asset-triggered ones too) notify as they end.
-    def ours(hook: dict) -> bool:
-        return hook["json"].get("run_id") == run_id
+    ours = _of_run(run_id)
 
     def our_mail(mail) -> bool:
         return run_id in mail["Subject"]
@@ -81,8 +84,9 @@ def test_a_good_run_notifies_its_success_when_asked(cluster, dag_inputs, notific
     conf = {**dag_inputs.inputs["imagenet_aux"], "sink_uri": cluster.sink("notify-success", "imagenet_aux")}
     run_id = cluster.trigger("imagenet_aux", conf)
     cluster.wait_for_run("imagenet_aux", run_id, RUN_TIMEOUT)
-    _wait_for(received, 1, "the success webhook", mine=lambda hook: hook["json"].get("run_id") == run_id)
+    of_run = _of_run(run_id)
+    _wait_for(received, 1, "the success webhook", mine=of_run)
     time.sleep(3)
-    ours = [h["json"] for h in received if h["json"].get("run_id") == run_id]
+    ours = [h["json"] for h in received if of_run(h)]
     assert [(h.get("dag_id"), h.get("state")) for h in ours] == [("imagenet_aux", "success")], received
     assert "task_id" not in ours[0] and ours[0]["text"] == f"[imagenet_ops] SUCCESS: imagenet_aux run {run_id}"
